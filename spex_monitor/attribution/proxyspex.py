@@ -1,0 +1,290 @@
+"""ProxySPEX: explain a value function through a gradient-boosted proxy fitted on random masks.
+
+Pipeline (one LightGBM fit, no hyper-parameter grid):
+
+1. sample uniformly random masks, evaluate them through the budgeted oracle; a slice is held out and
+   only ever used to measure ``faithfulness``;
+2. fit LightGBM on the rest, with early stopping on an inner validation split;
+3. read the *exact* Fourier coefficients of the whole ensemble (:mod:`.trees`);
+4. rank candidate terms by |coefficient| (terms of a warm-start prior support first), choose how many to
+   keep on the validation split, and refit them by ridge least squares on the measured masks;
+5. report held-out R², then refit once more on every measured mask.
+
+When the budget covers all ``2^n`` masks the exact transform is used instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from . import fourier as _fourier
+from .bruteforce import MAX_BRUTE_FORCE_FEATURES
+from .bruteforce import fourier_transform as _exact_fourier
+from .errors import BudgetTooSmallError
+from .interactions import Interactions
+from .masks import all_masks, uniform_masks
+from .metrics import r2_score
+from .oracle import MaskOracle, ProgressCallback, ValueFunction
+from .regression import fit_ridge, prefix_grid, select_prefix
+from .trees import ensemble_fourier
+
+MIN_BUDGET = 40
+
+
+def _check_common(budget: int, max_order: int, n_features: int) -> None:
+    if not isinstance(n_features, int | np.integer) or n_features < 1:
+        raise ValueError(f"n_features must be a positive int, got {n_features!r}")
+    if not isinstance(budget, int | np.integer) or budget < 1:
+        raise ValueError(f"budget must be a positive int, got {budget!r}")
+    if not isinstance(max_order, int | np.integer) or max_order < 1:
+        raise ValueError(f"max_order must be a positive int, got {max_order!r}")
+
+
+@dataclass
+class ProxySPEX:
+    """Budget-limited ProxySPEX (the default engine).
+
+    Args:
+        budget: hard cap on ``value_fn`` rows (model inferences).
+        max_order: highest interaction order reported.
+        seed: seeds mask sampling and LightGBM; the same seed gives the same result.
+        batch_size: rows per ``value_fn`` call (``None`` = one call per design stage).
+        holdout_fraction: share of the budget held out to measure faithfulness (10 % by default,
+            between 16 and 500 rows).
+        max_terms: upper bound on terms kept (default: chosen on validation, at most a third of the
+            training masks).
+        prior_support: warm start, e.g. the monitor's baseline support: these terms are always candidates.
+        progress: ``progress(inferences_used, budget)`` after every batch.
+        rounds: proxy rounds; each later round fits a fresh booster to the residual of the current
+            sparse fit, so interactions masked by stronger ones surface (stops early when a round adds
+            nothing).
+        n_jobs: LightGBM threads. 1 by default so a sidecar never competes with the serving process for
+            cores (and parallel test workers do not oversubscribe OpenMP); raise it for offline work.
+        lgbm_params: overrides for the LightGBM parameters chosen by :meth:`booster_params`.
+    """
+
+    budget: int = 2000
+    max_order: int = 4
+    seed: int | None = 0
+    batch_size: int | None = None
+    holdout_fraction: float = 0.1
+    max_terms: int | None = None
+    prior_support: Iterable[tuple[int, ...]] | None = None
+    progress: ProgressCallback | None = None
+    lgbm_params: dict[str, Any] | None = field(default=None)
+    rounds: int = 3
+    n_jobs: int = 1
+
+    def explain(self, value_fn: ValueFunction, n_features: int) -> Interactions:
+        _check_common(self.budget, self.max_order, n_features)
+        if not 0.0 <= self.holdout_fraction < 0.5:
+            raise ValueError(f"holdout_fraction must be in [0, 0.5), got {self.holdout_fraction}")
+        started = time.perf_counter()
+        rng = np.random.default_rng(self.seed)
+        oracle = MaskOracle(value_fn, n_features, self.budget, self.batch_size, self.progress)
+        max_order = min(self.max_order, n_features)
+
+        if n_features <= MAX_BRUTE_FORCE_FEATURES and 2**n_features <= self.budget:
+            return self._explain_exhaustive(oracle, n_features, max_order, started)
+        if self.budget < MIN_BUDGET:
+            raise BudgetTooSmallError("ProxySPEX", self.budget, MIN_BUDGET, "or 2^n_features for exact")
+
+        n_holdout = 0
+        if self.holdout_fraction > 0:
+            n_holdout = int(np.clip(round(self.holdout_fraction * self.budget), 16, 500))
+        n_train = self.budget - n_holdout
+        masks = uniform_masks(n_features, self.budget, rng)
+        values = oracle(masks)
+        train_x, train_y = masks[:n_train], values[:n_train]
+        hold_x, hold_y = masks[n_train:], values[n_train:]
+
+        n_val = max(8, int(0.2 * n_train))
+        fit_x, fit_y = train_x[: n_train - n_val], train_y[: n_train - n_val]
+        val_x, val_y = train_x[n_train - n_val :], train_y[n_train - n_val :]
+
+        support: list[tuple[int, ...]] = [()]
+        cap = self.max_terms or max(4, n_train // 3)
+        fit_seconds = extract_seconds = refit_seconds = 0.0
+        trees = 0
+        candidates_seen = 0
+        selection_scores: list[dict[int, float]] = []
+        resid_fit, resid_val = fit_y, val_y
+        for round_index in range(self.rounds):
+            t_fit = time.perf_counter()
+            booster = self._fit_booster(fit_x, resid_fit, val_x, resid_val, n_features, n_train, max_order)
+            fit_seconds += time.perf_counter() - t_fit
+            trees += booster.num_trees()
+
+            t_extract = time.perf_counter()
+            grouped = ensemble_fourier(booster.model_to_string(), n_features, max_order)
+            prior = self.prior_support if round_index == 0 else None
+            candidates = self._rank_candidates(grouped, n_features, prior, exclude=set(support))
+            candidates_seen += len(candidates)
+            extract_seconds += time.perf_counter() - t_extract
+            if not candidates:
+                break
+
+            t_refit = time.perf_counter()
+            pool = support + candidates[: max(0, cap - len(support))]
+            x_fit = _fourier.design_matrix(pool, fit_x)
+            x_val = _fourier.design_matrix(pool, val_x)
+            sizes = prefix_grid(len(pool), min_size=len(support))
+            selection = select_prefix(x_fit, fit_y, x_val, val_y, sizes)
+            selection_scores.append(selection.validation_r2)
+            grew = selection.size > len(support)
+            support = pool[: selection.size]
+            w = fit_ridge(x_fit[:, : selection.size], fit_y)
+            resid_fit = fit_y - x_fit[:, : selection.size] @ w
+            resid_val = val_y - x_val[:, : selection.size] @ w
+            refit_seconds += time.perf_counter() - t_refit
+            if not grew:
+                break
+
+        t_refit = time.perf_counter()
+        x_train = _fourier.design_matrix(support, train_x)
+        coef = fit_ridge(x_train, train_y)
+        faithfulness = float("nan")
+        if n_holdout:
+            x_hold = _fourier.design_matrix(support, hold_x)
+            faithfulness = r2_score(hold_y, x_hold @ coef)
+            coef = fit_ridge(np.concatenate([x_train, x_hold]), values)
+        refit_seconds += time.perf_counter() - t_refit
+
+        terms = {key: float(c) for key, c in zip(support, coef, strict=True) if key == () or c != 0.0}
+        total = time.perf_counter() - started
+        return Interactions(
+            fourier=terms,
+            n_features=n_features,
+            faithfulness=faithfulness,
+            inferences_used=oracle.used,
+            method="ProxySPEX",
+            details={
+                "trees": trees,
+                "candidates": candidates_seen,
+                "terms_kept": len(terms),
+                "validation_r2": selection_scores,
+                "holdout_masks": n_holdout,
+                "seconds_total": total,
+                "seconds_value_fn": oracle.value_fn_seconds,
+                "seconds_overhead": total - oracle.value_fn_seconds,
+                "seconds_fit": fit_seconds,
+                "seconds_extract": extract_seconds,
+                "seconds_refit": refit_seconds,
+            },
+        )
+
+    def _fit_booster(
+        self,
+        fit_x: np.ndarray,
+        fit_y: np.ndarray,
+        val_x: np.ndarray,
+        val_y: np.ndarray,
+        n_features: int,
+        n_train: int,
+        max_order: int,
+    ) -> lgb.Booster:
+        params = self.booster_params(n_features, n_train, max_order)
+        rounds = params.pop("num_boost_round")
+        patience = params.pop("early_stopping_rounds")
+        return lgb.train(
+            params,
+            lgb.Dataset(fit_x.astype(np.float32), fit_y, free_raw_data=True),
+            num_boost_round=rounds,
+            valid_sets=[lgb.Dataset(val_x.astype(np.float32), val_y)],
+            callbacks=[lgb.early_stopping(patience, verbose=False)],
+        )
+
+    def booster_params(self, n_features: int, n_train: int, max_order: int) -> dict[str, Any]:
+        """LightGBM parameters from a cheap rule (no grid search).
+
+        Depth ``max_order + 1`` lets a tree represent every product of up to ``max_order`` features plus one
+        split of slack; shallow, slightly regularised trees with early stopping keep the proxy from chasing
+        noise.
+        """
+        depth = min(3, max_order)
+        params: dict[str, Any] = {
+            "objective": "regression",
+            "learning_rate": 0.1,
+            "max_depth": depth,
+            "num_leaves": min(2**depth, 64),
+            "min_data_in_leaf": max(3, n_train // 400),
+            "min_sum_hessian_in_leaf": 0.0,
+            "lambda_l2": 1e-3,
+            "feature_fraction": 1.0,
+            "bagging_fraction": 1.0,
+            "max_bin": 2,
+            "min_data_in_bin": 1,
+            "use_missing": False,
+            "verbose": -1,
+            "deterministic": True,
+            "force_col_wise": True,
+            "seed": 0 if self.seed is None else int(self.seed),
+            "num_threads": self.n_jobs,
+            "num_boost_round": 1000,
+            "early_stopping_rounds": 40,
+        }
+        if self.lgbm_params:
+            params.update(self.lgbm_params)
+        return params
+
+    def _rank_candidates(
+        self,
+        grouped: _fourier.Grouped,
+        n_features: int,
+        prior: Iterable[tuple[int, ...]] | None,
+        exclude: set[tuple[int, ...]],
+    ) -> list[tuple[int, ...]]:
+        keys: list[tuple[int, ...]] = []
+        mags: list[np.ndarray] = []
+        for order, (idx, coef) in grouped.items():
+            if order == 0:
+                continue
+            keys.extend(map(tuple, idx.tolist()))
+            mags.append(np.abs(coef))
+        ranked: list[tuple[int, ...]] = []
+        seen: set[tuple[int, ...]] = set(exclude)
+        for key in prior or ():
+            normalized = tuple(sorted(int(i) for i in key))
+            if not normalized or normalized in seen:
+                continue
+            if normalized[-1] >= n_features or normalized[0] < 0 or len(normalized) > self.max_order:
+                continue
+            ranked.append(normalized)
+            seen.add(normalized)
+        if mags:
+            order_idx = np.argsort(-np.concatenate(mags), kind="stable")
+            for i in order_idx.tolist():
+                key = keys[i]
+                if key not in seen:
+                    ranked.append(key)
+                    seen.add(key)
+        return ranked
+
+    def _explain_exhaustive(
+        self, oracle: MaskOracle, n_features: int, max_order: int, started: float
+    ) -> Interactions:
+        masks = all_masks(n_features)
+        values = oracle(masks)
+        full = _exact_fourier(values)
+        terms = {k: v for k, v in full.items() if len(k) <= max_order}
+        predicted = _fourier.evaluate(_fourier.group_by_order(terms), masks)
+        total = time.perf_counter() - started
+        return Interactions(
+            fourier=terms,
+            n_features=n_features,
+            # Every mask was measured: this is the exact population R² of the order truncation.
+            faithfulness=r2_score(values, predicted),
+            inferences_used=oracle.used,
+            method="ProxySPEX(exhaustive)",
+            details={"seconds_total": total, "seconds_value_fn": oracle.value_fn_seconds,
+                     "seconds_overhead": total - oracle.value_fn_seconds},
+        )
+
+
+ExplainFn = Callable[[ValueFunction, int], Interactions]

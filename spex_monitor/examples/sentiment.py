@@ -1,0 +1,86 @@
+"""A small, real sentiment model trained in about a second on a generated corpus.
+
+The corpus has negation ("not good" flips), contrast ("X but Y": the clause after "but" dominates) and
+intensifiers, so a correct model *must* use word interactions. Used by the demo and tests; the embedded
+transformer model of the lenses work replaces it in the sidecar demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+
+POSITIVE = ["good", "great", "excellent", "wonderful", "fun", "brilliant"]
+NEGATIVE = ["bad", "awful", "boring", "terrible", "dull", "weak"]
+SUBJECTS = ["the movie", "the plot", "the acting", "the music", "the ending", "the cast"]
+VERBS_LIKE = ["love", "like", "enjoy"]
+VERBS_HATE = ["hate", "dislike"]
+
+
+def _clause(rng: np.random.Generator) -> tuple[str, int]:
+    polarity = int(rng.integers(2))
+    negated = rng.random() < 0.4
+    if rng.random() < 0.75:
+        adjective = str(rng.choice(POSITIVE if polarity else NEGATIVE))
+        intensifier = "very " if rng.random() < 0.3 else ""
+        neg = "not " if negated else ""
+        text = f"{rng.choice(SUBJECTS)} was {neg}{intensifier}{adjective}"
+    else:
+        verb = str(rng.choice(VERBS_LIKE if polarity else VERBS_HATE))
+        neg = "did not " if negated else ""
+        text = f"i {neg}{verb} {rng.choice(SUBJECTS)}"
+    return text, polarity ^ int(negated)
+
+
+def generate_corpus(size: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(size):
+        first, label = _clause(rng)
+        if rng.random() < 0.35:
+            second, label = _clause(rng)  # contrast: the clause after "but" decides
+            first = f"{first} but {second}"
+        texts.append(first)
+        labels.append(label)
+    return texts, np.asarray(labels)
+
+
+@dataclass
+class SentimentModel:
+    pipeline: Pipeline
+    accuracy: float
+    n_test: int
+
+    def log_odds(self, texts: list[str]) -> np.ndarray:
+        return self.pipeline.decision_function(texts)
+
+    def predict_label(self, text: str) -> str:
+        return "positive" if self.log_odds([text])[0] > 0 else "negative"
+
+    def value_function(self, words: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+        """Log-odds of the class predicted on the full input, with masked words removed."""
+        sign = 1.0 if self.log_odds([" ".join(words)])[0] > 0 else -1.0
+        vocab = np.asarray(words, dtype=object)
+
+        def value_fn(masks: np.ndarray) -> np.ndarray:
+            texts = [" ".join(vocab[row]) for row in masks]
+            return sign * self.log_odds(texts)
+
+        return value_fn
+
+
+def train_sentiment_model(seed: int = 0, size: int = 6000) -> SentimentModel:
+    texts, labels = generate_corpus(size, seed)
+    split = int(0.8 * size)
+    pipeline = make_pipeline(
+        CountVectorizer(ngram_range=(1, 3), token_pattern=r"[a-z]+"),
+        LogisticRegression(C=10.0, max_iter=2000),
+    )
+    pipeline.fit(texts[:split], labels[:split])
+    accuracy = float((pipeline.predict(texts[split:]) == labels[split:]).mean())
+    return SentimentModel(pipeline, accuracy, size - split)
