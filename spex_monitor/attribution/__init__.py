@@ -11,6 +11,7 @@ from .errors import AttributionError, BudgetTooSmallError, ValueFunctionError
 from .interactions import INDICES, Interactions
 from .planted import PlantedFunction, planted_function
 from .proxyspex import ProxySPEX
+from .spex import SPEX
 
 __all__ = [
     "INDICES",
@@ -19,6 +20,7 @@ __all__ = [
     "Interactions",
     "PlantedFunction",
     "ProxySPEX",
+    "SPEX",
     "ValueFunctionError",
     "planted_function",
 ]

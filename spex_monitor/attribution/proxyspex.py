@@ -24,11 +24,10 @@ import lightgbm as lgb
 import numpy as np
 
 from . import fourier as _fourier
-from .bruteforce import MAX_BRUTE_FORCE_FEATURES
-from .bruteforce import fourier_transform as _exact_fourier
 from .errors import BudgetTooSmallError
+from .exhaustive import explain_exhaustively, fits_exhaustively
 from .interactions import Interactions
-from .masks import all_masks, uniform_masks
+from .masks import uniform_masks
 from .metrics import r2_score
 from .oracle import MaskOracle, ProgressCallback, ValueFunction
 from .regression import fit_ridge, prefix_grid, select_prefix
@@ -90,8 +89,8 @@ class ProxySPEX:
         oracle = MaskOracle(value_fn, n_features, self.budget, self.batch_size, self.progress)
         max_order = min(self.max_order, n_features)
 
-        if n_features <= MAX_BRUTE_FORCE_FEATURES and 2**n_features <= self.budget:
-            return self._explain_exhaustive(oracle, n_features, max_order, started)
+        if fits_exhaustively(n_features, self.budget):
+            return explain_exhaustively(oracle, n_features, max_order, "ProxySPEX", started)
         if self.budget < MIN_BUDGET:
             raise BudgetTooSmallError("ProxySPEX", self.budget, MIN_BUDGET, "or 2^n_features for exact")
 
@@ -265,26 +264,6 @@ class ProxySPEX:
                     ranked.append(key)
                     seen.add(key)
         return ranked
-
-    def _explain_exhaustive(
-        self, oracle: MaskOracle, n_features: int, max_order: int, started: float
-    ) -> Interactions:
-        masks = all_masks(n_features)
-        values = oracle(masks)
-        full = _exact_fourier(values)
-        terms = {k: v for k, v in full.items() if len(k) <= max_order}
-        predicted = _fourier.evaluate(_fourier.group_by_order(terms), masks)
-        total = time.perf_counter() - started
-        return Interactions(
-            fourier=terms,
-            n_features=n_features,
-            # Every mask was measured: this is the exact population R² of the order truncation.
-            faithfulness=r2_score(values, predicted),
-            inferences_used=oracle.used,
-            method="ProxySPEX(exhaustive)",
-            details={"seconds_total": total, "seconds_value_fn": oracle.value_fn_seconds,
-                     "seconds_overhead": total - oracle.value_fn_seconds},
-        )
 
 
 ExplainFn = Callable[[ValueFunction, int], Interactions]
