@@ -225,3 +225,19 @@ def design_matrix(supports: list[tuple[int, ...]], masks: np.ndarray) -> np.ndar
         parity = np.bitwise_xor.reduce(masked[:, idx], axis=2)
         x[:, cols] = 1.0 - 2.0 * parity
     return x
+
+
+def and_design_matrix(supports: list[tuple[int, ...]], masks: np.ndarray) -> np.ndarray:
+    """Columns ``prod_{i in T} x_i`` (1 when every feature of ``T`` is kept) — the Möbius basis."""
+    masks = np.asarray(masks, dtype=bool)
+    x = np.empty((masks.shape[0], len(supports)), dtype=np.float64)
+    by_order: dict[int, list[int]] = {}
+    for col, key in enumerate(supports):
+        by_order.setdefault(len(key), []).append(col)
+    for d, cols in by_order.items():
+        if d == 0:
+            x[:, cols] = 1.0
+            continue
+        idx = np.asarray([supports[c] for c in cols], dtype=np.int64)
+        x[:, cols] = np.logical_and.reduce(masks[:, idx], axis=2)
+    return x

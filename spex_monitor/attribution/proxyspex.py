@@ -30,7 +30,7 @@ from .interactions import Interactions
 from .masks import uniform_masks
 from .metrics import r2_score
 from .oracle import MaskOracle, ProgressCallback, ValueFunction
-from .regression import fit_ridge, prefix_grid, select_prefix
+from .regression import fit_ridge, omp_select
 from .trees import ensemble_fourier
 
 MIN_BUDGET = 40
@@ -107,12 +107,14 @@ class ProxySPEX:
         fit_x, fit_y = train_x[: n_train - n_val], train_y[: n_train - n_val]
         val_x, val_y = train_x[n_train - n_val :], train_y[n_train - n_val :]
 
-        support: list[tuple[int, ...]] = [()]
         cap = self.max_terms or max(4, n_train // 3)
+        pool_cap = max(cap, min(len(fit_x), 1200))
         fit_seconds = extract_seconds = refit_seconds = 0.0
         trees = 0
-        candidates_seen = 0
-        selection_scores: list[dict[int, float]] = []
+        pool: list[tuple[int, ...]] = []
+        support: list[tuple[int, ...]] = []
+        basis = "fourier"
+        scores: list[dict[str, float]] = []
         resid_fit, resid_val = fit_y, val_y
         for round_index in range(self.rounds):
             t_fit = time.perf_counter()
@@ -123,39 +125,54 @@ class ProxySPEX:
             t_extract = time.perf_counter()
             grouped = ensemble_fourier(booster.model_to_string(), n_features, max_order)
             prior = self.prior_support if round_index == 0 else None
-            candidates = self._rank_candidates(grouped, n_features, prior, exclude=set(support))
-            candidates_seen += len(candidates)
+            fresh = self._rank_candidates(grouped, n_features, prior, exclude=set(pool))
             extract_seconds += time.perf_counter() - t_extract
-            if not candidates:
+            if not fresh:
                 break
+            # Keep the current support, then the new round's best candidates, then older candidates.
+            in_support = set(support)
+            pool = support + fresh + [k for k in pool if k not in in_support]
+            pool = pool[:pool_cap]
 
             t_refit = time.perf_counter()
-            pool = support + candidates[: max(0, cap - len(support))]
-            x_fit = _fourier.design_matrix(pool, fit_x)
-            x_val = _fourier.design_matrix(pool, val_x)
-            sizes = prefix_grid(len(pool), min_size=len(support))
-            selection = select_prefix(x_fit, fit_y, x_val, val_y, sizes)
-            selection_scores.append(selection.validation_r2)
-            grew = selection.size > len(support)
-            support = pool[: selection.size]
-            w = fit_ridge(x_fit[:, : selection.size], fit_y)
-            resid_fit = fit_y - x_fit[:, : selection.size] @ w
-            resid_val = val_y - x_val[:, : selection.size] @ w
+            best: tuple[float, str, list[tuple[int, ...]]] | None = None
+            round_scores: dict[str, float] = {}
+            for candidate_basis in ("fourier", "mobius"):
+                x_fit = _design(candidate_basis, pool, fit_x)
+                x_val = _design(candidate_basis, pool, val_x)
+                selection = omp_select(x_fit, fit_y, x_val, val_y, max_steps=cap)
+                round_scores[candidate_basis] = selection.validation_r2
+                if best is None or selection.validation_r2 > best[0]:
+                    best = (selection.validation_r2, candidate_basis, [pool[i] for i in selection.columns])
+            assert best is not None
+            scores.append(round_scores)
+            previous = set(support)
+            _, basis, support = best
+            keys = [(), *support]
+            x_fit = _design(basis, keys, fit_x)
+            w = fit_ridge(x_fit, fit_y)
+            resid_fit = fit_y - x_fit @ w
+            resid_val = val_y - _design(basis, keys, val_x) @ w
             refit_seconds += time.perf_counter() - t_refit
-            if not grew:
+            if set(support) == previous:
                 break
 
         t_refit = time.perf_counter()
-        x_train = _fourier.design_matrix(support, train_x)
+        keys = [(), *support]
+        x_train = _design(basis, keys, train_x)
         coef = fit_ridge(x_train, train_y)
         faithfulness = float("nan")
         if n_holdout:
-            x_hold = _fourier.design_matrix(support, hold_x)
+            x_hold = _design(basis, keys, hold_x)
             faithfulness = r2_score(hold_y, x_hold @ coef)
             coef = fit_ridge(np.concatenate([x_train, x_hold]), values)
         refit_seconds += time.perf_counter() - t_refit
+        fitted = dict(zip(keys, (float(c) for c in coef), strict=True))
+        if basis == "mobius":
+            fitted = _fourier.mobius_to_fourier(fitted, n_features)
+            fitted.setdefault((), 0.0)
 
-        terms = {key: float(c) for key, c in zip(support, coef, strict=True) if key == () or c != 0.0}
+        terms = {key: c for key, c in fitted.items() if key == () or c != 0.0}
         total = time.perf_counter() - started
         return Interactions(
             fourier=terms,
@@ -165,9 +182,10 @@ class ProxySPEX:
             method="ProxySPEX",
             details={
                 "trees": trees,
-                "candidates": candidates_seen,
-                "terms_kept": len(terms),
-                "validation_r2": selection_scores,
+                "candidates": len(pool),
+                "basis": basis,
+                "terms_kept": len(support),
+                "validation_r2": scores,
                 "holdout_masks": n_holdout,
                 "seconds_total": total,
                 "seconds_value_fn": oracle.value_fn_seconds,
@@ -264,6 +282,12 @@ class ProxySPEX:
                     ranked.append(key)
                     seen.add(key)
         return ranked
+
+
+def _design(basis: str, keys: list[tuple[int, ...]], masks: np.ndarray) -> np.ndarray:
+    if basis == "mobius":
+        return _fourier.and_design_matrix(keys, masks)
+    return _fourier.design_matrix(keys, masks)
 
 
 ExplainFn = Callable[[ValueFunction, int], Interactions]

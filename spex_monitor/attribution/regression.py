@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
 
 from .metrics import r2_score
 
@@ -71,3 +71,88 @@ def select_prefix(
         if 1.0 - scores[k] <= best_err * 1.02 + 1e-12:
             return PrefixSelection(k, scores)
     return PrefixSelection(best, scores)
+
+
+@dataclass(frozen=True)
+class GreedySelection:
+    """Columns chosen by orthogonal matching pursuit, in selection order, and the validation score."""
+
+    columns: list[int]
+    validation_r2: float
+    path_r2: list[float]
+
+
+def omp_select(
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    max_steps: int,
+    patience: float = 0.25,
+) -> GreedySelection:
+    """Greedy support selection (orthogonal matching pursuit) stopped on a validation split.
+
+    Columns are standardised and the intercept handled by centring on the fit split. The active set's
+    Cholesky factor grows one row per step, so a step costs ``O(K s)``; the walk stops once validation R²
+    has not improved for ``max(10, patience * best_step)`` steps. The kept prefix is the shortest whose
+    validation error is within 2 % of the best (the same rule as :func:`select_prefix`).
+    """
+    mean_x = x_fit.mean(axis=0)
+    mean_y = float(y_fit.mean())
+    xc = x_fit - mean_x
+    norms = np.linalg.norm(xc, axis=0)
+    usable = np.nonzero(norms > 1e-9 * max(1.0, float(norms.max(initial=0.0))))[0]
+    baseline = r2_score(y_val, np.full(len(y_val), mean_y))
+    if usable.size == 0:
+        return GreedySelection([], baseline, [])
+    xs = xc[:, usable] / norms[usable]
+    xv = (x_val[:, usable] - mean_x[usable]) / norms[usable]
+    yc = y_fit - mean_y
+    yv = y_val - mean_y
+    gram = xs.T @ xs
+    xy = xs.T @ yc
+    steps = int(min(max_steps, usable.size, max(1, x_fit.shape[0] - 2)))
+    chol = np.zeros((steps, steps))
+    active: list[int] = []
+    weights = np.zeros(0)
+    ss_val = float(np.sum((y_val - y_val.mean()) ** 2)) or 1.0
+    path_r2: list[float] = []
+    best_step, best_r2 = -1, baseline
+    correlation = xy.copy()
+    for step in range(steps):
+        scores = np.abs(correlation)
+        if active:
+            scores[active] = -1.0
+        j = int(np.argmax(scores))
+        if scores[j] <= 1e-12:
+            break
+        if step:
+            v = solve_triangular(chol[:step, :step], gram[active, j], lower=True, check_finite=False)
+            diag = gram[j, j] - float(v @ v)
+            if diag <= 1e-10:  # (nearly) collinear with the active set: skip this column for good
+                correlation[j] = 0.0
+                continue
+            chol[step, :step] = v
+            chol[step, step] = np.sqrt(diag)
+        else:
+            chol[0, 0] = np.sqrt(gram[j, j])
+        active.append(j)
+        k = len(active)
+        z = solve_triangular(chol[:k, :k], xy[active], lower=True, check_finite=False)
+        weights = solve_triangular(chol[:k, :k].T, z, lower=False, check_finite=False)
+        correlation = xy - gram[:, active] @ weights
+        r2 = 1.0 - float(np.sum((yv - xv[:, active] @ weights) ** 2)) / ss_val
+        path_r2.append(r2)
+        if r2 > best_r2:
+            best_r2, best_step = r2, k - 1
+        if k - 1 - best_step > max(10, patience * max(best_step, 0)):
+            break
+    if best_step < 0:
+        return GreedySelection([], baseline, path_r2)
+    best_err = 1.0 - best_r2
+    chosen = best_step
+    for s, r2 in enumerate(path_r2[: best_step + 1]):
+        if 1.0 - r2 <= best_err * 1.02 + 1e-12:
+            chosen = s
+            break
+    return GreedySelection([int(usable[i]) for i in active[: chosen + 1]], path_r2[chosen], path_r2)
