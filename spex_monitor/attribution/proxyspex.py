@@ -63,6 +63,8 @@ class ProxySPEX:
         rounds: proxy rounds; each later round fits a fresh booster to the residual of the current
             sparse fit, so interactions masked by stronger ones surface (stops early when a round adds
             nothing).
+        pool_size: most candidate terms the sparse selection considers per round (bounded by the
+            number of fit masks); the selection's cost grows with its square.
         n_jobs: LightGBM threads. 1 by default so a sidecar never competes with the serving process for
             cores (and parallel test workers do not oversubscribe OpenMP); raise it for offline work.
         lgbm_params: overrides for the LightGBM parameters chosen by :meth:`booster_params`.
@@ -79,6 +81,7 @@ class ProxySPEX:
     lgbm_params: dict[str, Any] | None = field(default=None)
     rounds: int = 3
     n_jobs: int = 1
+    pool_size: int = 700
 
     def explain(self, value_fn: ValueFunction, n_features: int) -> Interactions:
         _check_common(self.budget, self.max_order, n_features)
@@ -108,7 +111,7 @@ class ProxySPEX:
         val_x, val_y = train_x[n_train - n_val :], train_y[n_train - n_val :]
 
         cap = self.max_terms or max(4, n_train // 3)
-        pool_cap = max(cap, min(len(fit_x), 1200))
+        pool_cap = max(cap, min(len(fit_x), self.pool_size))
         fit_seconds = extract_seconds = refit_seconds = 0.0
         trees = 0
         pool: list[tuple[int, ...]] = []
@@ -240,7 +243,7 @@ class ProxySPEX:
             "use_missing": False,
             "verbose": -1,
             "deterministic": True,
-            "force_col_wise": True,
+            "force_row_wise": True,
             "seed": 0 if self.seed is None else int(self.seed),
             "num_threads": self.n_jobs,
             "num_boost_round": 1000,
