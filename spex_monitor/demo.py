@@ -30,8 +30,10 @@ def _planted_section(seed: int) -> None:
     for key in sorted((k for k in truth_mobius if k), key=lambda k: (-abs(truth_mobius[k]), k)):
         print(f"   {str(key):<18}{truth_mobius[key]:>10.3f}{found.get(key, 0.0):>12.3f}")
     spurious = sum(abs(v) for k, v in found.items() if k and k not in truth_mobius)
-    print(f"   held-out R² {result.faithfulness:.4f} | inferences {result.inferences_used} | "
-          f"{elapsed:.2f}s | total |spurious| Möbius mass {spurious:.3f}")
+    print(
+        f"   held-out R² {result.faithfulness:.4f} | inferences {result.inferences_used} | "
+        f"{elapsed:.2f}s | total |spurious| Möbius mass {spurious:.3f}"
+    )
 
 
 def _model_section(seed: int) -> None:
@@ -43,7 +45,7 @@ def _model_section(seed: int) -> None:
         value_fn = model.value_function(words)
         result = ProxySPEX(budget=600, max_order=3, seed=seed).explain(value_fn, len(words))
         label = model.predict_label(text)
-        print(f"\n   \"{text}\" -> {label}")
+        print(f'\n   "{text}" -> {label}')
         print(f"   held-out R² {result.faithfulness:.3f}, inferences {result.inferences_used}")
         print(f"   {'interaction (Möbius, log-odds)':<40}{'effect':>8}")
         mobius = result.to_mobius()

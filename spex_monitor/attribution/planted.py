@@ -74,4 +74,3 @@ def planted_function(
     if basis == "mobius":
         terms = _fourier.mobius_to_fourier(terms, n_features)
     return PlantedFunction(n_features, terms, noise_std=noise_std, seed=seed)
-

@@ -104,7 +104,9 @@ class SPEX:
         if design.queries > available:
             minimum = per_bucket * 2**MIN_BUCKET_BITS + self._holdout_size()
             raise BudgetTooSmallError(
-                "SPEX", self.budget, minimum,
+                "SPEX",
+                self.budget,
+                minimum,
                 f"{self.groups} groups x {2**MIN_BUCKET_BITS} buckets x {1 + n_delays} delays "
                 f"for order {t} over {n_features} features, plus {self._holdout_size()} held-out masks",
             )
@@ -244,6 +246,10 @@ class SPEX:
                         buckets[other, :, bucket_of(other, k)] -= head * signs
                     changed = True
         residual = float(np.sqrt(np.mean(buckets**2)))
-        stats = {"peeling_rounds": rounds, "rejected_buckets": rejected,
-                 "residual_bucket_rms": residual, "noise_estimate": noise}
+        stats = {
+            "peeling_rounds": rounds,
+            "rejected_buckets": rejected,
+            "residual_bucket_rms": residual,
+            "noise_estimate": noise,
+        }
         return found, stats

@@ -20,8 +20,15 @@ from .fourier import Grouped, aggregate
 def _parse_trees(model_text: str) -> list[dict[str, np.ndarray]]:
     trees: list[dict[str, np.ndarray]] = []
     current: dict[str, str] | None = None
-    wanted = {"num_leaves", "split_feature", "threshold", "decision_type", "left_child", "right_child",
-              "leaf_value"}
+    wanted = {
+        "num_leaves",
+        "split_feature",
+        "threshold",
+        "decision_type",
+        "left_child",
+        "right_child",
+        "leaf_value",
+    }
     for line in model_text.splitlines():
         if line.startswith("Tree="):
             current = {}

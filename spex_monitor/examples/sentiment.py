@@ -50,9 +50,9 @@ def generate_corpus(size: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
     return texts, np.asarray(labels)
 
 
-def generate_long_reviews(size: int, seed: int = 0, clauses: tuple[int, ...] = (1, 3, 5, 7)) -> tuple[
-    list[str], np.ndarray
-]:
+def generate_long_reviews(
+    size: int, seed: int = 0, clauses: tuple[int, ...] = (1, 3, 5, 7)
+) -> tuple[list[str], np.ndarray]:
     """Reviews of several generated reviews joined by "and"; the label is their majority vote."""
     rng = np.random.default_rng(seed)
     parts, labels = generate_corpus(size * 4, seed + 1)
