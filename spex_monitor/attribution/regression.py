@@ -1,8 +1,8 @@
-"""Least-squares refits of a sparse Fourier support on measured masks.
+"""Least-squares refits and greedy support selection on measured masks.
 
 Fourier characters are orthogonal under uniformly random masks, so ``X^T X ≈ N I`` and a tiny ridge term
-only guards against accidental collinearity. Support size is chosen on a validation split by solving every
-candidate prefix from one Gram matrix (one ``O(N K^2)`` product, then ``O(k^3)`` per prefix).
+only guards against accidental collinearity. Support is chosen by orthogonal matching pursuit, stopped on a
+validation split.
 """
 
 from __future__ import annotations
@@ -33,47 +33,6 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, ridge: float = DEFAULT_RIDGE) -> np.
 
 
 @dataclass(frozen=True)
-class PrefixSelection:
-    size: int
-    validation_r2: dict[int, float]
-
-
-def prefix_grid(max_size: int, min_size: int = 1, growth: float = 1.35) -> list[int]:
-    """Geometric grid of support sizes from ``min_size`` to ``max_size`` (inclusive)."""
-    sizes = {max_size}
-    size = float(max(min_size, 1))
-    while size < max_size:
-        sizes.add(int(size))
-        size = max(size * growth, size + 1)
-    return sorted(s for s in sizes if min_size <= s <= max_size)
-
-
-def select_prefix(
-    x_fit: np.ndarray,
-    y_fit: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    sizes: list[int],
-    ridge: float = DEFAULT_RIDGE,
-) -> PrefixSelection:
-    """Pick how many leading columns to keep by validation R², preferring the smallest size within noise."""
-    gram = x_fit.T @ x_fit
-    rhs = x_fit.T @ y_fit
-    scores: dict[int, float] = {}
-    for k in sizes:
-        w = _solve(gram[:k, :k], rhs[:k], ridge)
-        scores[k] = r2_score(y_val, x_val[:, :k] @ w)
-    best = max(scores, key=lambda k: scores[k])
-    # One-standard-error style rule: the smallest support whose validation error is within 2 % of the best
-    # (in unexplained variance) generalises as well and keeps explanations short.
-    best_err = 1.0 - scores[best]
-    for k in sorted(scores):
-        if 1.0 - scores[k] <= best_err * 1.02 + 1e-12:
-            return PrefixSelection(k, scores)
-    return PrefixSelection(best, scores)
-
-
-@dataclass(frozen=True)
 class GreedySelection:
     """Columns chosen by orthogonal matching pursuit, in selection order, and the validation score."""
 
@@ -95,7 +54,7 @@ def omp_select(
     Columns are standardised and the intercept handled by centring on the fit split. The active set's
     Cholesky factor grows one row per step, so a step costs ``O(K s)``; the walk stops once validation R²
     has not improved for ``max(10, patience * best_step)`` steps. The kept prefix is the shortest whose
-    validation error is within 2 % of the best (the same rule as :func:`select_prefix`).
+    validation error is within 2 % of the best: shorter explanations that generalise as well.
     """
     mean_x = x_fit.mean(axis=0)
     mean_y = float(y_fit.mean())

@@ -100,3 +100,12 @@ def test_aggregate_handles_wide_keys_without_overflow(rng):
     keys, sums = F.aggregate(rows, np.ones(100), n)
     assert keys.shape[0] == len({tuple(r) for r in rows.tolist()})
     assert sums.sum() == pytest.approx(100.0)
+
+
+def test_value_at_matches_function(planted):
+    n = planted.n_features
+    result = Interactions(planted.fourier, n)
+    none_kept = np.zeros((1, n), dtype=bool)
+    assert result.value_at(()) == pytest.approx(planted(none_kept)[0])
+    assert result.value_at() == pytest.approx(planted(~none_kept)[0])
+    assert result.value_at((0, 2)) == pytest.approx(planted(np.isin(np.arange(n), [0, 2])[None])[0])
