@@ -33,6 +33,7 @@ from .regression import fit_ridge
 
 MIN_BUCKET_BITS = 2
 MAX_BUCKET_BITS = 16
+MIN_HOLDOUT = 16
 
 
 def walsh_hadamard(values: np.ndarray) -> np.ndarray:
@@ -61,7 +62,8 @@ class SPEXDesign:
 
     @property
     def queries(self) -> int:
-        return self.groups * 2**self.bucket_bits * (1 + self.n_delays)
+        """Distinct masks the design evaluates: the ``l = 0`` rows are the same in every group."""
+        return (self.groups * 2**self.bucket_bits - (self.groups - 1)) * (1 + self.n_delays)
 
 
 @dataclass
@@ -74,7 +76,8 @@ class SPEX:
         seed: seeds the subsampling matrices and held-out masks.
         batch_size: rows per ``value_fn`` call.
         groups: number of independent subsampling groups ``C`` (3 is the peeling sweet spot).
-        holdout: masks held out for faithfulness (default: 5 % of the budget, 16 to 200).
+        holdout: masks held out for faithfulness (default: 5 % of the budget, 16 to 200, shrunk to what
+            the largest design leaves, never below 16).
         noise_tolerance: singleton check tolerance in units of the estimated bucket noise.
         progress: ``progress(inferences_used, budget)`` after every batch.
     """
@@ -95,27 +98,34 @@ class SPEX:
         code_delays = BCHSyndromeCode(max(n_features, 2), t).n_delays
         identity = n_features <= code_delays
         n_delays = n_features if identity else code_delays
-        available = self.budget - self._holdout_size()
-        per_bucket = self.groups * (1 + n_delays)
+        available = self.budget - self._min_holdout()
+
+        def make(bits: int) -> SPEXDesign:
+            return SPEXDesign(bits, self.groups, t, n_delays, identity)
+
         bits = MIN_BUCKET_BITS
-        while bits < MAX_BUCKET_BITS and per_bucket * 2 ** (bits + 1) <= available:
+        while bits < MAX_BUCKET_BITS and make(bits + 1).queries <= available:
             bits += 1
-        design = SPEXDesign(bits, self.groups, t, n_delays, identity)
+        design = make(bits)
         if design.queries > available:
-            minimum = per_bucket * 2**MIN_BUCKET_BITS + self._holdout_size()
             raise BudgetTooSmallError(
                 "SPEX",
                 self.budget,
-                minimum,
+                design.queries + self._min_holdout(),
                 f"{self.groups} groups x {2**MIN_BUCKET_BITS} buckets x {1 + n_delays} delays "
-                f"for order {t} over {n_features} features, plus {self._holdout_size()} held-out masks",
+                f"for order {t} over {n_features} features, plus {self._min_holdout()} held-out masks",
             )
         return design
 
-    def _holdout_size(self) -> int:
+    def _min_holdout(self) -> int:
+        return self.holdout if self.holdout is not None else MIN_HOLDOUT
+
+    def holdout_size(self, design: SPEXDesign) -> int:
+        """Held-out masks: ``holdout`` if set, else 5 % of the budget (16-200) within what is left."""
         if self.holdout is not None:
             return self.holdout
-        return int(np.clip(round(0.05 * self.budget), 16, 200))
+        target = int(np.clip(round(0.05 * self.budget), MIN_HOLDOUT, 200))
+        return max(MIN_HOLDOUT, min(target, self.budget - design.queries))
 
     def explain(self, value_fn: ValueFunction, n_features: int) -> Interactions:
         started = time.perf_counter()
@@ -148,7 +158,7 @@ class SPEX:
 
         support, decode_stats = self._peel(buckets, hashes, delays, code, design)
 
-        holdout = uniform_masks(n_features, self._holdout_size(), rng)
+        holdout = uniform_masks(n_features, self.holdout_size(design), rng)
         holdout = holdout[[oracle.count_new(row[None, :]) == 1 for row in holdout]]
         hold_values = oracle(holdout) if len(holdout) else np.zeros(0)
 
