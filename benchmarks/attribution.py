@@ -239,25 +239,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="one seed, fewer budgets (a few minutes)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"), help="output folder")
+    parser.add_argument(
+        "--sections",
+        default="proxy,spex,text,warm",
+        help="comma-separated subset of: proxy, spex, text, warm (default: all)",
+    )
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     seeds = 1 if args.quick else 3
     print(f"machine: {platform.processor() or platform.machine()}, {platform.python_version()}", flush=True)
     rows: list[dict] = []
     problems = [(128, 29, 4)] if args.quick else [(64, 10, 4), (128, 29, 4), (256, 20, 4), (1000, 20, 3)]
     budgets = [500, 1000, 2000] if args.quick else [250, 500, 1000, 2000, 4000]
-    rows += proxy_curves(problems, budgets, seeds)
-    rows += spex_recovery([1500, 2800, 3200, 6500] if not args.quick else [3200], seeds)
-    rows += text_model([250, 500, 1000] if not args.quick else [500], 2 if args.quick else 4)
-    warm = warm_start([250, 500] if args.quick else [250, 500, 1000], seeds)
-    (args.out / "attribution_warm_start.json").write_text(json.dumps(warm, indent=1))
+    if "proxy" in sections:
+        rows += proxy_curves(problems, budgets, seeds)
+    if "spex" in sections:
+        rows += spex_recovery([1344, 1450, 1600, 3200, 6500] if not args.quick else [3200], seeds)
+    if "text" in sections:
+        rows += text_model([250, 500, 1000] if not args.quick else [500], 2 if args.quick else 4)
+    warm = [] if "warm" not in sections else warm_start([250, 500] if args.quick else [250, 500, 1000], seeds)
+    if warm:
+        (args.out / "attribution_warm_start.json").write_text(json.dumps(warm, indent=1))
     print("| budget | cold R² | warm R² |\n| ---: | ---: | ---: |")
     for budget in sorted({r["budget"] for r in warm}):
         cold = np.mean([r["r2"] for r in warm if r["budget"] == budget and r["who"] == "cold"])
         hot = np.mean([r["r2"] for r in warm if r["budget"] == budget and r["who"] == "warm"])
         print(f"| {budget} | {cold:.3f} | {hot:.3f} |")
     (args.out / "attribution.json").write_text(json.dumps(rows, indent=1))
-    plot(rows, args.out / "attribution_r2_vs_inferences.png")
+    if any(r["engine"] == "ProxySPEX" for r in rows):
+        plot(rows, args.out / "attribution_r2_vs_inferences.png")
     table = summarize(rows)
     (args.out / "attribution_summary.md").write_text(table + "\n")
     print(table)
