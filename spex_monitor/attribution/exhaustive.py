@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from . import fourier as _fourier
 from .bruteforce import MAX_BRUTE_FORCE_FEATURES, fourier_transform
 from .interactions import Interactions
@@ -24,7 +22,6 @@ def explain_exhaustively(
     terms = {k: v for k, v in fourier_transform(values).items() if len(k) <= max_order}
     terms.setdefault((), 0.0)
     predicted = _fourier.evaluate(_fourier.group_by_order(terms), masks)
-    total = time.perf_counter() - started
     return Interactions(
         fourier=terms,
         n_features=n_features,
@@ -33,8 +30,6 @@ def explain_exhaustively(
         inferences_used=oracle.used,
         method=f"{engine}(exhaustive)",
         details={
-            "seconds_total": total,
-            "seconds_value_fn": oracle.value_fn_seconds,
-            "seconds_overhead": total - oracle.value_fn_seconds,
+            **oracle.timings(started),
         },
     )

@@ -208,27 +208,7 @@ def evaluate(grouped: Grouped, masks: np.ndarray) -> np.ndarray:
     return out
 
 
-def design_matrix(supports: list[tuple[int, ...]], masks: np.ndarray) -> np.ndarray:
-    """Columns ``prod_{i in S} z_i`` for each support ``S`` (float64, shape (k, len(supports)))."""
-    masks = np.asarray(masks, dtype=bool)
-    k = masks.shape[0]
-    x = np.empty((k, len(supports)), dtype=np.float64)
-    masked = ~masks
-    by_order: dict[int, list[int]] = {}
-    for col, key in enumerate(supports):
-        by_order.setdefault(len(key), []).append(col)
-    for d, cols in by_order.items():
-        if d == 0:
-            x[:, cols] = 1.0
-            continue
-        idx = np.asarray([supports[c] for c in cols], dtype=np.int64)
-        parity = np.bitwise_xor.reduce(masked[:, idx], axis=2)
-        x[:, cols] = 1.0 - 2.0 * parity
-    return x
-
-
-def and_design_matrix(supports: list[tuple[int, ...]], masks: np.ndarray) -> np.ndarray:
-    """Columns ``prod_{i in T} x_i`` (1 when every feature of ``T`` is kept) — the Möbius basis."""
+def _columns(supports: list[tuple[int, ...]], masks: np.ndarray, basis: str) -> np.ndarray:
     masks = np.asarray(masks, dtype=bool)
     x = np.empty((masks.shape[0], len(supports)), dtype=np.float64)
     by_order: dict[int, list[int]] = {}
@@ -238,6 +218,20 @@ def and_design_matrix(supports: list[tuple[int, ...]], masks: np.ndarray) -> np.
         if d == 0:
             x[:, cols] = 1.0
             continue
-        idx = np.asarray([supports[c] for c in cols], dtype=np.int64)
-        x[:, cols] = np.logical_and.reduce(masks[:, idx], axis=2)
+        gathered = masks[:, np.asarray([supports[c] for c in cols], dtype=np.int64)]  # (k, m, d)
+        if basis == "fourier":
+            # prod z_i = (-1)^{number of masked features in S}
+            x[:, cols] = 1.0 - 2.0 * np.bitwise_xor.reduce(~gathered, axis=2)
+        else:
+            x[:, cols] = np.logical_and.reduce(gathered, axis=2)
     return x
+
+
+def design_matrix(supports: list[tuple[int, ...]], masks: np.ndarray) -> np.ndarray:
+    """Columns ``prod_{i in S} z_i`` for each support ``S`` (float64, shape (k, len(supports)))."""
+    return _columns(supports, masks, "fourier")
+
+
+def and_design_matrix(supports: list[tuple[int, ...]], masks: np.ndarray) -> np.ndarray:
+    """Columns ``prod_{i in T} x_i`` (1 when every feature of ``T`` is kept): the Möbius basis."""
+    return _columns(supports, masks, "mobius")

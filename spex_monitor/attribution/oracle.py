@@ -53,6 +53,15 @@ class MaskOracle:
     def remaining(self) -> int:
         return self.budget - self.used
 
+    def timings(self, started: float) -> dict[str, float]:
+        """Wall time since ``started``, split into value-function time and the engine's own overhead."""
+        total = time.perf_counter() - started
+        return {
+            "seconds_total": total,
+            "seconds_value_fn": self.value_fn_seconds,
+            "seconds_overhead": total - self.value_fn_seconds,
+        }
+
     def count_new(self, masks: np.ndarray) -> int:
         """How many distinct rows of ``masks`` are not yet paid for."""
         keys = {row.tobytes() for row in np.packbits(masks, axis=1)}

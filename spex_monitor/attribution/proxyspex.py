@@ -29,9 +29,8 @@ from .errors import BudgetTooSmallError
 from .exhaustive import explain_exhaustively, fits_exhaustively
 from .interactions import Interactions
 from .masks import uniform_masks
-from .metrics import r2_score
 from .oracle import MaskOracle, ProgressCallback, ValueFunction
-from .regression import fit_ridge, omp_select
+from .regression import fit_ridge, omp_select, refit_with_holdout
 from .trees import ensemble_fourier
 
 MIN_BUDGET = 40
@@ -173,13 +172,9 @@ class ProxySPEX:
 
         t_refit = time.perf_counter()
         keys = [(), *support]
-        x_train = _design(basis, keys, train_x)
-        coef = fit_ridge(x_train, train_y)
-        faithfulness = float("nan")
-        if n_holdout:
-            x_hold = _design(basis, keys, hold_x)
-            faithfulness = r2_score(hold_y, x_hold @ coef)
-            coef = fit_ridge(np.concatenate([x_train, x_hold]), values)
+        coef, faithfulness = refit_with_holdout(
+            _design(basis, keys, train_x), train_y, _design(basis, keys, hold_x), hold_y
+        )
         refit_seconds += time.perf_counter() - t_refit
         fitted = dict(zip(keys, (float(c) for c in coef), strict=True))
         if basis == "mobius":
@@ -187,7 +182,6 @@ class ProxySPEX:
             fitted.setdefault((), 0.0)
 
         terms = {key: c for key, c in fitted.items() if key == () or c != 0.0}
-        total = time.perf_counter() - started
         return Interactions(
             fourier=terms,
             n_features=n_features,
@@ -201,9 +195,7 @@ class ProxySPEX:
                 "terms_kept": len(support),
                 "validation_r2": scores,
                 "holdout_masks": n_holdout,
-                "seconds_total": total,
-                "seconds_value_fn": oracle.value_fn_seconds,
-                "seconds_overhead": total - oracle.value_fn_seconds,
+                **oracle.timings(started),
                 "seconds_fit": fit_seconds,
                 "seconds_extract": extract_seconds,
                 "seconds_refit": refit_seconds,

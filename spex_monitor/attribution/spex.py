@@ -26,10 +26,9 @@ from .errors import BudgetTooSmallError
 from .exhaustive import explain_exhaustively, fits_exhaustively
 from .interactions import Interactions
 from .masks import uniform_masks
-from .metrics import r2_score
 from .oracle import MaskOracle, ProgressCallback, ValueFunction
 from .proxyspex import _check_common
-from .regression import fit_ridge
+from .regression import refit_with_holdout
 
 MIN_BUCKET_BITS = 2
 MAX_BUCKET_BITS = 16
@@ -163,15 +162,13 @@ class SPEX:
         hold_values = oracle(holdout) if len(holdout) else np.zeros(0)
 
         keys = [(), *sorted(k for k in support if k)]
-        design_x = _fourier.design_matrix(keys, flat_masks)
-        coef = fit_ridge(design_x, values)
-        faithfulness = float("nan")
-        if len(holdout) >= 2:
-            faithfulness = r2_score(hold_values, _fourier.design_matrix(keys, holdout) @ coef)
-            all_x = np.concatenate([design_x, _fourier.design_matrix(keys, holdout)])
-            coef = fit_ridge(all_x, np.concatenate([values, hold_values]))
+        coef, faithfulness = refit_with_holdout(
+            _fourier.design_matrix(keys, flat_masks),
+            values,
+            _fourier.design_matrix(keys, holdout),
+            hold_values,
+        )
         terms = dict(zip(keys, (float(c) for c in coef), strict=True))
-        total = time.perf_counter() - started
         return Interactions(
             fourier=terms,
             n_features=n_features,
@@ -186,9 +183,7 @@ class SPEX:
                 "design_queries": design.queries,
                 "holdout_masks": int(len(holdout)),
                 **decode_stats,
-                "seconds_total": total,
-                "seconds_value_fn": oracle.value_fn_seconds,
-                "seconds_overhead": total - oracle.value_fn_seconds,
+                **oracle.timings(started),
             },
         )
 
