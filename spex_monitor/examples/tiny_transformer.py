@@ -8,6 +8,7 @@ of words so ablated inputs stay in distribution. Saved and loaded from a local f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,14 @@ class WordTokenizer:
 
     def encode(self, words: list[str]) -> list[int]:
         return [CLS] + [self.index.get(w, UNK) for w in words]
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids and character offsets (``(0, 0)`` for ``[CLS]``), the contract the feature lens uses."""
+        ids, offsets = [CLS], [(0, 0)]
+        for match in re.finditer(r"\S+", text):
+            ids.append(self.index.get(match.group(), UNK))
+            offsets.append((match.start(), match.end()))
+        return ids, offsets
 
 
 class TinyTransformer(nn.Module):
