@@ -9,5 +9,17 @@ from .features import (
     normalize_key,
     segment_text,
 )
+from .value import classifier_value_function, completion_value_function, log_odds, text_masker
 
-__all__ = ["Feature", "FieldMasker", "TextMasker", "cap_features", "normalize_key", "segment_text"]
+__all__ = [
+    "Feature",
+    "FieldMasker",
+    "TextMasker",
+    "cap_features",
+    "classifier_value_function",
+    "completion_value_function",
+    "log_odds",
+    "normalize_key",
+    "segment_text",
+    "text_masker",
+]
