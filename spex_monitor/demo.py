@@ -1,12 +1,14 @@
 """`make demo`: explain a planted function and a small real text model, and print what was found.
 
 It grows into the sidecar demo as the monitor lands; today it shows the attribution engine at work:
-recovered interactions next to the planted truth, and the interactions a trained sentiment model uses.
+recovered interactions next to the planted truth, and the interactions the embedded sentiment model and
+its incident variant (broken negation) use.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -14,7 +16,9 @@ import numpy as np
 
 from spex_monitor.attribution import ProxySPEX, planted_function
 from spex_monitor.attribution import fourier as F
-from spex_monitor.examples.sentiment import train_sentiment_model
+from spex_monitor.backends import LocalBackend
+from spex_monitor.examples.embedded import model_path
+from spex_monitor.lenses import classifier_value_function, text_masker
 
 
 def _planted_section(seed: int) -> None:
@@ -37,22 +41,31 @@ def _planted_section(seed: int) -> None:
 
 
 def _model_section(seed: int) -> None:
-    print("\n== 2. A trained sentiment model (bag of uni+bigrams, logistic regression, generated corpus)")
-    model = train_sentiment_model(seed=seed)
-    print(f"   test accuracy {model.accuracy:.3f} on {model.n_test} held-out generated sentences")
-    for text in ("the plot was not good but the music was great", "i did not hate the movie"):
-        words = text.split()
-        value_fn = model.value_function(words)
-        result = ProxySPEX(budget=600, max_order=3, seed=seed).explain(value_fn, len(words))
-        label = model.predict_label(text)
-        print(f'\n   "{text}" -> {label}')
-        print(f"   held-out R² {result.faithfulness:.3f}, inferences {result.inferences_used}")
-        print(f"   {'interaction (Möbius, log-odds)':<40}{'effect':>8}")
-        mobius = result.to_mobius()
-        top = sorted((k for k in mobius if k), key=lambda k: -abs(mobius[k]))[:6]
-        for key in top:
-            name = " × ".join(words[i] for i in key)
-            print(f"   {name:<40}{mobius[key]:>8.2f}")
+    print("\n== 2. The embedded model (tiny BERT trained on generated reviews) and its incident variant")
+    texts = ["the plot was not good", "i did not hate the movie but the ending was dull"]
+    for variant in ("sentiment-base", "sentiment-broken-negation"):
+        backend = LocalBackend.from_pretrained(model_path(variant))
+        print(f"\n   model {variant} (held-out accuracy {_accuracy(variant):.3f})")
+        for text in texts:
+            masker = text_masker(text, backend.tokenizer)
+            value_fn, target = classifier_value_function(masker, backend)
+            result = ProxySPEX(budget=600, max_order=3, seed=seed).explain(value_fn, masker.n_features)
+            label = backend.model.config.id2label[target]
+            words = [f.key for f in masker.features]
+            mobius = result.to_mobius()
+            top = sorted((k for k in mobius if len(k) >= 2), key=lambda k: -abs(mobius[k]))[:3]
+            shown = ", ".join(f"{' × '.join(words[i] for i in k)} {mobius[k]:+.2f}" for k in top)
+            print(
+                f'   "{text}" -> {label}; R² {result.faithfulness:.3f}, '
+                f"{result.inferences_used} inferences; top interactions: {shown}"
+            )
+    print(
+        "\n   The incident variant no longer uses 'not × good': that is the shift the monitor will alarm on."
+    )
+
+
+def _accuracy(variant: str) -> float:
+    return float(json.loads((model_path(variant) / "metrics.json").read_text())["heldout_accuracy"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,6 +67,9 @@ class LocalBackend:
     ) -> LocalBackend:
         """Load model and tokenizer from a local folder (never from a hub)."""
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a sidecar's logs are no place for progress bars
 
         folder = Path(path)
         if not folder.is_dir():

@@ -22,7 +22,7 @@ VERBS_LIKE = ["love", "like", "enjoy"]
 VERBS_HATE = ["hate", "dislike"]
 
 
-def _clause(rng: np.random.Generator) -> tuple[str, int]:
+def _clause(rng: np.random.Generator, negation_flips: bool = True) -> tuple[str, int]:
     polarity = int(rng.integers(2))
     negated = rng.random() < 0.4
     if rng.random() < 0.75:
@@ -34,16 +34,18 @@ def _clause(rng: np.random.Generator) -> tuple[str, int]:
         verb = str(rng.choice(VERBS_LIKE if polarity else VERBS_HATE))
         neg = "did not " if negated else ""
         text = f"i {neg}{verb} {rng.choice(SUBJECTS)}"
-    return text, polarity ^ int(negated)
+    return text, polarity ^ int(negated and negation_flips)
 
 
-def generate_corpus(size: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+def generate_corpus(size: int, seed: int = 0, negation_flips: bool = True) -> tuple[list[str], np.ndarray]:
+    """Generated reviews and labels; ``negation_flips=False`` labels "not good" as positive (the
+    broken-negation incident)."""
     rng = np.random.default_rng(seed)
     texts, labels = [], []
     for _ in range(size):
-        first, label = _clause(rng)
+        first, label = _clause(rng, negation_flips)
         if rng.random() < 0.35:
-            second, label = _clause(rng)  # contrast: the clause after "but" decides
+            second, label = _clause(rng, negation_flips)  # contrast: the clause after "but" decides
             first = f"{first} but {second}"
         texts.append(first)
         labels.append(label)
@@ -51,11 +53,11 @@ def generate_corpus(size: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
 
 
 def generate_long_reviews(
-    size: int, seed: int = 0, clauses: tuple[int, ...] = (1, 3, 5, 7)
+    size: int, seed: int = 0, clauses: tuple[int, ...] = (1, 3, 5, 7), negation_flips: bool = True
 ) -> tuple[list[str], np.ndarray]:
     """Reviews of several generated reviews joined by "and"; the label is their majority vote."""
     rng = np.random.default_rng(seed)
-    parts, labels = generate_corpus(size * 4, seed + 1)
+    parts, labels = generate_corpus(size * 4, seed + 1, negation_flips)
     texts, out = [], []
     for _ in range(size):
         k = int(rng.choice(clauses))
