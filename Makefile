@@ -22,14 +22,14 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 venv: $(VENV)/.installed
 
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check spex_monitor tests benchmarks
+	$(VENV)/bin/ruff check spex_monitor tests benchmarks scripts
 	$(PY) -m pytest -q -n 2
 
 demo: $(VENV)/.installed
 	$(PY) -m spex_monitor.demo
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check spex_monitor tests benchmarks
+	$(VENV)/bin/ruff check spex_monitor tests benchmarks scripts
 
 bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/attribution.py
