@@ -29,7 +29,6 @@ def generate(out: Path) -> list[Path]:
             f"-I{PROTOS}",
             f"--python_out={out}",
             f"--pyi_out={out}",
-            f"--grpc_python_out={out}",
             str(PROTOS / name),
         ]
         if protoc.main(args) != 0:

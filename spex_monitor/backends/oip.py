@@ -20,7 +20,7 @@ import grpc
 import numpy as np
 
 from ..protocol.inference import grpc_service_pb2 as pb
-from ..protocol.inference import grpc_service_pb2_grpc as pb_grpc
+from ..protocol.oip import InferenceStub
 from .base import BatchTiming
 
 RETRYABLE = {
@@ -75,7 +75,7 @@ class CircuitBreaker:
 class Replica:
     endpoint: str
     channel: grpc.Channel
-    stub: pb_grpc.GRPCInferenceServiceStub
+    stub: InferenceStub
     breaker: CircuitBreaker
     outstanding: int = 0
     last_pick: int = 0
@@ -135,7 +135,7 @@ class OIPBackend:
                 Replica(
                     endpoint,
                     channel,
-                    pb_grpc.GRPCInferenceServiceStub(channel),
+                    InferenceStub(channel),
                     CircuitBreaker(self.breaker_failures, self.breaker_reset_s),
                 )
             )

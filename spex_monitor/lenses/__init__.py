@@ -6,6 +6,7 @@ from .features import (
     FieldMasker,
     TextMasker,
     cap_features,
+    mask_texts,
     normalize_key,
     segment_text,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "classifier_value_function",
     "completion_value_function",
     "log_odds",
+    "mask_texts",
     "normalize_key",
     "segment_text",
     "text_masker",

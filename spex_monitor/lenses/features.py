@@ -191,20 +191,25 @@ class TextMasker:
 class FieldMasker:
     """Masks fields of a structured record (as tabular models served by KServe receive them).
 
-    A masked field takes its baseline value: ``defaults[field]`` when given, otherwise the value of a
-    record drawn (seeded) from ``reference`` — the marginal distribution, which keeps masked inputs
-    realistic for models that never saw a "missing" value.
+    A masked field takes its baseline value: ``defaults[field]`` when given, otherwise the field's value in
+    reference records. ``draws`` donor records are drawn from ``reference`` once (seeded) and reused for
+    every mask (common random numbers), so the value function stays a deterministic function of the mask;
+    :meth:`build` returns ``draws`` rows per mask and :meth:`mean_over_draws` folds the model's outputs
+    back to one value per mask: the interventional expectation over the reference distribution.
     """
 
     record: Mapping[str, Any]
     defaults: Mapping[str, Any] | None = None
     reference: Sequence[Mapping[str, Any]] | None = None
+    draws: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
         self.fields = list(self.record)
         if not self.fields:
             raise ValueError("record has no fields to explain")
+        if self.draws < 1:
+            raise ValueError(f"draws must be >= 1, got {self.draws}")
         missing = [f for f in self.fields if not (self.defaults and f in self.defaults)]
         if missing and not self.reference:
             raise ValueError(f"fields {missing} have no default and no reference sample to draw from")
@@ -212,7 +217,9 @@ class FieldMasker:
             absent = [f for f in missing if f not in row]
             if absent:
                 raise ValueError(f"reference[{index}] lacks fields {absent}")
-        self._rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.seed)
+        picks = rng.integers(len(self.reference), size=self.draws) if self.reference else []
+        self.donors = [self.reference[int(i)] for i in picks] if self.reference else [{}] * self.draws
 
     @property
     def features(self) -> list[Feature]:
@@ -223,21 +230,53 @@ class FieldMasker:
         return len(self.fields)
 
     def build(self, masks: np.ndarray) -> list[dict[str, Any]]:
+        """``draws`` rows per mask, mask-major: row ``i * draws + d`` is mask ``i`` with donor ``d``."""
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 2 or masks.shape[1] != self.n_features:
             raise ValueError(f"masks must have shape (k, {self.n_features}), got {masks.shape}")
         rows = []
         for mask in masks:
-            donor = None
-            row = dict(self.record)
-            for field, keep in zip(self.fields, mask.tolist(), strict=True):
-                if keep:
-                    continue
-                if self.defaults and field in self.defaults:
-                    row[field] = self.defaults[field]
-                else:
-                    if donor is None:
-                        donor = self.reference[int(self._rng.integers(len(self.reference)))]  # type: ignore[index]
-                    row[field] = donor[field]
-            rows.append(row)
+            for donor in self.donors:
+                row = dict(self.record)
+                for field, keep in zip(self.fields, mask.tolist(), strict=True):
+                    if not keep:
+                        has_default = self.defaults is not None and field in self.defaults
+                        row[field] = self.defaults[field] if has_default else donor[field]  # type: ignore[index]
+                rows.append(row)
         return rows
+
+    def mean_over_draws(self, values: np.ndarray) -> np.ndarray:
+        """One value per mask from the model's outputs on :meth:`build`'s rows."""
+        values = np.asarray(values, dtype=np.float64)
+        return values.reshape(-1, self.draws).mean(axis=1)
+
+
+def mask_texts(
+    text: str, features: Sequence[Feature], masks: np.ndarray, replacement: str = "[MASK]"
+) -> list[str]:
+    """Masked *strings*, for servers that take raw text (OIP ``BYTES`` inputs) and tokenize themselves.
+
+    Each masked feature's span is replaced by ``replacement`` (``""`` removes it); text between features
+    is kept verbatim. Local models use :class:`TextMasker` instead (token-id level, tokenized once).
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 2 or masks.shape[1] != len(features):
+        raise ValueError(f"masks must have shape (k, {len(features)}), got {masks.shape}")
+    spans = [f.span for f in features]
+    if any(span is None for span in spans):
+        raise ValueError("every feature needs a character span to mask text")
+    pieces, cursor = [], 0
+    for a, b in spans:  # type: ignore[misc]
+        pieces.append(text[cursor:a])
+        cursor = b
+    tail = text[cursor:]
+    words = [text[a:b] for a, b in spans]  # type: ignore[misc]
+    out = []
+    for row in masks:
+        parts = []
+        for gap, word, keep in zip(pieces, words, row.tolist(), strict=True):
+            parts.append(gap)
+            parts.append(word if keep else replacement)
+        parts.append(tail)
+        out.append(" ".join("".join(parts).split()))
+    return out

@@ -125,17 +125,17 @@ def test_tiny_transformer_tokenizer_offsets_drive_the_masker():
 def test_field_masker_defaults_and_reference_draws():
     record = {"age": 40, "income": 90_000, "city": "Oslo"}
     reference = [{"age": 25, "income": 30_000, "city": "Rome"}, {"age": 60, "income": 50_000, "city": "Lima"}]
-    masker = FieldMasker(record, defaults={"age": 0}, reference=reference, seed=3)
+    masker = FieldMasker(record, defaults={"age": 0}, reference=reference, draws=3, seed=3)
     assert [f.key for f in masker.features] == ["age", "income", "city"]
-    rows = masker.build(np.array([[True, True, True], [False, True, True], [True, False, False]]))
-    assert rows[0] == record
-    assert rows[1] == {**record, "age": 0}
-    donor = next(r for r in reference if r["income"] == rows[2]["income"])
-    assert rows[2]["city"] == donor["city"]  # masked fields come jointly from one reference record
-    again = FieldMasker(record, defaults={"age": 0}, reference=reference, seed=3).build(
-        np.array([[True, True, True], [False, True, True], [True, False, False]])
-    )
-    assert again == rows
+    masks = np.array([[True, True, True], [False, True, True], [True, False, False]])
+    rows = masker.build(masks)
+    assert len(rows) == 9 and rows[:3] == [record] * 3
+    assert rows[3:6] == [{**record, "age": 0}] * 3
+    for row, donor in zip(rows[6:], masker.donors, strict=True):
+        assert row == {**record, "income": donor["income"], "city": donor["city"]}  # one donor per row
+    # Donors are fixed at construction: the same masks always give the same rows.
+    assert masker.build(masks) == rows
+    np.testing.assert_allclose(masker.mean_over_draws(np.arange(9.0)), [1.0, 4.0, 7.0])
 
 
 def test_field_masker_errors_name_the_fields():
@@ -145,3 +145,5 @@ def test_field_masker_errors_name_the_fields():
         FieldMasker({"a": 1, "b": 2}, reference=[{"a": 3}])
     with pytest.raises(ValueError, match="no fields"):
         FieldMasker({})
+    with pytest.raises(ValueError, match="draws"):
+        FieldMasker({"a": 1}, defaults={"a": 0}, draws=0)

@@ -17,10 +17,10 @@ from spex_monitor.backends.oip import (
     ReplicaResponseError,
 )
 from spex_monitor.protocol.inference import grpc_service_pb2 as pb
-from spex_monitor.protocol.inference import grpc_service_pb2_grpc as pb_grpc
+from spex_monitor.protocol.oip import add_inference_servicer
 
 
-class FakeReplica(pb_grpc.GRPCInferenceServiceServicer):
+class FakeReplica:
     """Scores each BYTES text by its word count (2 columns: -n, n); faults on demand."""
 
     def __init__(self) -> None:
@@ -65,7 +65,7 @@ def replicas():
     for _ in range(2):
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         fake = FakeReplica()
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(fake, server)
+        add_inference_servicer(fake, server)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         servers.append(server)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,10 +20,12 @@ def test_generated_stubs_are_current():
 
 def test_wire_names_match_the_protocol():
     from spex_monitor.protocol.inference import grpc_service_pb2 as pb
+    from spex_monitor.protocol.oip import METHODS, SERVICE
 
-    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
-    assert service.full_name == "inference.GRPCInferenceService"
-    assert {m.name for m in service.methods} >= {"ModelInfer", "ModelReady", "ModelMetadata", "ServerLive"}
+    assert SERVICE == "inference.GRPCInferenceService"
+    assert set(METHODS) >= {"ModelInfer", "ModelReady", "ModelMetadata", "ServerLive"}
+    # Our messages never claim the inference.* namespace that KServe's own stubs register.
+    assert pb.DESCRIPTOR.package == "spex_monitor.oip.v2"
     fields = {f.name: f.number for f in pb.ModelInferRequest.DESCRIPTOR.fields}
     assert fields == {
         "model_name": 1,
@@ -32,3 +36,15 @@ def test_wire_names_match_the_protocol():
         "outputs": 6,
         "raw_input_contents": 7,
     }
+
+
+def test_coexists_with_kserve_generated_code_in_one_process():
+    code = (
+        "import spex_monitor.backends.oip\n"
+        "from kserve.protocol.grpc import grpc_predict_v2_pb2\n"
+        "import spex_monitor.protocol.oip\n"
+        "print('ok')"
+    )
+    pytest.importorskip("kserve")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
