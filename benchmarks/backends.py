@@ -16,9 +16,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -80,40 +77,16 @@ def lens_vs_raw(backend: LocalBackend, text: str, rows: int, repeats: int) -> di
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def oip_vs_local(backend: LocalBackend, text: str, rows: int, repeats: int) -> dict:
-    http_port, grpc_port = _free_port(), _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "tests/integration/kserve_replica.py"),
-            "--http-port",
-            str(http_port),
-            "--grpc-port",
-            str(grpc_port),
-        ],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    endpoint = f"127.0.0.1:{grpc_port}"
-    try:
-        remote = OIPBackend([endpoint], "sentiment", batch_rows=128, max_concurrency=1)
-        deadline = time.monotonic() + 90
-        while not remote.ready(timeout_s=1.0)[endpoint]:
-            if time.monotonic() > deadline:
-                raise RuntimeError("KServe replica did not start")
-            time.sleep(0.5)
+    from tests.integration.kserve_replica import running_replica
+
+    with (
+        running_replica() as (_, endpoint),
+        OIPBackend([endpoint], "sentiment", batch_rows=128, max_concurrency=1) as remote,
+    ):
         masker = text_masker(text, backend.tokenizer)
-        features = masker.features
-        masks = np.random.default_rng(1).random((rows, len(features))) < 0.5
-        strings = mask_texts(text, features, masks)
+        masks = np.random.default_rng(1).random((rows, masker.n_features)) < 0.5
+        strings = mask_texts(text, masker.features, masks)
 
         def local() -> None:
             encoded = backend.tokenizer(strings, padding=True, return_tensors="np")
@@ -128,10 +101,6 @@ def oip_vs_local(backend: LocalBackend, text: str, rows: int, repeats: int) -> d
         remote.timings.clear()
         oip_s = median_time(over_oip, repeats)
         round_trips = sum(t.seconds for t in remote.timings) / repeats
-        remote.close()
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
     return {
         "rows": rows,
         "local_s": local_s,

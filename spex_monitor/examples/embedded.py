@@ -48,16 +48,18 @@ def model_path(variant: str = "sentiment-base") -> Path:
     return path
 
 
-def build_tokenizer(words: list[str]):
+def build_tokenizer(words: list[str], with_cls: bool = True):
+    """A word-level fast tokenizer over ``words`` (+ [PAD] [UNK] [MASK] [CLS] [SEP]), with offsets."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(SPECIALS + sorted(set(words)))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
-    )
+    if with_cls:
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="[UNK]",

@@ -4,14 +4,27 @@ tabular credit model (FP32 matrix in, FP32 class probabilities out). Started by 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
-import torch
-from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
-from sklearn.linear_model import LogisticRegression
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from spex_monitor.examples.embedded import model_path
+if __name__ == "__main__":  # the server side; importers only use running_replica()
+    import torch
+    from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from spex_monitor.examples.embedded import model_path
+else:
+    Model = object
 
 
 class SentimentModel(Model):
@@ -54,6 +67,46 @@ class CreditModel(Model):
         output = InferOutput(name="output", shape=list(probs.shape), datatype="FP32")
         output.set_data_from_numpy(probs)
         return InferResponse(model_name=self.name, infer_outputs=[output], response_id=payload.id)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_replica(timeout_s: float = 90.0) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Start this server as a subprocess on free loopback ports; yield ``(process, grpc endpoint)`` once the
+    sentiment model is ready; stop it by PID (SIGTERM, then SIGKILL) afterwards."""
+    from spex_monitor.backends.oip import OIPBackend
+
+    root = Path(__file__).resolve().parents[2]
+    http_port, grpc_port = _free_port(), _free_port()
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    endpoint = f"127.0.0.1:{grpc_port}"
+    try:
+        with OIPBackend([endpoint], "sentiment") as probe:
+            deadline = time.monotonic() + timeout_s
+            while not probe.ready(timeout_s=1.0)[endpoint]:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("KServe ModelServer did not become ready")
+                time.sleep(0.5)
+        yield process, endpoint
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def main() -> None:

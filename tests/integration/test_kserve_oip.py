@@ -5,10 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,51 +19,16 @@ from spex_monitor.backends.oip import BackendUnavailableError, OIPBackend  # noq
 from spex_monitor.examples.embedded import model_path  # noqa: E402
 from spex_monitor.lenses import FieldMasker, log_odds, mask_texts, segment_text  # noqa: E402
 
+from .kserve_replica import running_replica  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def replica():
-    http_port, grpc_port = _free_port(), _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "tests/integration/kserve_replica.py"),
-            "--http-port",
-            str(http_port),
-            "--grpc-port",
-            str(grpc_port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    endpoint = f"127.0.0.1:{grpc_port}"
-    probe = OIPBackend([endpoint], "sentiment")
-    deadline = time.monotonic() + 90
-    while not probe.ready(timeout_s=1.0)[endpoint]:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("KServe ModelServer did not become ready")
-        time.sleep(0.5)
-    probe.close()
-    yield process, endpoint
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+    with running_replica() as (process, endpoint):
+        yield process, endpoint
 
 
 def test_text_model_over_oip_matches_local_and_finds_negation(replica):

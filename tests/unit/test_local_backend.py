@@ -7,10 +7,10 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
-from tokenizers import Tokenizer, models, pre_tokenizers, processors  # noqa: E402
 
 from spex_monitor.attribution import ProxySPEX  # noqa: E402
 from spex_monitor.backends import LocalBackend  # noqa: E402
+from spex_monitor.examples.embedded import build_tokenizer  # noqa: E402
 from spex_monitor.lenses import (  # noqa: E402
     classifier_value_function,
     completion_value_function,
@@ -22,22 +22,7 @@ WORDS = "the movie plot was not good bad great but i liked it and".split()
 
 
 def _tokenizer(with_cls: bool):
-    specials = ["[PAD]", "[UNK]", "[MASK]", "[CLS]", "[SEP]"]
-    vocab = {w: i for i, w in enumerate(specials + WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    if with_cls:
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
-        )
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        mask_token="[MASK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-    )
+    return build_tokenizer(WORDS, with_cls=with_cls)
 
 
 @pytest.fixture(scope="module")
