@@ -1,0 +1,241 @@
+"""Interaction maps: what a window of explained requests says, keyed by feature *keys* instead of indices.
+
+A per-request explanation speaks of feature indices; a map speaks of key tuples (the sorted keys of a
+term's features: normalized words, field names, ``L3.H5``). Per key tuple a map keeps mergeable sums —
+count, Σcoef, Σ|coef|, Σcoef² — and a small reservoir of exemplar request ids, so windows and pods merge
+by addition. It also keeps a bounded uniform sample of per-request interaction vectors (order ≥ 2),
+which is what makes an exact permutation test between two maps possible.
+
+Coefficients are the Fourier (±1 basis) coefficients of :class:`~spex_monitor.attribution.Interactions`:
+the basis is orthogonal, so Σcoef² per order is that order's share of the explained variance.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..attribution import Interactions
+
+FORMAT_VERSION = 1
+_MAGIC = b"SPXM"
+KeyTuple = tuple[str, ...]
+
+
+@dataclass
+class KeyStats:
+    """Mergeable sums for one key tuple (``weight`` multiplies every request's contribution)."""
+
+    count: float = 0.0
+    sum_coef: float = 0.0
+    sum_abs: float = 0.0
+    sum_sq: float = 0.0
+    exemplars: list[str] = field(default_factory=list)
+
+    def add(self, coef: float, weight: float) -> None:
+        self.count += weight
+        self.sum_coef += weight * coef
+        self.sum_abs += weight * abs(coef)
+        self.sum_sq += weight * coef * coef
+
+    def merge(self, other: KeyStats, max_exemplars: int) -> None:
+        self.count += other.count
+        self.sum_coef += other.sum_coef
+        self.sum_abs += other.sum_abs
+        self.sum_sq += other.sum_sq
+        for request_id in other.exemplars:
+            if len(self.exemplars) >= max_exemplars:
+                break
+            if request_id not in self.exemplars:
+                self.exemplars.append(request_id)
+
+
+@dataclass
+class RequestSample:
+    """One explained request in the map's bounded sample: its order ≥ 2 key tuples and |coef| mass."""
+
+    request_id: str
+    weight: float
+    keys: list[KeyTuple]
+    mass: list[float]
+    priority: float  # reservoir priority: the sample keeps the highest priorities
+
+
+class InteractionMap:
+    """Mergeable summary of explained requests, keyed by key tuples.
+
+    Args:
+        max_keys: most key tuples kept; the weakest (by Σ|coef|) are folded into a per-order "other"
+            bucket that the statistics still count.
+        max_exemplars: request ids kept per key tuple.
+        max_requests: per-request vectors kept for the permutation test (a uniform sample).
+        seed: seeds the request sample.
+    """
+
+    def __init__(
+        self, max_keys: int = 10_000, max_exemplars: int = 5, max_requests: int = 2_000, seed: int = 0
+    ) -> None:
+        if max_keys < 1 or max_exemplars < 0 or max_requests < 1:
+            raise ValueError("max_keys and max_requests must be >= 1, max_exemplars >= 0")
+        self.max_keys = max_keys
+        self.max_exemplars = max_exemplars
+        self.max_requests = max_requests
+        self._rng = np.random.default_rng(seed)
+        self.stats: dict[KeyTuple, KeyStats] = {}
+        self.other: dict[int, KeyStats] = {}
+        self.energy: dict[int, float] = {}  # order -> Σ weight·coef² (all terms, incl. evicted)
+        self.requests = 0.0
+        self.samples: list[RequestSample] = []
+        self.faithfulness: list[float] = []
+
+    # ------------------------------------------------------------------------------------------- build
+    def add(
+        self, result: Interactions, keys: Sequence[str], request_id: str = "", weight: float = 1.0
+    ) -> None:
+        """Fold one explanation in. ``keys[i]`` is feature ``i``'s key; repeated keys aggregate."""
+        if len(keys) != result.n_features:
+            raise ValueError(f"{len(keys)} keys for an explanation over {result.n_features} features")
+        if weight <= 0:
+            raise ValueError(f"weight must be > 0, got {weight}")
+        per_key: dict[KeyTuple, float] = {}
+        for term, coef in result.fourier.items():
+            if not term:
+                continue
+            key = tuple(sorted(keys[i] for i in term))
+            per_key[key] = per_key.get(key, 0.0) + coef
+        for key, coef in per_key.items():
+            order = len(key)
+            self.energy[order] = self.energy.get(order, 0.0) + weight * coef * coef
+            stats = self.stats.get(key)
+            if stats is None:
+                stats = self.stats[key] = KeyStats()
+            stats.add(coef, weight)
+            if request_id and len(stats.exemplars) < self.max_exemplars and request_id not in stats.exemplars:
+                stats.exemplars.append(request_id)
+        self.requests += weight
+        if np.isfinite(result.faithfulness):
+            self.faithfulness.append(float(result.faithfulness))
+        high = [(k, abs(c)) for k, c in per_key.items() if len(k) >= 2]
+        self._offer(
+            RequestSample(
+                request_id,
+                weight,
+                [k for k, _ in high],
+                [m for _, m in high],
+                float(self._rng.random() ** (1.0 / weight)),
+            )
+        )
+        self._evict()
+
+    def _offer(self, sample: RequestSample) -> None:
+        # Weighted reservoir (Efraimidis–Spirakis): keep the max_requests highest priorities u^(1/w).
+        self.samples.append(sample)
+        if len(self.samples) > self.max_requests:
+            self.samples.sort(key=lambda s: -s.priority)
+            del self.samples[self.max_requests :]
+
+    def _evict(self) -> None:
+        if len(self.stats) <= self.max_keys:
+            return
+        ranked = sorted(self.stats.items(), key=lambda kv: kv[1].sum_abs)
+        for key, stats in ranked[: len(self.stats) - self.max_keys]:
+            bucket = self.other.setdefault(len(key), KeyStats())
+            bucket.merge(KeyStats(stats.count, stats.sum_coef, stats.sum_abs, stats.sum_sq), 0)
+            del self.stats[key]
+
+    def merge(self, other: InteractionMap) -> InteractionMap:
+        """Add ``other`` into this map (exact for the sums; the request sample stays a uniform sample)."""
+        for key, stats in other.stats.items():
+            mine = self.stats.get(key)
+            if mine is None:
+                mine = self.stats[key] = KeyStats()
+            mine.merge(stats, self.max_exemplars)
+        for order, stats in other.other.items():
+            self.other.setdefault(order, KeyStats()).merge(stats, 0)
+        for order, energy in other.energy.items():
+            self.energy[order] = self.energy.get(order, 0.0) + energy
+        self.requests += other.requests
+        self.faithfulness.extend(other.faithfulness)
+        for sample in other.samples:
+            self._offer(sample)
+        self._evict()
+        return self
+
+    @classmethod
+    def merged(cls, maps: Iterable[InteractionMap], **kwargs: object) -> InteractionMap:
+        out = cls(**kwargs)  # type: ignore[arg-type]
+        for m in maps:
+            out.merge(m)
+        return out
+
+    # ------------------------------------------------------------------------------------------ reading
+    def strength(self, key: KeyTuple) -> float:
+        """Mean |coefficient| per explained request (0 when the key never appeared)."""
+        stats = self.stats.get(key)
+        return 0.0 if stats is None or self.requests == 0 else stats.sum_abs / self.requests
+
+    def mean_coef(self, key: KeyTuple) -> float:
+        stats = self.stats.get(key)
+        return 0.0 if stats is None or self.requests == 0 else stats.sum_coef / self.requests
+
+    def order_shares(self) -> dict[int, float]:
+        """Energy share of orders 1, 2 and 3+ (Σcoef² by order over all orders)."""
+        total = sum(self.energy.values())
+        shares = {1: 0.0, 2: 0.0, 3: 0.0}
+        for order, energy in self.energy.items():
+            shares[min(order, 3)] += energy / total if total else 0.0
+        return shares
+
+    def __len__(self) -> int:
+        return len(self.stats)
+
+    # ---------------------------------------------------------------------------------------- persistence
+    def to_bytes(self) -> bytes:
+        """Compact, versioned encoding: magic, format version, zlib-compressed JSON."""
+        payload = {
+            "v": FORMAT_VERSION,
+            "limits": [self.max_keys, self.max_exemplars, self.max_requests],
+            "requests": self.requests,
+            "energy": {str(k): v for k, v in self.energy.items()},
+            "stats": [
+                [list(k), s.count, s.sum_coef, s.sum_abs, s.sum_sq, s.exemplars]
+                for k, s in self.stats.items()
+            ],
+            "other": [[o, s.count, s.sum_coef, s.sum_abs, s.sum_sq] for o, s in self.other.items()],
+            "samples": [
+                [s.request_id, s.weight, [list(k) for k in s.keys], s.mass, s.priority] for s in self.samples
+            ],
+            "faithfulness": self.faithfulness,
+        }
+        body = zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 6)
+        return _MAGIC + FORMAT_VERSION.to_bytes(2, "big") + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> InteractionMap:
+        if data[:4] != _MAGIC:
+            raise ValueError("not an InteractionMap encoding (bad magic)")
+        version = int.from_bytes(data[4:6], "big")
+        if version > FORMAT_VERSION:
+            raise ValueError(f"InteractionMap format v{version} is newer than this build (v{FORMAT_VERSION})")
+        try:
+            payload = json.loads(zlib.decompress(data[6:]))
+        except (zlib.error, json.JSONDecodeError) as exc:
+            raise ValueError(f"corrupt InteractionMap encoding: {exc}") from exc
+        max_keys, max_exemplars, max_requests = payload["limits"]
+        out = cls(max_keys=max_keys, max_exemplars=max_exemplars, max_requests=max_requests)
+        out.requests = payload["requests"]
+        out.energy = {int(k): v for k, v in payload["energy"].items()}
+        for key, count, sum_coef, sum_abs, sum_sq, exemplars in payload["stats"]:
+            out.stats[tuple(key)] = KeyStats(count, sum_coef, sum_abs, sum_sq, list(exemplars))
+        for order, count, sum_coef, sum_abs, sum_sq in payload["other"]:
+            out.other[int(order)] = KeyStats(count, sum_coef, sum_abs, sum_sq)
+        out.samples = [
+            RequestSample(r, w, [tuple(k) for k in keys], mass, p)
+            for r, w, keys, mass, p in payload["samples"]
+        ]
+        out.faithfulness = list(payload["faithfulness"])
+        return out
