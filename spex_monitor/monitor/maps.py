@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..attribution import Interactions
+from .drift import DriftCounters
 
 FORMAT_VERSION = 1
 _MAGIC = b"SPXM"
@@ -91,6 +92,17 @@ class InteractionMap:
         self.requests = 0.0
         self.samples: list[RequestSample] = []
         self.faithfulness: list[float] = []
+        self.drift = DriftCounters()
+
+    def observe(
+        self,
+        tokens: list[str] | None = None,
+        label: str | None = None,
+        confidence: float | None = None,
+        weight: float = 1.0,
+    ) -> None:
+        """Count an observed request's input and output for drift (explained or not)."""
+        self.drift.observe(tokens, label, confidence, weight)
 
     # ------------------------------------------------------------------------------------------- build
     def add(
@@ -160,6 +172,7 @@ class InteractionMap:
             self.energy[order] = self.energy.get(order, 0.0) + energy
         self.requests += other.requests
         self.faithfulness.extend(other.faithfulness)
+        self.drift.merge(other.drift)
         for sample in other.samples:
             self._offer(sample)
         self._evict()
@@ -210,6 +223,7 @@ class InteractionMap:
                 [s.request_id, s.weight, [list(k) for k in s.keys], s.mass, s.priority] for s in self.samples
             ],
             "faithfulness": self.faithfulness,
+            "drift": self.drift.to_dict(),
         }
         body = zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 6)
         return _MAGIC + FORMAT_VERSION.to_bytes(2, "big") + body
@@ -238,4 +252,6 @@ class InteractionMap:
             for r, w, keys, mass, p in payload["samples"]
         ]
         out.faithfulness = list(payload["faithfulness"])
+        if "drift" in payload:
+            out.drift = DriftCounters.from_dict(payload["drift"])
         return out

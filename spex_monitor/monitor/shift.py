@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .drift import DriftReport, drift_report
 from .maps import InteractionMap, KeyTuple
 
 MAX_TEST_KEYS = 512
@@ -40,6 +41,17 @@ class ShiftReport:
     window_requests: float
     n_permutations: int
     contributors: list[Contributor] = field(default_factory=list)
+    drift: DriftReport | None = None
+
+    @property
+    def input_drift(self) -> dict[str, float]:
+        """PSI of token frequencies (top-K + other) and input length."""
+        return self.drift.input_psi if self.drift else {}
+
+    @property
+    def output_drift(self) -> dict[str, float]:
+        """PSI of the predicted label and of the confidence."""
+        return self.drift.output_psi if self.drift else {}
 
     def top_contributors(self, k: int = 5) -> list[Contributor]:
         """The ``k`` key tuples (order ≥ 2) whose share of interaction mass moved most."""
@@ -140,6 +152,7 @@ def compare_maps(
         window_requests=window.requests,
         n_permutations=n_permutations,
         contributors=contributors,
+        drift=drift_report(baseline.drift, window.drift, baseline.faithfulness, window.faithfulness),
     )
 
 
