@@ -1,0 +1,324 @@
+"""Durable store: explanations, windows, baselines and shift reports in SQLite (WAL).
+
+Behind the small :class:`Store` protocol so a shared PostgreSQL can follow. Schema changes are numbered
+migrations applied at open. Raw request text is **not** stored unless ``store_text=True`` (and then it
+expires with ``text_ttl_s``); key tuples and sparse coefficients are, within the retention window.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .maps import InteractionMap, KeyTuple
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE explanations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL, ts REAL NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
+            keys TEXT NOT NULL, terms TEXT NOT NULL, faithfulness REAL, inferences INTEGER NOT NULL,
+            trace_id TEXT, text TEXT
+        );
+        CREATE INDEX explanations_model_ts ON explanations (model, version, ts);
+        CREATE TABLE explanation_keys (
+            explanation_id INTEGER NOT NULL REFERENCES explanations (id) ON DELETE CASCADE,
+            key_tuple TEXT NOT NULL, coef REAL NOT NULL
+        );
+        CREATE INDEX explanation_keys_key ON explanation_keys (key_tuple);
+        CREATE TABLE windows (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version TEXT NOT NULL,
+            start_ts REAL NOT NULL, end_ts REAL NOT NULL, requests REAL NOT NULL, map BLOB NOT NULL
+        );
+        CREATE INDEX windows_model_ts ON windows (model, version, end_ts);
+        CREATE TABLE baselines (
+            model TEXT NOT NULL, version TEXT NOT NULL, created_ts REAL NOT NULL, source TEXT NOT NULL,
+            map BLOB NOT NULL, PRIMARY KEY (model, version)
+        );
+        CREATE TABLE reports (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version TEXT NOT NULL,
+            ts REAL NOT NULL, window_id INTEGER, score REAL NOT NULL, p_value REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX reports_model_ts ON reports (model, version, ts);
+        """,
+    ),
+]
+
+
+def key_text(key: KeyTuple) -> str:
+    return json.dumps(list(key), ensure_ascii=False)
+
+
+@dataclass
+class ExplanationRecord:
+    request_id: str
+    model: str
+    version: str
+    keys: list[str]
+    terms: dict[tuple[int, ...], float]
+    faithfulness: float
+    inferences: int
+    ts: float = field(default_factory=time.time)
+    trace_id: str | None = None
+    text: str | None = None
+
+
+class Store(Protocol):
+    def add_explanation(self, record: ExplanationRecord) -> int: ...
+    def explanations(
+        self,
+        model: str,
+        since: float = 0.0,
+        until: float = float("inf"),
+        key: KeyTuple | None = None,
+        limit: int = 100,
+    ) -> list[ExplanationRecord]: ...
+    def save_window(
+        self, model: str, version: str, start_ts: float, end_ts: float, m: InteractionMap
+    ) -> int: ...
+    def windows(
+        self, model: str, version: str, since: float = 0.0, until: float = float("inf")
+    ) -> list[tuple[int, float, float, InteractionMap]]: ...
+    def set_baseline(self, model: str, version: str, m: InteractionMap, source: str) -> None: ...
+    def baseline(self, model: str, version: str) -> InteractionMap | None: ...
+    def save_report(
+        self, model: str, version: str, window_id: int | None, score: float, p_value: float, body: dict
+    ) -> int: ...
+    def purge(self, now: float | None = None) -> int: ...
+    def close(self) -> None: ...
+
+
+class SQLiteStore:
+    """SQLite in WAL mode; one connection guarded by a lock (the sidecar's writes are small and few)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        store_text: bool = False,
+        text_ttl_s: float = 86_400.0,
+        retention_s: float = 30 * 86_400.0,
+        interaction_keys_per_explanation: int = 20,
+    ) -> None:
+        self.path = str(path)
+        self.store_text = store_text
+        self.text_ttl_s = text_ttl_s
+        self.retention_s = retention_s
+        self.keys_per_explanation = interaction_keys_per_explanation
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+
+    # ----------------------------------------------------------------------------------------- schema
+    def _migrate(self) -> None:
+        self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for version, sql in MIGRATIONS:
+            if version <= current:
+                continue
+            self._conn.execute("BEGIN")
+            try:
+                for statement in filter(str.strip, sql.split(";")):
+                    self._conn.execute(statement)
+                self._conn.execute("INSERT INTO schema_version VALUES (?)", (version,))
+                self._conn.execute("COMMIT")
+            except Exception:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+
+    # ----------------------------------------------------------------------------------- explanations
+    def add_explanation(self, record: ExplanationRecord) -> int:
+        terms = [[list(k), v] for k, v in record.terms.items()]
+        text = record.text if self.store_text else None
+        per_key: dict[KeyTuple, float] = {}
+        for term, coef in record.terms.items():
+            if len(term) >= 2:
+                key = tuple(sorted(record.keys[i] for i in term))
+                per_key[key] = per_key.get(key, 0.0) + coef
+        nonzero = [(k, c) for k, c in per_key.items() if abs(c) > 1e-12]
+        strongest = sorted(nonzero, key=lambda kv: -abs(kv[1]))[: self.keys_per_explanation]
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                cursor = self._conn.execute(
+                    "INSERT INTO explanations (request_id, ts, model, version, keys, terms, faithfulness,"
+                    " inferences, trace_id, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.request_id,
+                        record.ts,
+                        record.model,
+                        record.version,
+                        json.dumps(record.keys, ensure_ascii=False),
+                        json.dumps(terms),
+                        record.faithfulness,
+                        record.inferences,
+                        record.trace_id,
+                        text,
+                    ),
+                )
+                row_id = int(cursor.lastrowid or 0)
+                self._conn.executemany(
+                    "INSERT INTO explanation_keys (explanation_id, key_tuple, coef) VALUES (?, ?, ?)",
+                    [(row_id, key_text(k), c) for k, c in strongest],
+                )
+                self._conn.execute("COMMIT")
+            except Exception:
+                self._conn.execute("ROLLBACK")
+                raise
+        return row_id
+
+    def explanations(
+        self,
+        model: str,
+        since: float = 0.0,
+        until: float = float("inf"),
+        key: KeyTuple | None = None,
+        limit: int = 100,
+    ) -> list[ExplanationRecord]:
+        """Newest first; with ``key``, only explanations where that key tuple was among the strongest."""
+        sql = (
+            "SELECT e.request_id, e.model, e.version, e.keys, e.terms, e.faithfulness, e.inferences, e.ts,"
+            " e.trace_id, e.text FROM explanations e"
+        )
+        args: list[object] = []
+        if key is not None:
+            sql += " JOIN explanation_keys k ON k.explanation_id = e.id AND k.key_tuple = ?"
+            args.append(key_text(tuple(sorted(key))))
+        sql += " WHERE e.model = ? AND e.ts >= ? AND e.ts <= ? ORDER BY e.ts DESC LIMIT ?"
+        args += [model, since, until if until != float("inf") else 1e300, limit]
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return [
+            ExplanationRecord(
+                r[0],
+                r[1],
+                r[2],
+                json.loads(r[3]),
+                {tuple(k): v for k, v in json.loads(r[4])},
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------------------ windows & baselines
+    def save_window(self, model: str, version: str, start_ts: float, end_ts: float, m: InteractionMap) -> int:
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO windows (model, version, start_ts, end_ts, requests, map)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (model, version, start_ts, end_ts, m.requests, m.to_bytes()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def windows(
+        self, model: str, version: str, since: float = 0.0, until: float = float("inf")
+    ) -> list[tuple[int, float, float, InteractionMap]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, start_ts, end_ts, map FROM windows"
+                " WHERE model = ? AND version = ? AND end_ts >= ? AND start_ts <= ? ORDER BY end_ts",
+                (model, version, since, until if until != float("inf") else 1e300),
+            ).fetchall()
+        return [(r[0], r[1], r[2], InteractionMap.from_bytes(r[3])) for r in rows]
+
+    def set_baseline(self, model: str, version: str, m: InteractionMap, source: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO baselines (model, version, created_ts, source, map) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (model, version) DO UPDATE SET created_ts = excluded.created_ts,"
+                " source = excluded.source, map = excluded.map",
+                (model, version, time.time(), source, m.to_bytes()),
+            )
+
+    def baseline(self, model: str, version: str) -> InteractionMap | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT map FROM baselines WHERE model = ? AND version = ?", (model, version)
+            ).fetchone()
+        return InteractionMap.from_bytes(row[0]) if row else None
+
+    def baselines(self) -> list[tuple[str, str, float, str]]:
+        with self._lock:
+            return list(self._conn.execute("SELECT model, version, created_ts, source FROM baselines"))
+
+    # ------------------------------------------------------------------------------------------ reports
+    def save_report(
+        self, model: str, version: str, window_id: int | None, score: float, p_value: float, body: dict
+    ) -> int:
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO reports (model, version, ts, window_id, score, p_value, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, version, time.time(), window_id, score, p_value, json.dumps(body)),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def reports(self, model: str, since: float = 0.0) -> list[dict]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, version, ts, window_id, score, p_value, body FROM reports"
+                " WHERE model = ? AND ts >= ? ORDER BY ts",
+                (model, since),
+            ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "version": r[1],
+                "ts": r[2],
+                "window_id": r[3],
+                "score": r[4],
+                "p_value": r[5],
+                **json.loads(r[6]),
+            }
+            for r in rows
+        ]
+
+    # ---------------------------------------------------------------------------------------- retention
+    def purge(self, now: float | None = None) -> int:
+        """Delete explanations, windows and reports older than the retention; expire stored text."""
+        now = time.time() if now is None else now
+        cutoff = now - self.retention_s
+        with self._lock:
+            self._conn.execute("BEGIN")
+            deleted = self._conn.execute("DELETE FROM explanations WHERE ts < ?", (cutoff,)).rowcount
+            self._conn.execute("DELETE FROM windows WHERE end_ts < ?", (cutoff,))
+            self._conn.execute("DELETE FROM reports WHERE ts < ?", (cutoff,))
+            self._conn.execute(
+                "UPDATE explanations SET text = NULL WHERE text IS NOT NULL AND ts < ?",
+                (now - self.text_ttl_s,),
+            )
+            self._conn.execute("COMMIT")
+        return int(deleted)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
