@@ -178,6 +178,27 @@ class InteractionMap:
         self._evict()
         return self
 
+    def scale(self, factor: float) -> InteractionMap:
+        """Multiply every sum by ``factor`` (exponential decay of a rolling baseline)."""
+        if factor <= 0:
+            raise ValueError(f"factor must be > 0, got {factor}")
+        for stats in (*self.stats.values(), *self.other.values()):
+            stats.count *= factor
+            stats.sum_coef *= factor
+            stats.sum_abs *= factor
+            stats.sum_sq *= factor
+        self.energy = {k: v * factor for k, v in self.energy.items()}
+        self.requests *= factor
+        for sample in self.samples:
+            sample.weight *= factor
+        d = self.drift
+        d.tokens = {k: v * factor for k, v in d.tokens.items()}
+        d.labels = {k: v * factor for k, v in d.labels.items()}
+        d.lengths = d.lengths * factor
+        d.confidence = d.confidence * factor
+        d.observed *= factor
+        return self
+
     @classmethod
     def merged(cls, maps: Iterable[InteractionMap], **kwargs: object) -> InteractionMap:
         out = cls(**kwargs)  # type: ignore[arg-type]

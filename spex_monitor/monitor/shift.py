@@ -1,11 +1,16 @@
 """Comparing a window's interaction map with a baseline: score, calibrated p-value, and what moved.
 
-Score: the Jensen–Shannon distance (base 2, in [0, 1]) between the baseline's and the window's
-distributions of attribution mass (Σ|coef|) over key tuples of order ≥ 2. p-value: an exact permutation
-test over the two maps' request samples — under "no change" requests are exchangeable between baseline
-and window, so ``p = (1 + #{T_perm >= T_obs}) / (1 + n_permutations)`` is valid (p < α in at most a
-fraction α of null windows). Next to it: order energy shares, SageMaker-Clarify-style first-order NDCG,
-and the key tuples that moved most, with exemplar request ids.
+Score: the Euclidean distance between the baseline's and the window's mean attribution mass per
+explained request — over key tuples of order ≥ 2 (Σ|coef| per tuple), over single keys' share of that
+interaction mass (dense where tuples are sparse: a change spread over ('not', 'good'), ('bad', 'not') …
+adds up on 'not'), and over the total — divided by the pooled mean interaction mass per request. It moves
+with the *shape* and the *amount* of interaction (0 = identical). Squared differences let a few strong,
+consistent moves outweigh many small sampling wiggles on rare tuples.
+
+p-value: an exact permutation test over the two maps' request samples. Under "no change" requests are
+exchangeable between baseline and window, so ``p = (1 + #{T_perm >= T_obs}) / (1 + n_permutations)`` is
+valid: p < α in at most a fraction α of null windows. Next to it: order energy shares, first-order NDCG
+(SageMaker Clarify's method), and the key tuples that moved most, with exemplar request ids.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class ShiftReport:
         return self.drift.output_psi if self.drift else {}
 
     def top_contributors(self, k: int = 5) -> list[Contributor]:
-        """The ``k`` key tuples (order ≥ 2) whose share of interaction mass moved most."""
+        """The ``k`` key tuples (order ≥ 2) whose mean |coef| per request moved most."""
         return self.contributors[:k]
 
 
@@ -101,6 +106,26 @@ def first_order_ndcg(baseline: InteractionMap, window: InteractionMap, k: int = 
     return dcg / idcg if idcg > 0 else 1.0
 
 
+def _member_matrix(baseline: InteractionMap, window: InteractionMap) -> np.ndarray:
+    """Rows as in :func:`_mass_matrix`; columns: single keys, each holding its share of the interaction
+    mass it takes part in (a tuple's mass split evenly over its members). Far denser than tuples, so a
+    change spread over many related tuples — ('not', 'good'), ('bad', 'not'), ... — adds up."""
+    pooled: dict[str, float] = {}
+    rows = [*baseline.samples, *window.samples]
+    for sample in rows:
+        for key, mass in zip(sample.keys, sample.mass, strict=True):
+            for member in key:
+                pooled[member] = pooled.get(member, 0.0) + mass / len(key)
+    members = sorted(pooled, key=lambda k: (-pooled[k], k))[:MAX_TEST_KEYS]
+    column = {m: i for i, m in enumerate(members)}
+    matrix = np.zeros((len(rows), len(members) + 1))
+    for r, sample in enumerate(rows):
+        for key, mass in zip(sample.keys, sample.mass, strict=True):
+            for member in key:
+                matrix[r, column.get(member, len(members))] += mass / len(key)
+    return matrix
+
+
 def compare_maps(
     baseline: InteractionMap,
     window: InteractionMap,
@@ -112,32 +137,42 @@ def compare_maps(
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
     matrix, keys, n_base = _mass_matrix(baseline, window)
+    members = _member_matrix(baseline, window)
     n_total = matrix.shape[0]
+    n_window = n_total - n_base
     total = matrix.sum(axis=0)
-    observed = float(_js_distance(matrix[:n_base].sum(axis=0), matrix[n_base:].sum(axis=0)))
-    if n_base == 0 or n_base == n_total or not total.any():
-        p_value = 1.0
-        observed = 0.0 if not total.any() else observed
+    member_total = members.sum(axis=0)
+    if n_base == 0 or n_window == 0 or not total.any():
+        observed, p_value = 0.0, 1.0
     else:
+        # Pooled mean interaction mass per request: the same for every relabelling, so it scales the
+        # statistic without breaking exchangeability.
+        scale = total.sum() / n_total
+
+        def statistic(window_sum: np.ndarray, window_members: np.ndarray) -> np.ndarray:
+            tuples = np.square(window_sum / n_window - (total - window_sum) / n_base).sum(axis=-1)
+            single = np.square(window_members / n_window - (member_total - window_members) / n_base)
+            single = single.sum(axis=-1)
+            window_all = window_sum.sum(axis=-1)
+            amount = np.square(window_all / n_window - (total.sum() - window_all) / n_base)
+            return np.sqrt(tuples + single + amount) / scale
+
+        observed = float(statistic(matrix[n_base:].sum(axis=0), members[n_base:].sum(axis=0)))
         rng = np.random.default_rng(seed)
-        n_window = n_total - n_base
         exceed = 0
         for start in range(0, n_permutations, 256):
             block = min(256, n_permutations - start)
             labels = np.zeros((block, n_total))
             picks = np.argsort(rng.random((block, n_total)), axis=1)[:, :n_window]
             np.put_along_axis(labels, picks, 1.0, axis=1)
-            window_mass = labels @ matrix
-            stats = _js_distance(total[None, :] - window_mass, window_mass)
-            exceed += int(np.sum(stats >= observed - 1e-12))
+            exceed += int(np.sum(statistic(labels @ matrix, labels @ members) >= observed - 1e-12))
         p_value = (1 + exceed) / (1 + n_permutations)
 
-    base_share = _shares(matrix[:n_base].sum(axis=0))
-    win_share = _shares(matrix[n_base:].sum(axis=0))
-    moved = sorted(range(len(keys)), key=lambda i: -abs(win_share[i] - base_share[i]))[:top_k]
+    # Contributors: key tuples ranked by how much their mean |coef| per explained request moved.
+    candidates = {k for k in (*baseline.stats, *window.stats) if len(k) >= 2}
+    moved = sorted(candidates, key=lambda k: (-abs(window.strength(k) - baseline.strength(k)), k))[:top_k]
     contributors = []
-    for i in moved:
-        key = keys[i]
+    for key in moved:
         b, w = baseline.strength(key), window.strength(key)
         source = window.stats.get(key) or baseline.stats.get(key)
         exemplars = list(source.exemplars) if source is not None else []
@@ -154,8 +189,3 @@ def compare_maps(
         contributors=contributors,
         drift=drift_report(baseline.drift, window.drift, baseline.faithfulness, window.faithfulness),
     )
-
-
-def _shares(mass: np.ndarray) -> np.ndarray:
-    total = mass.sum()
-    return mass / total if total > 0 else np.zeros_like(mass)

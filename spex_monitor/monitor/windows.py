@@ -1,0 +1,80 @@
+"""Tumbling windows per (model, version) and the baseline policies that compare against them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ..attribution import Interactions
+from .maps import InteractionMap
+
+
+@dataclass
+class ClosedWindow:
+    model: str
+    version: str
+    start_ts: float
+    end_ts: float
+    map: InteractionMap
+
+
+@dataclass
+class TumblingWindows:
+    """A window closes after ``window_s`` seconds or ``window_requests`` explained requests, whichever first.
+
+    A new model version gets its own window (and its own baseline): comparisons never mix versions.
+    """
+
+    window_s: float | None = 300.0
+    window_requests: int | None = None
+    map_kwargs: dict = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        if self.window_s is None and self.window_requests is None:
+            raise ValueError("set window_s and/or window_requests")
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, str], tuple[float, InteractionMap]] = {}
+
+    def _current(self, model: str, version: str) -> InteractionMap:
+        key = (model, version)
+        if key not in self._open:
+            self._open[key] = (self.clock(), InteractionMap(**self.map_kwargs))
+        return self._open[key][1]
+
+    def add(self, model: str, version: str, result: Interactions, keys: list[str], request_id: str) -> None:
+        with self._lock:
+            self._current(model, version).add(result, keys, request_id=request_id)
+
+    def observe(
+        self, model: str, version: str, tokens: list[str] | None, label: str | None, confidence: float | None
+    ) -> None:
+        with self._lock:
+            self._current(model, version).observe(tokens, label, confidence)
+
+    def close_due(self, force: bool = False) -> list[ClosedWindow]:
+        """Close every window whose time or count is up (all of them with ``force``)."""
+        now = self.clock()
+        closed = []
+        with self._lock:
+            for key, (start, m) in list(self._open.items()):
+                timed_out = self.window_s is not None and now - start >= self.window_s
+                full = self.window_requests is not None and m.requests >= self.window_requests
+                if force or timed_out or full:
+                    closed.append(ClosedWindow(key[0], key[1], start, now, m))
+                    del self._open[key]
+        return closed
+
+
+def baseline_from_windows(windows: Iterable[InteractionMap]) -> InteractionMap:
+    """Pin a baseline: the exact merge of the given windows (e.g. "model v12 at launch")."""
+    return InteractionMap.merged(windows)
+
+
+def roll_baseline(baseline: InteractionMap, window: InteractionMap, decay: float) -> InteractionMap:
+    """Exponentially decayed baseline: ``decay * baseline + window`` (sums, so it stays mergeable)."""
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"decay must be in (0, 1], got {decay}")
+    return baseline.scale(decay).merge(window)

@@ -1,0 +1,249 @@
+"""The monitor loop: observe (O(1)) → sample → budget → explain → windows → compare → store.
+
+``observe`` never waits on explanation work: it updates drift counters and offers the request to the
+sampler. Explain workers take candidates, reserve ablation budget, explain them (the ``explainer`` wraps
+lens + backend + engine), and fold the result into the current window. ``tick`` closes due windows,
+compares each with its (model, version) baseline and stores the report. Shutdown finishes in-flight
+explanations and persists open windows; what cannot finish is counted, never silently lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..attribution import Interactions
+from .budget import Budget
+from .maps import InteractionMap
+from .sampling import Candidate, StratifiedSampler
+from .shift import ShiftReport, compare_maps
+from .store import ExplanationRecord, Store
+from .windows import ClosedWindow, TumblingWindows, baseline_from_windows, roll_baseline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Observation:
+    """One served request as the monitor sees it (text or fields in, label and confidence out)."""
+
+    request_id: str
+    model: str
+    version: str
+    label: str
+    confidence: float | None = None
+    text: str | None = None
+    fields: dict | None = None
+    trace_id: str | None = None
+
+    def tokens(self) -> list[str] | None:
+        return self.text.lower().split() if self.text is not None else None
+
+
+Explainer = Callable[[Observation], tuple[Interactions, list[str]]]
+
+
+@dataclass
+class WindowResult:
+    window: ClosedWindow
+    window_id: int | None
+    report: ShiftReport | None
+    alarm: bool
+
+
+@dataclass
+class Monitor:
+    explainer: Explainer
+    sampler: StratifiedSampler = field(default_factory=StratifiedSampler)
+    budget: Budget = field(default_factory=Budget)
+    windows: TumblingWindows = field(default_factory=TumblingWindows)
+    store: Store | None = None
+    inferences_per_explanation: int = 500
+    budget_wait_s: float = 0.0
+    baseline_windows: int = 2
+    rolling_decay: float | None = None
+    min_window_requests: int = 30
+    n_permutations: int = 1000
+    alarm_p_value: float = 0.01
+    on_window: Callable[[WindowResult], None] | None = None
+    counters: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._baselines: dict[tuple[str, str], InteractionMap] = {}
+        self._warmup: dict[tuple[str, str], list[InteractionMap]] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self.results: list[WindowResult] = []
+
+    # --------------------------------------------------------------------------------------- serving path
+    def observe(self, observation: Observation) -> bool:
+        """O(1) and never raises into the caller: True when the request became an explanation candidate."""
+        try:
+            self.counters["observed"] += 1
+            if self._stop.is_set():
+                self.counters["dropped:shutdown"] += 1
+                return False
+            self.windows.observe(
+                observation.model,
+                observation.version,
+                observation.tokens(),
+                observation.label,
+                observation.confidence,
+            )
+            offered = self.sampler.offer(
+                Candidate(observation.request_id, observation.model, observation.label, observation)
+            )
+            self.counters["sampled"] += int(offered)
+            return offered
+        except Exception:  # the serving path must never see our failures
+            log.exception("observe failed")
+            self.counters["dropped:internal_error"] += 1
+            return False
+
+    # ------------------------------------------------------------------------------------------ workers
+    def explain_one(self) -> bool:
+        """Take and explain one candidate; False when there is nothing to do."""
+        candidate = self.sampler.take()
+        if candidate is None:
+            return False
+        if not self.budget.acquire(self.inferences_per_explanation, self.budget_wait_s):
+            self.counters["dropped:budget"] += 1
+            return True
+        observation: Observation = candidate.payload
+        with self._lock:
+            self._in_flight += 1
+        began = time.perf_counter()
+        try:
+            result, keys = self.explainer(observation)
+        except Exception as exc:
+            log.warning("explanation of %s failed: %s", observation.request_id, exc)
+            self.counters["explanations:failed"] += 1
+            return True
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        elapsed = time.perf_counter() - began
+        self.budget.record(elapsed)
+        self.counters["explanations:ok"] += 1
+        self.counters["ablation_inferences"] += result.inferences_used
+        self.windows.add(observation.model, observation.version, result, keys, observation.request_id)
+        if self.store is not None:
+            self.store.add_explanation(
+                ExplanationRecord(
+                    observation.request_id,
+                    observation.model,
+                    observation.version,
+                    keys,
+                    result.fourier,
+                    result.faithfulness,
+                    result.inferences_used,
+                    trace_id=observation.trace_id,
+                    text=observation.text,
+                )
+            )
+        return True
+
+    def drain(self) -> int:
+        """Explain every pending candidate in the calling thread; returns how many were taken."""
+        taken = 0
+        while self.explain_one():
+            taken += 1
+        return taken
+
+    def start(self, workers: int = 1, idle_sleep_s: float = 0.05) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                if not self.explain_one():
+                    self._stop.wait(idle_sleep_s)
+
+        for index in range(workers):
+            thread = threading.Thread(target=loop, name=f"spex-explain-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Stop taking work, let in-flight explanations finish, persist open windows."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self.counters["dropped:shutdown"] += self.sampler.new_window()
+        self.tick(force=True)
+
+    # -------------------------------------------------------------------------------------- windows
+    def set_baseline(self, model: str, version: str, baseline: InteractionMap, source: str = "api") -> None:
+        self._baselines[(model, version)] = baseline
+        if self.store is not None:
+            self.store.set_baseline(model, version, baseline, source)
+
+    def baseline(self, model: str, version: str) -> InteractionMap | None:
+        key = (model, version)
+        if key not in self._baselines and self.store is not None:
+            stored = self.store.baseline(model, version)
+            if stored is not None:
+                self._baselines[key] = stored
+        return self._baselines.get(key)
+
+    def tick(self, force: bool = False) -> list[WindowResult]:
+        """Close due windows; compare each with its baseline (building one from the first windows)."""
+        out = []
+        for closed in self.windows.close_due(force=force):
+            if closed.map.requests == 0 and closed.map.drift.observed == 0:
+                continue
+            window_id = None
+            if self.store is not None:
+                window_id = self.store.save_window(
+                    closed.model, closed.version, closed.start_ts, closed.end_ts, closed.map
+                )
+            key = (closed.model, closed.version)
+            baseline = self.baseline(*key)
+            report = None
+            alarm = False
+            if baseline is None:
+                warm = self._warmup.setdefault(key, [])
+                warm.append(closed.map)
+                if len(warm) >= self.baseline_windows:
+                    self.set_baseline(*key, baseline_from_windows(warm), source=f"first {len(warm)} windows")
+                    del self._warmup[key]
+            elif closed.map.requests >= self.min_window_requests:
+                report = compare_maps(
+                    baseline,
+                    closed.map,
+                    n_permutations=self.n_permutations,
+                    seed=window_id or len(self.results),
+                )
+                alarm = report.p_value < self.alarm_p_value
+                if self.store is not None:
+                    self.store.save_report(
+                        closed.model,
+                        closed.version,
+                        window_id,
+                        report.score,
+                        report.p_value,
+                        {
+                            "top": [
+                                [list(c.key), c.baseline, c.window, c.delta, c.exemplars]
+                                for c in report.top_contributors(10)
+                            ],
+                            "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},
+                            "first_order_ndcg": report.first_order_ndcg,
+                            "input_drift": report.input_drift,
+                            "output_drift": report.output_drift,
+                            "alarm": alarm,
+                        },
+                    )
+                if self.rolling_decay is not None and not alarm:
+                    self._baselines[key] = roll_baseline(baseline, closed.map, self.rolling_decay)
+            else:
+                self.counters["windows:too_small"] += 1
+            result = WindowResult(closed, window_id, report, alarm)
+            self.results.append(result)
+            out.append(result)
+            if self.on_window is not None:
+                self.on_window(result)
+        return out
