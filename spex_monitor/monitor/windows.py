@@ -78,3 +78,23 @@ def roll_baseline(baseline: InteractionMap, window: InteractionMap, decay: float
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"decay must be in (0, 1], got {decay}")
     return baseline.scale(decay).merge(window)
+
+
+def compare_versions(
+    store: object,
+    model: str,
+    version_a: str,
+    version_b: str,
+    since: float = 0.0,
+    until: float = float("inf"),
+    n_permutations: int = 1000,
+    seed: int = 0,
+):  # noqa: ANN201
+    """ "Compare version A vs B" on stored windows: A's merged windows are the baseline."""
+    from .shift import compare_maps
+
+    maps_a = [w[3] for w in store.windows(model, version_a, since, until)]  # type: ignore[attr-defined]
+    maps_b = [w[3] for w in store.windows(model, version_b, since, until)]  # type: ignore[attr-defined]
+    if not maps_a or not maps_b:
+        raise LookupError(f"no stored windows for {model} {version_a if not maps_a else version_b}")
+    return compare_maps(baseline_from_windows(maps_a), baseline_from_windows(maps_b), n_permutations, seed)
