@@ -1,0 +1,229 @@
+"""Sidecar configuration: one YAML file plus ``SPEX_MONITOR_*`` environment overrides, validated by pydantic.
+
+Environment variables override the file, nested with ``__``: ``SPEX_MONITOR_SERVER__GRPC_PORT=50052``,
+``SPEX_MONITOR_ENGINE__BUDGET=1000``. Invalid configuration fails at start with every bad field's path and
+the reason (``models.0.backend.endpoints: at least one replica host:port is required``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "SPEX_MONITOR_"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextLens(Strict):
+    kind: Literal["text"] = "text"
+    unit: Literal["words", "sentences", "tokens"] = "words"
+    max_features: int = Field(64, ge=1, le=4096, description="cap; neighbours merge beyond it")
+    strategy: Literal["mask", "remove", "attention"] = "mask"
+
+
+class FieldsLens(Strict):
+    kind: Literal["fields"]
+    defaults: dict[str, Any] = Field(default_factory=dict, description="per-field baseline values")
+    reference_path: Path | None = Field(None, description="JSON lines of reference records to draw from")
+    draws: int = Field(8, ge=1, le=256)
+
+
+class LocalBackendConfig(Strict):
+    kind: Literal["local"] = "local"
+    path: Path = Field(description="local transformers model folder (nothing is downloaded)")
+    task: Literal["sequence-classification", "causal-lm"] = "sequence-classification"
+    device: str = "auto"
+    token_budget: int = Field(16384, ge=1)
+
+
+class TLSConfig(Strict):
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+
+
+class OIPBackendConfig(Strict):
+    kind: Literal["oip"]
+    endpoints: list[str]
+    model_name: str
+    model_version: str = ""
+    input_name: str = "input"
+    input_kind: Literal["bytes", "int64", "fp32"] = "bytes"
+    output_name: str = "output"
+    deadline_s: float = Field(5.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    max_concurrency: int = Field(4, ge=1, le=256)
+    batch_rows: int = Field(64, ge=1)
+    tls: TLSConfig | None = None
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one replica host:port is required")
+        for endpoint in value:
+            host, _, port = endpoint.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{endpoint!r} is not host:port")
+        return value
+
+
+class ModelConfig(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    version: str = "v1"
+    lens: Annotated[TextLens | FieldsLens, Field(discriminator="kind")] = Field(default_factory=TextLens)
+    backend: Annotated[LocalBackendConfig | OIPBackendConfig, Field(discriminator="kind")]
+    sampling_rate: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class EngineConfig(Strict):
+    kind: Literal["proxyspex", "spex"] = "proxyspex"
+    budget: int = Field(500, ge=16, le=1_000_000, description="inferences per explanation")
+    max_order: int = Field(3, ge=1, le=8)
+
+
+class BudgetConfig(Strict):
+    inferences_per_second: float = Field(2000.0, gt=0)
+    burst: float = Field(4000.0, gt=0)
+    backend_seconds_per_hour: float | None = Field(None, gt=0)
+    max_latency_s: float | None = Field(None, gt=0)
+    max_queue_depth: int | None = Field(None, ge=1)
+    wait_s: float = Field(0.0, ge=0)
+
+
+class WindowConfig(Strict):
+    seconds: float | None = Field(300.0, gt=0)
+    requests: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> WindowConfig:
+        if self.seconds is None and self.requests is None:
+            raise ValueError("set seconds and/or requests")
+        return self
+
+
+class BaselineConfig(Strict):
+    windows: int = Field(2, ge=1, description="first windows merged into a baseline when none is pinned")
+    rolling_decay: float | None = Field(None, gt=0, le=1)
+    min_window_requests: int = Field(30, ge=1)
+    alarm_p_value: float = Field(0.01, gt=0, lt=1)
+    n_permutations: int = Field(1000, ge=99, le=100_000)
+    file: Path | None = Field(None, description="InteractionMap bytes to pin as the baseline at start")
+
+
+class StoreConfig(Strict):
+    path: Path = Path("spex-monitor.db")
+    store_text: bool = False
+    text_ttl_s: float = Field(86_400.0, gt=0)
+    retention_days: float = Field(30.0, gt=0)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    proxy_port: int | None = Field(None, ge=0, le=65535)
+    upstream: str | None = Field(None, description="host:port of the OIP-V2 model server (proxy mode)")
+    workers: int = Field(1, ge=1, le=64)
+    queue_per_label: int = Field(64, ge=1)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    tls: TLSConfig | None = None
+
+    @model_validator(mode="after")
+    def _proxy_needs_upstream(self) -> ServerConfig:
+        if self.proxy_port is not None and not self.upstream:
+            raise ValueError("proxy_port is set but upstream (the model server's host:port) is not")
+        return self
+
+
+class Settings(Strict):
+    models: list[ModelConfig] = Field(min_length=1)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    windows: WindowConfig = Field(default_factory=WindowConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> Settings:
+        names = [m.name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique; repeated: {duplicates}")
+        return self
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(name)
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``errors`` holds ``(field path, reason)`` pairs."""
+
+    def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in errors)
+        super().__init__(f"invalid configuration ({source}):\n{lines}")
+
+
+def _set_path(data: dict, path: list[str], value: str) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    last = path[-1]
+    parsed = yaml.safe_load(value)  # "1000" -> 1000, "true" -> True, "[a, b]" -> list
+    if isinstance(node, list):
+        node[int(last)] = parsed
+    else:
+        node[last] = parsed
+
+
+def apply_env(data: dict, environ: dict[str, str] | None = None) -> dict:
+    """Overlay ``SPEX_MONITOR_A__B__C=value`` onto the file's data (lower-cased keys, YAML-typed values)."""
+    environ = dict(os.environ) if environ is None else environ
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if path:
+            try:
+                _set_path(data, path, value)
+            except (IndexError, ValueError, TypeError) as exc:
+                raise ConfigError(f"environment {name}", [(".".join(path), str(exc))]) from exc
+    return data
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the YAML file (optional), apply environment overrides, validate."""
+    data: dict = {}
+    source = "environment"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(source, [("<file>", exc.strerror or str(exc))]) from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, [("<yaml>", str(exc).replace("\n", " "))]) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(source, [("<root>", "the file must hold a mapping")])
+        data = loaded or {}
+    data = apply_env(data, environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        errors = [(".".join(str(p) for p in e["loc"]) or "<root>", e["msg"]) for e in exc.errors()]
+        raise ConfigError(source, errors) from exc

@@ -1,0 +1,120 @@
+"""Config validation (field paths in errors, env overrides) and the Prometheus exporter's names and labels."""
+
+from __future__ import annotations
+
+import textwrap
+import urllib.request
+
+import pytest
+from prometheus_client import generate_latest, start_http_server
+
+from spex_monitor.cli import main as cli_main
+from spex_monitor.config import ConfigError, load_settings
+from spex_monitor.server.metrics import Metrics
+
+GOOD = textwrap.dedent("""
+    models:
+      - name: sentiment
+        backend: {kind: oip, endpoints: ["127.0.0.1:8081"], model_name: sentiment}
+    engine: {budget: 800}
+""")
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_file_with_defaults_and_env_overrides(tmp_path):
+    path = _write(tmp_path, GOOD)
+    settings = load_settings(
+        path,
+        environ={
+            "SPEX_MONITOR_SERVER__GRPC_PORT": "50052",
+            "SPEX_MONITOR_MODELS__0__SAMPLING_RATE": "0.5",
+            "UNRELATED": "x",
+        },
+    )
+    assert settings.engine.budget == 800 and settings.engine.kind == "proxyspex"
+    assert settings.server.grpc_port == 50052 and settings.models[0].sampling_rate == 0.5
+    assert settings.models[0].lens.kind == "text" and settings.store.store_text is False
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "reason"),
+    [
+        (GOOD.replace('["127.0.0.1:8081"]', "[]"), "models.0.backend.oip.endpoints", "at least one replica"),
+        (GOOD.replace('["127.0.0.1:8081"]', '["nope"]'), "models.0.backend.oip.endpoints", "not host:port"),
+        (GOOD.replace("budget: 800", "budget: 3"), "engine.budget", "greater than or equal to 16"),
+        (GOOD + "server: {proxy_port: 9000}\n", "server", "upstream"),
+        (GOOD + "surprise: 1\n", "surprise", "Extra inputs"),
+        ("models: []\n", "models", "at least 1"),
+        ("- just a list\n", "<root>", "mapping"),
+        ("models: [\n", "<yaml>", ""),
+    ],
+)
+def test_errors_name_the_field(tmp_path, text, path, reason):
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, text))
+    paths = [p for p, _ in info.value.errors]
+    assert any(p.startswith(path) for p in paths), info.value.errors
+    assert reason in str(info.value)
+
+
+def test_cli_config_check_exit_codes(tmp_path, capsys):
+    assert cli_main(["config", "check", str(_write(tmp_path, GOOD))]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert cli_main(["config", "check", str(_write(tmp_path, GOOD.replace("800", "1")))]) == 2
+    assert "engine.budget" in capsys.readouterr().err
+    assert cli_main(["config", "check", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_metric_names_follow_conventions_and_move():
+    metrics = Metrics()
+    metrics.requests_observed.labels("sentiment", "v1").inc(3)
+    metrics.dropped.labels("sentiment", "budget").inc()
+    metrics.explanation_duration.labels("sentiment", "text").observe(0.2)
+    metrics.backend_up.labels("127.0.0.1:8081").set(1)
+    text = generate_latest(metrics.registry).decode()
+    for name in [
+        "spex_monitor_requests_observed_total",
+        "spex_monitor_dropped_total",
+        "spex_monitor_explanation_duration_seconds_bucket",
+        "spex_monitor_backend_up",
+        "spex_monitor_interaction_shift_pvalue",
+        "spex_monitor_attribution_rank_ndcg",
+        "spex_monitor_budget_utilization_ratio",
+        "spex_monitor_explanation_faithfulness_r2_bucket",
+    ]:
+        assert f"# TYPE {name.removesuffix('_total').removesuffix('_bucket')}" in text or name in text, name
+    assert 'spex_monitor_requests_observed_total{model="sentiment",version="v1"} 3.0' in text
+    for family in metrics.registry.collect():
+        assert family.name.startswith("spex_monitor_")
+        for sample in family.samples:
+            assert set(sample.labels) <= {
+                "model",
+                "version",
+                "lens",
+                "replica",
+                "reason",
+                "status",
+                "order",
+                "feature",
+                "kind",
+                "alarm",
+                "le",
+            }
+
+
+def test_exporter_serves_on_its_own_port():
+    metrics = Metrics()
+    metrics.sampled.labels("m", "v1").inc()
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
+    try:
+        port = server.server_address[1]
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert 'spex_monitor_sampled_total{model="m",version="v1"} 1.0' in body
+    finally:
+        server.shutdown()
+        thread.join(5)
