@@ -16,28 +16,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 TARGET = ROOT / "spex_monitor" / "protocol"
-FILES = ["inference/grpc_service.proto"]
+# (include root under protos/, proto path under it, generate a gRPC service stub)
+FILES = [("", "inference/grpc_service.proto", False), ("spex_monitor", "v1/monitor.proto", True)]
 
 
 def generate(out: Path) -> list[Path]:
     from grpc_tools import protoc
 
     out.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        args = [
-            "protoc",
-            f"-I{PROTOS}",
-            f"--python_out={out}",
-            f"--pyi_out={out}",
-            str(PROTOS / name),
-        ]
-        if protoc.main(args) != 0:
+    for root, name, service in FILES:
+        include = PROTOS / root
+        args = ["protoc", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}"]
+        if service:
+            args.append(f"--grpc_python_out={out}")
+        if protoc.main([*args, str(include / name)]) != 0:
             raise SystemExit(f"protoc failed for {name}")
     written = sorted(p for p in out.rglob("*") if p.suffix in {".py", ".pyi"})
     for path in written:
         text = path.read_text()
         # Make generated imports package-relative: `from inference import x_pb2` -> `from . import x_pb2`.
-        text = re.sub(r"^from inference import (\w+)", r"from . import \1", text, flags=re.M)
+        text = re.sub(r"^from (?:inference|v1) import (\w+)", r"from . import \1", text, flags=re.M)
         path.write_text(text)
         (path.parent / "__init__.py").touch()
     return written

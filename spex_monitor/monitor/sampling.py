@@ -65,23 +65,28 @@ class StratifiedSampler:
 
     def offer(self, candidate: Candidate) -> bool:
         """O(1): True when the candidate now sits in a reservoir (it may still be replaced later)."""
+        return self.offer_reason(candidate) in ("accepted", "reservoir_replaced")
+
+    def offer_reason(self, candidate: Candidate) -> str:
+        """Like :meth:`offer`, saying what happened: ``accepted``, ``reservoir_replaced`` (accepted, an
+        older candidate dropped), ``sampled_out`` or ``reservoir_full``."""
         if unit_hash(candidate.request_id, self.seed) >= self.rate_for(candidate.model):
             self.dropped["sampled_out"] += 1
-            return False
+            return "sampled_out"
         stratum = (candidate.model, candidate.label)
         with self._lock:
             reservoir = self._reservoirs.setdefault(stratum, [])
             self._seen[stratum] += 1
             if len(reservoir) < self.reservoir_per_label:
                 reservoir.append(candidate)
-                return True
+                return "accepted"
             slot = int(self._rng.integers(self._seen[stratum]))
             if slot < self.reservoir_per_label:
                 reservoir[slot] = candidate
                 self.dropped["reservoir_replaced"] += 1
-                return True
+                return "reservoir_replaced"
             self.dropped["reservoir_full"] += 1
-            return False
+            return "reservoir_full"
 
     def take(self) -> Candidate | None:
         """Next candidate, round-robin across strata; ``None`` when all reservoirs are empty."""

@@ -70,6 +70,7 @@ class Monitor:
     n_permutations: int = 1000
     alarm_p_value: float = 0.01
     on_window: Callable[[WindowResult], None] | None = None
+    on_event: Callable[[str, dict], None] | None = None
     counters: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -82,12 +83,24 @@ class Monitor:
         self.results: list[WindowResult] = []
 
     # --------------------------------------------------------------------------------------- serving path
+    def _emit(self, kind: str, **data: object) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, data)
+            except Exception:  # metrics must never break the monitor
+                log.exception("event hook failed")
+
+    def _drop(self, model: str, reason: str) -> None:
+        self.counters[f"dropped:{reason}"] += 1
+        self._emit("dropped", model=model, reason=reason)
+
     def observe(self, observation: Observation) -> bool:
         """O(1) and never raises into the caller: True when the request became an explanation candidate."""
         try:
             self.counters["observed"] += 1
+            self._emit("observed", model=observation.model, version=observation.version)
             if self._stop.is_set():
-                self.counters["dropped:shutdown"] += 1
+                self._drop(observation.model, "shutdown")
                 return False
             self.windows.observe(
                 observation.model,
@@ -96,14 +109,20 @@ class Monitor:
                 observation.label,
                 observation.confidence,
             )
-            offered = self.sampler.offer(
+            outcome = self.sampler.offer_reason(
                 Candidate(observation.request_id, observation.model, observation.label, observation)
             )
-            self.counters["sampled"] += int(offered)
-            return offered
+            if outcome not in ("accepted", "reservoir_replaced"):
+                self._drop(observation.model, outcome)
+                return False
+            if outcome == "reservoir_replaced":
+                self._drop(observation.model, outcome)
+            self.counters["sampled"] += 1
+            self._emit("sampled", model=observation.model, version=observation.version)
+            return True
         except Exception:  # the serving path must never see our failures
             log.exception("observe failed")
-            self.counters["dropped:internal_error"] += 1
+            self._drop(str(getattr(observation, "model", "")), "internal_error")
             return False
 
     # ------------------------------------------------------------------------------------------ workers
@@ -112,18 +131,27 @@ class Monitor:
         candidate = self.sampler.take()
         if candidate is None:
             return False
-        if not self.budget.acquire(self.inferences_per_explanation, self.budget_wait_s):
-            self.counters["dropped:budget"] += 1
-            return True
         observation: Observation = candidate.payload
+        if not self.budget.acquire(self.inferences_per_explanation, self.budget_wait_s):
+            self._drop(observation.model, "budget")
+            return True
         with self._lock:
             self._in_flight += 1
         began = time.perf_counter()
         try:
             result, keys = self.explainer(observation)
         except Exception as exc:
-            log.warning("explanation of %s failed: %s", observation.request_id, exc)
+            log.warning("explanation of %s failed: %s", observation.request_id, type(exc).__name__)
             self.counters["explanations:failed"] += 1
+            self._emit(
+                "explained",
+                model=observation.model,
+                version=observation.version,
+                status="failed",
+                seconds=time.perf_counter() - began,
+                faithfulness=None,
+                inferences=0,
+            )
             return True
         finally:
             with self._lock:
@@ -132,6 +160,15 @@ class Monitor:
         self.budget.record(elapsed)
         self.counters["explanations:ok"] += 1
         self.counters["ablation_inferences"] += result.inferences_used
+        self._emit(
+            "explained",
+            model=observation.model,
+            version=observation.version,
+            status="ok",
+            seconds=elapsed,
+            faithfulness=result.faithfulness,
+            inferences=result.inferences_used,
+        )
         self.windows.add(observation.model, observation.version, result, keys, observation.request_id)
         if self.store is not None:
             self.store.add_explanation(
@@ -172,7 +209,10 @@ class Monitor:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout_s)
-        self.counters["dropped:shutdown"] += self.sampler.new_window()
+        left = self.sampler.new_window()
+        self.counters["dropped:shutdown"] += left
+        if left:
+            self._emit("dropped", model="", reason="shutdown", count=left)
         self.tick(force=True)
 
     # -------------------------------------------------------------------------------------- windows

@@ -1,0 +1,276 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Fields(_message.Message):
+    __slots__ = ("values",)
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.ScalarMap[str, float]
+    def __init__(self, values: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ObserveRequest(_message.Message):
+    __slots__ = ("request_id", "model", "version", "text", "fields", "label", "confidence", "trace_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    version: str
+    text: str
+    fields: Fields
+    label: str
+    confidence: float
+    trace_id: str
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., text: _Optional[str] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class ObserveResponse(_message.Message):
+    __slots__ = ("sampled",)
+    SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    sampled: bool
+    def __init__(self, sampled: _Optional[bool] = ...) -> None: ...
+
+class ObserveStreamResponse(_message.Message):
+    __slots__ = ("observed", "sampled", "rejected")
+    OBSERVED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    observed: int
+    sampled: int
+    rejected: int
+    def __init__(self, observed: _Optional[int] = ..., sampled: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("model", "text", "fields", "budget", "max_order", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    MAX_ORDER_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    text: str
+    fields: Fields
+    budget: int
+    max_order: int
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ..., budget: _Optional[int] = ..., max_order: _Optional[int] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class Interaction(_message.Message):
+    __slots__ = ("keys", "features", "fourier", "mobius")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    FOURIER_FIELD_NUMBER: _ClassVar[int]
+    MOBIUS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    features: _containers.RepeatedScalarFieldContainer[int]
+    fourier: float
+    mobius: float
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., features: _Optional[_Iterable[int]] = ..., fourier: _Optional[float] = ..., mobius: _Optional[float] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("feature_keys", "interactions", "faithfulness", "inferences_used", "predicted_label", "seconds")
+    FEATURE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIONS_FIELD_NUMBER: _ClassVar[int]
+    FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
+    INFERENCES_USED_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_LABEL_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    feature_keys: _containers.RepeatedScalarFieldContainer[str]
+    interactions: _containers.RepeatedCompositeFieldContainer[Interaction]
+    faithfulness: float
+    inferences_used: int
+    predicted_label: str
+    seconds: float
+    def __init__(self, feature_keys: _Optional[_Iterable[str]] = ..., interactions: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., faithfulness: _Optional[float] = ..., inferences_used: _Optional[int] = ..., predicted_label: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class GetShiftReportRequest(_message.Message):
+    __slots__ = ("model", "version", "window_id", "since_unix", "until_unix")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    window_id: int
+    since_unix: float
+    until_unix: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., since_unix: _Optional[float] = ..., until_unix: _Optional[float] = ...) -> None: ...
+
+class Contributor(_message.Message):
+    __slots__ = ("keys", "baseline", "window", "delta", "exemplar_request_ids")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    EXEMPLAR_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    baseline: float
+    window: float
+    delta: float
+    exemplar_request_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., baseline: _Optional[float] = ..., window: _Optional[float] = ..., delta: _Optional[float] = ..., exemplar_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ShiftReport(_message.Message):
+    __slots__ = ("model", "version", "window_id", "score", "p_value", "alarm", "order_share_baseline", "order_share_window", "first_order_ndcg", "input_drift_psi", "output_drift_psi", "top_contributors", "window_requests")
+    class OrderShareBaselineEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class OrderShareWindowEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class InputDriftPsiEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class OutputDriftPsiEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ALARM_FIELD_NUMBER: _ClassVar[int]
+    ORDER_SHARE_BASELINE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_SHARE_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ORDER_NDCG_FIELD_NUMBER: _ClassVar[int]
+    INPUT_DRIFT_PSI_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_DRIFT_PSI_FIELD_NUMBER: _ClassVar[int]
+    TOP_CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    window_id: int
+    score: float
+    p_value: float
+    alarm: bool
+    order_share_baseline: _containers.ScalarMap[str, float]
+    order_share_window: _containers.ScalarMap[str, float]
+    first_order_ndcg: float
+    input_drift_psi: _containers.ScalarMap[str, float]
+    output_drift_psi: _containers.ScalarMap[str, float]
+    top_contributors: _containers.RepeatedCompositeFieldContainer[Contributor]
+    window_requests: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., score: _Optional[float] = ..., p_value: _Optional[float] = ..., alarm: _Optional[bool] = ..., order_share_baseline: _Optional[_Mapping[str, float]] = ..., order_share_window: _Optional[_Mapping[str, float]] = ..., first_order_ndcg: _Optional[float] = ..., input_drift_psi: _Optional[_Mapping[str, float]] = ..., output_drift_psi: _Optional[_Mapping[str, float]] = ..., top_contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., window_requests: _Optional[float] = ...) -> None: ...
+
+class GetInteractionMapRequest(_message.Message):
+    __slots__ = ("model", "version", "baseline", "window_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    baseline: bool
+    window_id: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., baseline: _Optional[bool] = ..., window_id: _Optional[int] = ...) -> None: ...
+
+class InteractionMapResponse(_message.Message):
+    __slots__ = ("map", "requests", "key_tuples")
+    MAP_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    KEY_TUPLES_FIELD_NUMBER: _ClassVar[int]
+    map: bytes
+    requests: float
+    key_tuples: int
+    def __init__(self, map: _Optional[bytes] = ..., requests: _Optional[float] = ..., key_tuples: _Optional[int] = ...) -> None: ...
+
+class SetBaselineRequest(_message.Message):
+    __slots__ = ("model", "version", "time_range", "window_id", "map")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ID_FIELD_NUMBER: _ClassVar[int]
+    MAP_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    time_range: TimeRange
+    window_id: int
+    map: bytes
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., time_range: _Optional[_Union[TimeRange, _Mapping]] = ..., window_id: _Optional[int] = ..., map: _Optional[bytes] = ...) -> None: ...
+
+class TimeRange(_message.Message):
+    __slots__ = ("since_unix", "until_unix")
+    SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_FIELD_NUMBER: _ClassVar[int]
+    since_unix: float
+    until_unix: float
+    def __init__(self, since_unix: _Optional[float] = ..., until_unix: _Optional[float] = ...) -> None: ...
+
+class SetBaselineResponse(_message.Message):
+    __slots__ = ("requests", "key_tuples", "source")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    KEY_TUPLES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    requests: float
+    key_tuples: int
+    source: str
+    def __init__(self, requests: _Optional[float] = ..., key_tuples: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ListExplanationsRequest(_message.Message):
+    __slots__ = ("model", "key_tuple", "since_unix", "limit")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_TUPLE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    key_tuple: _containers.RepeatedScalarFieldContainer[str]
+    since_unix: float
+    limit: int
+    def __init__(self, model: _Optional[str] = ..., key_tuple: _Optional[_Iterable[str]] = ..., since_unix: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ExplanationSummary(_message.Message):
+    __slots__ = ("request_id", "version", "time_unix", "faithfulness", "inferences", "trace_id", "top")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
+    FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
+    INFERENCES_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    version: str
+    time_unix: float
+    faithfulness: float
+    inferences: int
+    trace_id: str
+    top: _containers.RepeatedCompositeFieldContainer[Interaction]
+    def __init__(self, request_id: _Optional[str] = ..., version: _Optional[str] = ..., time_unix: _Optional[float] = ..., faithfulness: _Optional[float] = ..., inferences: _Optional[int] = ..., trace_id: _Optional[str] = ..., top: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ...) -> None: ...
+
+class ListExplanationsResponse(_message.Message):
+    __slots__ = ("explanations",)
+    EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
+    explanations: _containers.RepeatedCompositeFieldContainer[ExplanationSummary]
+    def __init__(self, explanations: _Optional[_Iterable[_Union[ExplanationSummary, _Mapping]]] = ...) -> None: ...
