@@ -135,6 +135,10 @@ class ServerConfig(Strict):
     queue_per_label: int = Field(64, ge=1)
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     tls: TLSConfig | None = None
+    admin_token: str | None = Field(
+        None, description="required as 'authorization: Bearer <token>' on SetBaseline"
+    )
+    tick_s: float = Field(1.0, gt=0, description="how often windows are checked for closing")
 
     @model_validator(mode="after")
     def _proxy_needs_upstream(self) -> ServerConfig:

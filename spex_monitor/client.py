@@ -1,0 +1,144 @@
+"""A small client for apps that call the sidecar directly.
+
+``MonitorClient.observe()`` is fire-and-forget: it puts the observation on a bounded in-memory queue and
+returns at once; a background thread streams the queue to the sidecar (``ObserveStream``). It never
+raises into the caller's serving path: when the queue is full or the sidecar is down, the observation is
+dropped and counted in ``client.dropped``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+
+import grpc
+
+from .protocol.v1 import monitor_pb2 as pb
+from .protocol.v1 import monitor_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+class MonitorClient:
+    def __init__(
+        self,
+        target: str,
+        queue_size: int = 10_000,
+        batch: int = 256,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.channel = (
+            grpc.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(target)
+        )
+        self.stub = pb_grpc.MonitorServiceStub(self.channel)
+        self.timeout_s = timeout_s
+        self.batch = batch
+        self.dropped: Counter = Counter()
+        self.sent = 0
+        self._queue: queue.Queue[pb.ObserveRequest | None] = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._pump, name="spex-client", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------------------ serving-path call
+    def observe(
+        self,
+        request_id: str,
+        model: str,
+        label: str,
+        text: str | None = None,
+        fields: Mapping[str, float] | None = None,
+        version: str = "",
+        confidence: float = 0.0,
+        trace_id: str = "",
+    ) -> bool:
+        """Queue one observation; True when queued. Never raises, never blocks."""
+        try:
+            request = pb.ObserveRequest(
+                request_id=request_id,
+                model=model,
+                version=version,
+                label=label,
+                confidence=confidence,
+                trace_id=trace_id,
+            )
+            if text is not None:
+                request.text = text
+            elif fields is not None:
+                request.fields.values.update({k: float(v) for k, v in fields.items()})
+            self._queue.put_nowait(request)
+            return True
+        except queue.Full:
+            self.dropped["queue_full"] += 1
+        except Exception:  # never into the caller's serving path
+            self.dropped["invalid"] += 1
+        return False
+
+    # ----------------------------------------------------------------------------------- background
+    def _drain(self) -> list[pb.ObserveRequest]:
+        first = self._queue.get()
+        items = [first] if first is not None else []
+        while len(items) < self.batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)
+                break
+            items.append(item)
+        return items
+
+    def _pump(self) -> None:
+        while True:
+            items = self._drain()
+            if not items:
+                return
+            try:
+                reply = self.stub.ObserveStream(iter(items), timeout=self.timeout_s)
+                self.sent += reply.observed
+                self.dropped["rejected"] += reply.rejected
+            except grpc.RpcError as error:
+                self.dropped[f"sidecar_{error.code().name.lower()}"] += len(items)
+            except Exception:
+                log.exception("observe stream failed")
+                self.dropped["internal_error"] += len(items)
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait (up to ``timeout_s``) until the queue is empty and the last batch has been sent."""
+        pause = threading.Event()
+        waited = 0.0
+        while not self._queue.empty() and waited < timeout_s:
+            pause.wait(0.02)
+            waited += 0.02
+        pause.wait(0.2)  # the batch taken last is in flight
+
+    def close(self) -> None:
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(5)
+        self.channel.close()
+
+    def __enter__(self) -> MonitorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --------------------------------------------------------------------------------- on-call calls
+    def explain(self, model: str, text: str, budget: int = 0) -> pb.ExplainResponse:
+        return self.stub.Explain(pb.ExplainRequest(model=model, text=text, budget=budget), timeout=60)
+
+    def shift_report(self, model: str, version: str = "") -> pb.ShiftReport:
+        return self.stub.GetShiftReport(pb.GetShiftReportRequest(model=model, version=version), timeout=30)
+
+    def explanations(self, model: str, key_tuple: list[str] | None = None, limit: int = 20) -> Iterator:
+        reply = self.stub.ListExplanations(
+            pb.ListExplanationsRequest(model=model, key_tuple=key_tuple or [], limit=limit), timeout=30
+        )
+        return iter(reply.explanations)

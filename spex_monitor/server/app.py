@@ -1,0 +1,267 @@
+"""The sidecar process: configuration → monitor, explainers, store, gRPC service, metrics endpoint.
+
+``Sidecar(settings).start()`` binds the gRPC server (MonitorService + health + reflection) and the
+read-only metrics port (``/metrics`` for Prometheus, ``/api/top-interactions`` JSON for Grafana tables),
+starts explain workers and a ticker that closes windows. ``stop()`` drains and persists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent import futures
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import make_wsgi_app
+
+from ..config import Settings
+from ..monitor.budget import Budget
+from ..monitor.sampling import StratifiedSampler
+from ..monitor.store import SQLiteStore
+from ..monitor.windows import TumblingWindows
+from ..monitor.worker import Monitor, Observation, WindowResult
+from ..protocol.v1 import monitor_pb2 as pb
+from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
+from .explainers import ModelExplainer, build_backend
+from .metrics import Metrics
+from .service import MonitorServicer
+
+log = logging.getLogger(__name__)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+class Sidecar:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.admin_token = settings.server.admin_token
+        self.store = SQLiteStore(
+            settings.store.path,
+            store_text=settings.store.store_text,
+            text_ttl_s=settings.store.text_ttl_s,
+            retention_s=settings.store.retention_days * 86_400,
+        )
+        self.explainers = {
+            m.name: ModelExplainer(m, settings.engine, build_backend(m.backend), settings.seed)
+            for m in settings.models
+        }
+        self.lens = {m.name: m.lens.kind for m in settings.models}
+        b = settings.budget
+        self.monitor = Monitor(
+            explainer=self._explain,
+            sampler=StratifiedSampler(
+                {m.name: m.sampling_rate for m in settings.models},
+                settings.server.queue_per_label,
+                settings.seed,
+            ),
+            budget=Budget(
+                b.inferences_per_second,
+                b.burst,
+                b.backend_seconds_per_hour,
+                b.max_latency_s,
+                b.max_queue_depth,
+            ),
+            windows=TumblingWindows(settings.windows.seconds, settings.windows.requests),
+            store=self.store,
+            inferences_per_explanation=settings.engine.budget,
+            budget_wait_s=b.wait_s,
+            baseline_windows=settings.baseline.windows,
+            rolling_decay=settings.baseline.rolling_decay,
+            min_window_requests=settings.baseline.min_window_requests,
+            n_permutations=settings.baseline.n_permutations,
+            alarm_p_value=settings.baseline.alarm_p_value,
+            on_window=self._on_window,
+            on_event=self._on_event,
+        )
+        if settings.baseline.file is not None:
+            from ..monitor import InteractionMap
+
+            pinned = InteractionMap.from_bytes(settings.baseline.file.read_bytes())
+            first = settings.models[0]
+            self.monitor.set_baseline(first.name, first.version, pinned, source=str(settings.baseline.file))
+        self.last_reports: dict[tuple[str, str], dict] = {}
+        self._grpc: grpc.Server | None = None
+        self._http: WSGIServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self.grpc_port = 0
+        self.metrics_port = 0
+
+    # ------------------------------------------------------------------------------------- monitor glue
+    def _explain(self, observation: Observation):  # noqa: ANN202
+        explainer = self.explainers[observation.model]
+        result, keys, _ = explainer.explain(text=observation.text, fields=observation.fields)
+        return result, keys
+
+    def _on_event(self, kind: str, data: dict) -> None:
+        model = str(data.get("model", ""))
+        version = str(data.get("version", ""))
+        m = self.metrics
+        if kind == "observed":
+            m.requests_observed.labels(model, version).inc()
+        elif kind == "sampled":
+            m.sampled.labels(model, version).inc()
+        elif kind == "dropped":
+            m.dropped.labels(model, str(data["reason"])).inc(float(data.get("count", 1)))
+        elif kind == "explained":
+            lens = self.lens.get(model, "")
+            m.explanations.labels(model, version, lens, data["status"]).inc()
+            m.explanation_duration.labels(model, lens).observe(float(data["seconds"]))
+            if data["status"] == "ok":
+                m.ablation_inferences.labels(model, lens).inc(int(data["inferences"]))
+                if data["faithfulness"] is not None and data["faithfulness"] == data["faithfulness"]:
+                    m.faithfulness.labels(model, lens).observe(float(data["faithfulness"]))
+            m.budget_utilization.labels(model).set(self.monitor.budget.utilization())
+
+    def _on_window(self, result: WindowResult) -> None:
+        window = result.window
+        self.metrics.windows_closed.labels(window.model, window.version, str(result.alarm).lower()).inc()
+        if result.report is None:
+            return
+        self.metrics.record_report(window.model, window.version, result.report)
+        self.last_reports[(window.model, window.version)] = {
+            "model": window.model,
+            "version": window.version,
+            "window_id": result.window_id,
+            "score": result.report.score,
+            "p_value": result.report.p_value,
+            "alarm": result.alarm,
+            "top": [
+                {
+                    "keys": list(c.key),
+                    "baseline": c.baseline,
+                    "window": c.window,
+                    "delta": c.delta,
+                    "exemplars": c.exemplars,
+                }
+                for c in result.report.top_contributors(10)
+            ],
+        }
+        if result.alarm:
+            top = result.report.top_contributors(1)
+            log.warning(
+                "interaction shift: model=%s version=%s p=%.4g top=%s",
+                window.model,
+                window.version,
+                result.report.p_value,
+                top[0].key if top else None,
+            )
+
+    def _update_backend_health(self) -> None:
+        from ..backends.oip import OIPBackend
+
+        for explainer in self.explainers.values():
+            if isinstance(explainer.backend, OIPBackend):
+                for replica, up in explainer.backend.health().items():
+                    self.metrics.backend_up.labels(replica).set(1.0 if up else 0.0)
+            else:
+                self.metrics.backend_up.labels("local").set(1.0)
+
+    def _ticker(self) -> None:
+        while not self._stopping.wait(self.settings.server.tick_s):
+            try:
+                self.monitor.tick()
+                self._update_backend_health()
+            except Exception:
+                log.exception("tick failed")
+
+    # -------------------------------------------------------------------------------------- endpoints
+    def _http_app(self):  # noqa: ANN202
+        prometheus = make_wsgi_app(self.metrics.registry)
+
+        def app(environ, start_response):  # noqa: ANN001, ANN202
+            if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+                start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
+                return [b"read-only endpoint\n"]
+            if environ.get("PATH_INFO") == "/api/top-interactions":
+                rows = []
+                for report in self.last_reports.values():
+                    for c in report["top"]:
+                        rows.append(
+                            {
+                                "model": report["model"],
+                                "version": report["version"],
+                                "p_value": report["p_value"],
+                                "alarm": report["alarm"],
+                                "interaction": " × ".join(c["keys"]),
+                                "baseline": c["baseline"],
+                                "window": c["window"],
+                                "delta": c["delta"],
+                                "exemplars": ", ".join(c["exemplars"]),
+                            }
+                        )
+                body = json.dumps(rows).encode()
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return [body]
+            return prometheus(environ, start_response)
+
+        return app
+
+    def start(self) -> Sidecar:
+        server_cfg = self.settings.server
+        options = [
+            ("grpc.max_receive_message_length", server_cfg.max_message_bytes),
+            ("grpc.max_send_message_length", server_cfg.max_message_bytes),
+        ]
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
+        pb_grpc.add_MonitorServiceServicer_to_server(MonitorServicer(self), self._grpc)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self._grpc)
+        service_name = pb.DESCRIPTOR.services_by_name["MonitorService"].full_name
+        reflection.enable_server_reflection(
+            (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
+        )
+        address = f"{server_cfg.host}:{server_cfg.grpc_port}"
+        tls = server_cfg.tls
+        if tls is not None and tls.cert_file and tls.key_file:
+            credentials = grpc.ssl_server_credentials(
+                [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+                root_certificates=tls.ca_file.read_bytes() if tls.ca_file else None,
+                require_client_auth=tls.ca_file is not None,
+            )
+            self.grpc_port = self._grpc.add_secure_port(address, credentials)
+        else:
+            self.grpc_port = self._grpc.add_insecure_port(address)
+        self._grpc.start()
+        for name in ("", service_name):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._http = make_server(
+            server_cfg.host, server_cfg.metrics_port, self._http_app(), handler_class=_QuietHandler
+        )
+        self.metrics_port = self._http.server_port
+        http_thread = threading.Thread(target=self._http.serve_forever, name="spex-metrics", daemon=True)
+        http_thread.start()
+        self._threads.append(http_thread)
+        self.monitor.start(workers=server_cfg.workers)
+        ticker = threading.Thread(target=self._ticker, name="spex-ticker", daemon=True)
+        ticker.start()
+        self._threads.append(ticker)
+        self._update_backend_health()
+        log.info(
+            "spex-monitor serving gRPC on %s:%d, metrics on %s:%d",
+            server_cfg.host,
+            self.grpc_port,
+            server_cfg.host,
+            self.metrics_port,
+        )
+        return self
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        self._stopping.set()
+        if self._grpc is not None:
+            self._grpc.stop(grace_s).wait(grace_s)
+        self.monitor.shutdown()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        for thread in self._threads:
+            thread.join(grace_s)
+        self.store.close()

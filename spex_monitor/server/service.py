@@ -1,0 +1,295 @@
+"""The gRPC MonitorService: thin translation between protobuf messages and the monitor.
+
+Errors map to status codes with the offending field named: INVALID_ARGUMENT (bad input),
+RESOURCE_EXHAUSTED (oversized messages, enforced by the server's limits), UNAVAILABLE (backend down),
+FAILED_PRECONDITION (no baseline yet), NOT_FOUND (no such window), PERMISSION_DENIED (mutations without
+the admin token when one is configured).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from ..backends.oip import BackendUnavailableError
+from ..monitor import InteractionMap, compare_maps
+from ..monitor.windows import baseline_from_windows
+from ..monitor.worker import Observation
+from ..protocol.v1 import monitor_pb2 as pb
+from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from .app import Sidecar
+
+log = logging.getLogger(__name__)
+MAX_ID = 256
+MAX_TEXT = 200_000
+
+
+class MonitorServicer(pb_grpc.MonitorServiceServicer):
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    # ---------------------------------------------------------------------------------------- helpers
+    def _model(self, name: str, context: grpc.ServicerContext, field: str = "model") -> Any:
+        if not name:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: required")
+        if name not in self.sidecar.explainers:
+            known = sorted(self.sidecar.explainers)
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{field}: unknown model {name!r}; configured: {known}"
+            )
+        return self.sidecar.explainers[name]
+
+    def _authorize(self, context: grpc.ServicerContext) -> None:
+        token = self.sidecar.admin_token
+        if not token:
+            return
+        metadata = dict(context.invocation_metadata() or ())
+        if metadata.get("authorization") != f"Bearer {token}":
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "authorization: a valid admin token is required")
+
+    def _observation(self, request: pb.ObserveRequest) -> tuple[Observation | None, str]:
+        if not request.request_id or len(request.request_id) > MAX_ID:
+            return None, f"request_id: required, at most {MAX_ID} characters"
+        if request.model not in self.sidecar.explainers:
+            return None, f"model: unknown model {request.model!r}"
+        kind = request.WhichOneof("input")
+        if kind is None:
+            return None, "input: give text or fields"
+        if kind == "text" and len(request.text) > MAX_TEXT:
+            return None, f"text: longer than {MAX_TEXT} characters"
+        version = request.version or self.sidecar.settings.model(request.model).version
+        return Observation(
+            request_id=request.request_id,
+            model=request.model,
+            version=version,
+            label=request.label or "",
+            confidence=request.confidence or None,
+            text=request.text if kind == "text" else None,
+            fields=dict(request.fields.values) if kind == "fields" else None,
+            trace_id=request.trace_id or None,
+        ), ""
+
+    # ---------------------------------------------------------------------------------------- observe
+    def Observe(self, request: pb.ObserveRequest, context: grpc.ServicerContext) -> pb.ObserveResponse:
+        observation, problem = self._observation(request)
+        if observation is None:
+            self.sidecar.metrics.dropped.labels(request.model or "", "invalid").inc()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        return pb.ObserveResponse(sampled=self.sidecar.monitor.observe(observation))
+
+    def ObserveStream(self, request_iterator: Any, context: grpc.ServicerContext) -> pb.ObserveStreamResponse:
+        observed = sampled = rejected = 0
+        for request in request_iterator:
+            observation, _ = self._observation(request)
+            if observation is None:
+                rejected += 1
+                self.sidecar.metrics.dropped.labels(request.model or "", "invalid").inc()
+                continue
+            observed += 1
+            sampled += int(self.sidecar.monitor.observe(observation))
+        return pb.ObserveStreamResponse(observed=observed, sampled=sampled, rejected=rejected)
+
+    # ---------------------------------------------------------------------------------------- explain
+    def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainResponse:
+        explainer = self._model(request.model, context)
+        kind = request.WhichOneof("input")
+        if kind is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input: give text or fields")
+        if kind == "text" and not request.text.strip():
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text: empty")
+        if request.budget and request.budget < 16:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "budget: at least 16 (or 0 for the default)")
+        began = time.perf_counter()
+        try:
+            result, keys, target = explainer.explain(
+                text=request.text if kind == "text" else None,
+                fields=dict(request.fields.values) if kind == "fields" else None,
+                budget=request.budget or None,
+                max_order=request.max_order or None,
+            )
+        except BackendUnavailableError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"backend: {exc}")
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        mobius = result.to_mobius()
+        response = pb.ExplainResponse(
+            feature_keys=keys,
+            faithfulness=result.faithfulness,
+            inferences_used=result.inferences_used,
+            predicted_label=explainer.label_name(target),
+            seconds=time.perf_counter() - began,
+        )
+        for term, coef in result.top(request.top_k or 20):
+            response.interactions.add(
+                keys=[keys[i] for i in term], features=list(term), fourier=coef, mobius=mobius.get(term, 0.0)
+            )
+        return response
+
+    # ----------------------------------------------------------------------------------------- reports
+    def GetShiftReport(
+        self, request: pb.GetShiftReportRequest, context: grpc.ServicerContext
+    ) -> pb.ShiftReport:
+        self._model(request.model, context)
+        version = request.version or self.sidecar.settings.model(request.model).version
+        baseline = self.sidecar.monitor.baseline(request.model, version)
+        if baseline is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"baseline: none yet for {request.model} {version} (set one or wait for the first windows)",
+            )
+        store = self.sidecar.store
+        if request.since_unix or request.until_unix:
+            maps = [
+                w[3]
+                for w in store.windows(
+                    request.model, version, request.since_unix, request.until_unix or float("inf")
+                )
+            ]
+            if not maps:
+                context.abort(grpc.StatusCode.NOT_FOUND, "since_unix/until_unix: no windows in that range")
+            report = compare_maps(
+                baseline,
+                baseline_from_windows(maps),
+                n_permutations=self.sidecar.settings.baseline.n_permutations,
+            )
+            return _report_message(
+                request.model,
+                version,
+                0,
+                report,
+                report.p_value < self.sidecar.settings.baseline.alarm_p_value,
+            )
+        reports = [r for r in store.reports(request.model) if r["version"] == version]
+        if request.window_id:
+            reports = [r for r in reports if r["window_id"] == request.window_id]
+        if not reports:
+            context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no shift report yet")
+        return _stored_report_message(request.model, version, reports[-1])
+
+    def GetInteractionMap(
+        self, request: pb.GetInteractionMapRequest, context: grpc.ServicerContext
+    ) -> pb.InteractionMapResponse:
+        self._model(request.model, context)
+        version = request.version or self.sidecar.settings.model(request.model).version
+        if request.baseline:
+            found = self.sidecar.monitor.baseline(request.model, version)
+            if found is None:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "baseline: none yet")
+        else:
+            windows = self.sidecar.store.windows(request.model, version)
+            if request.window_id:
+                windows = [w for w in windows if w[0] == request.window_id]
+            if not windows:
+                context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no such window")
+            found = windows[-1][3]
+        return pb.InteractionMapResponse(map=found.to_bytes(), requests=found.requests, key_tuples=len(found))
+
+    def SetBaseline(
+        self, request: pb.SetBaselineRequest, context: grpc.ServicerContext
+    ) -> pb.SetBaselineResponse:
+        self._authorize(context)
+        self._model(request.model, context)
+        version = request.version or self.sidecar.settings.model(request.model).version
+        source = request.WhichOneof("source")
+        if source == "map":
+            try:
+                baseline = InteractionMap.from_bytes(request.map)
+            except (ValueError, KeyError) as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"map: {exc}")
+            label = "uploaded map"
+        elif source == "window_id":
+            windows = [
+                w for w in self.sidecar.store.windows(request.model, version) if w[0] == request.window_id
+            ]
+            if not windows:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"window_id: no window {request.window_id}")
+            baseline, label = windows[0][3], f"window {request.window_id}"
+        elif source == "time_range":
+            since, until = request.time_range.since_unix, request.time_range.until_unix or float("inf")
+            maps = [w[3] for w in self.sidecar.store.windows(request.model, version, since, until)]
+            if not maps:
+                context.abort(grpc.StatusCode.NOT_FOUND, "time_range: no windows in that range")
+            baseline, label = baseline_from_windows(maps), f"windows {since:.0f}..{until:.0f}"
+        else:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "source: give time_range, window_id or map")
+        self.sidecar.monitor.set_baseline(request.model, version, baseline, source=label)
+        return pb.SetBaselineResponse(requests=baseline.requests, key_tuples=len(baseline), source=label)
+
+    def ListExplanations(
+        self, request: pb.ListExplanationsRequest, context: grpc.ServicerContext
+    ) -> pb.ListExplanationsResponse:
+        self._model(request.model, context)
+        if request.limit > 1000:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit: at most 1000")
+        key = tuple(request.key_tuple) if request.key_tuple else None
+        records = self.sidecar.store.explanations(
+            request.model, since=request.since_unix, key=key, limit=request.limit or 20
+        )
+        response = pb.ListExplanationsResponse()
+        for record in records:
+            summary = response.explanations.add(
+                request_id=record.request_id,
+                version=record.version,
+                time_unix=record.ts,
+                faithfulness=record.faithfulness or 0.0,
+                inferences=record.inferences,
+                trace_id=record.trace_id or "",
+            )
+            strongest = sorted(((t, c) for t, c in record.terms.items() if t), key=lambda tc: -abs(tc[1]))[:5]
+            for term, coef in strongest:
+                summary.top.add(keys=[record.keys[i] for i in term], features=list(term), fourier=coef)
+        return response
+
+
+def _report_message(model: str, version: str, window_id: int, report: Any, alarm: bool) -> pb.ShiftReport:
+    message = pb.ShiftReport(
+        model=model,
+        version=version,
+        window_id=window_id,
+        score=report.score,
+        p_value=report.p_value,
+        alarm=alarm,
+        first_order_ndcg=report.first_order_ndcg,
+        window_requests=report.window_requests,
+    )
+    for order, (base, window) in report.order_shares.items():
+        message.order_share_baseline[str(order)] = base
+        message.order_share_window[str(order)] = window
+    message.input_drift_psi.update(report.input_drift)
+    message.output_drift_psi.update(report.output_drift)
+    for c in report.top_contributors(10):
+        message.top_contributors.add(
+            keys=list(c.key),
+            baseline=c.baseline,
+            window=c.window,
+            delta=c.delta,
+            exemplar_request_ids=c.exemplars,
+        )
+    return message
+
+
+def _stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftReport:
+    message = pb.ShiftReport(
+        model=model,
+        version=version,
+        window_id=stored["window_id"] or 0,
+        score=stored["score"],
+        p_value=stored["p_value"],
+        alarm=bool(stored.get("alarm")),
+        first_order_ndcg=stored.get("first_order_ndcg", 1.0),
+    )
+    for order, (base, window) in stored.get("order_shares", {}).items():
+        message.order_share_baseline[order] = base
+        message.order_share_window[order] = window
+    message.input_drift_psi.update(stored.get("input_drift", {}))
+    message.output_drift_psi.update(stored.get("output_drift", {}))
+    for keys, base, window, delta, exemplars in stored.get("top", []):
+        message.top_contributors.add(
+            keys=keys, baseline=base, window=window, delta=delta, exemplar_request_ids=exemplars
+        )
+    return message

@@ -1,0 +1,157 @@
+"""The sidecar on loopback: gRPC API and status codes, health, reflection, client, metrics, JSON endpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from spex_monitor.client import MonitorClient
+from spex_monitor.config import Settings
+from spex_monitor.examples.embedded import model_path
+from spex_monitor.examples.sentiment import generate_corpus
+from spex_monitor.protocol.v1 import monitor_pb2 as pb
+from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
+from spex_monitor.server.app import Sidecar
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sidecar(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sidecar")
+    settings = Settings.model_validate(
+        {
+            "models": [
+                {
+                    "name": "sentiment",
+                    "version": "v1",
+                    "sampling_rate": 1.0,
+                    "backend": {"kind": "local", "path": str(model_path("sentiment-base"))},
+                }
+            ],
+            "engine": {"budget": 256, "max_order": 3},
+            "budget": {"inferences_per_second": 1e7, "burst": 1e7},
+            "windows": {"seconds": None, "requests": 30},
+            "baseline": {"windows": 1, "min_window_requests": 20, "n_permutations": 200},
+            "store": {"path": str(folder / "spex.db")},
+            "server": {
+                "host": "127.0.0.1",
+                "grpc_port": 0,
+                "metrics_port": 0,
+                "workers": 2,
+                "tick_s": 0.2,
+                "queue_per_label": 500,
+                "max_message_bytes": 65536,
+                "admin_token": "s3cret",
+            },
+        }
+    )
+    app = Sidecar(settings).start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(sidecar):
+    channel = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}")
+    yield pb_grpc.MonitorServiceStub(channel)
+    channel.close()
+
+
+def _code(call, *args, **kwargs):
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, **kwargs)
+    return info.value.code(), info.value.details()
+
+
+def test_health_and_reflection(sidecar):
+    channel = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}")
+    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert status.status == health_pb2.HealthCheckResponse.SERVING
+    responses = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
+    services = {s.name for r in responses for s in r.list_services_response.service}
+    assert "spex_monitor.v1.MonitorService" in services
+    channel.close()
+
+
+def test_bad_input_gets_clear_status_codes(stub):
+    code, details = _code(stub.Observe, pb.ObserveRequest(model="sentiment", label="x", text="hi"), timeout=5)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("request_id")
+    code, details = _code(stub.Observe, pb.ObserveRequest(request_id="r", model="nope", text="x"), timeout=5)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "model" in details
+    code, details = _code(stub.Observe, pb.ObserveRequest(request_id="r", model="sentiment"), timeout=5)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("input")
+    code, _ = _code(
+        stub.Observe, pb.ObserveRequest(request_id="r", model="sentiment", text="w " * 40_000), timeout=5
+    )
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    code, details = _code(stub.Explain, pb.ExplainRequest(model="sentiment", text="  "), timeout=5)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("text")
+    code, _ = _code(stub.GetShiftReport, pb.GetShiftReportRequest(model="sentiment", version="v9"), timeout=5)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_explain_on_demand_finds_negation(stub):
+    reply = stub.Explain(pb.ExplainRequest(model="sentiment", text="the plot was not good"), timeout=60)
+    assert reply.predicted_label == "negative" and reply.faithfulness > 0.95
+    pairs = [tuple(i.keys) for i in reply.interactions if len(i.keys) == 2]
+    assert pairs[0] == ("not", "good")
+
+
+def test_traffic_windows_reports_lookups_and_metrics(sidecar, stub):
+    texts, _ = generate_corpus(400, seed=3)
+    texts = [t for t in texts if len(t.split()) <= 8][:120]
+    with MonitorClient(f"127.0.0.1:{sidecar.grpc_port}") as client:
+        for i, text in enumerate(texts):
+            assert client.observe(f"r{i}", "sentiment", "positive", text=text, confidence=0.8)
+        client.flush()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (
+        sidecar.monitor.sampler.pending() or sidecar.monitor.counters["explanations:ok"] < len(texts)
+    ):
+        time.sleep(0.2)
+    assert sidecar.monitor.counters["explanations:ok"] >= len(texts)
+    sidecar.monitor.tick(force=True)
+    report = stub.GetShiftReport(pb.GetShiftReportRequest(model="sentiment"), timeout=10)
+    assert 0 < report.p_value <= 1 and report.top_contributors
+    hits = stub.ListExplanations(
+        pb.ListExplanationsRequest(model="sentiment", key_tuple=["good", "not"]), timeout=10
+    ).explanations
+    assert all(any(set(t.keys) == {"good", "not"} for t in e.top) or e.top for e in hits)
+    base = f"http://127.0.0.1:{sidecar.metrics_port}"
+    body = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+    assert 'spex_monitor_requests_observed_total{model="sentiment",version="v1"}' in body
+    assert "spex_monitor_explanation_duration_seconds_bucket" in body
+    assert "spex_monitor_interaction_shift_pvalue" in body
+    rows = json.loads(urllib.request.urlopen(f"{base}/api/top-interactions", timeout=5).read())
+    assert rows and {"interaction", "delta", "exemplars"} <= set(rows[0])
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(urllib.request.Request(f"{base}/metrics", data=b"x", method="POST"), timeout=5)
+    assert info.value.code == 405
+
+
+def test_set_baseline_needs_the_admin_token(sidecar, stub):
+    current = stub.GetInteractionMap(
+        pb.GetInteractionMapRequest(model="sentiment", baseline=True), timeout=10
+    )
+    request = pb.SetBaselineRequest(model="sentiment", map=current.map)
+    code, details = _code(stub.SetBaseline, request, timeout=10)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and details.startswith("authorization")
+    reply = stub.SetBaseline(request, metadata=[("authorization", "Bearer s3cret")], timeout=10)
+    assert reply.source == "uploaded map" and reply.requests == current.requests
+    code, details = _code(
+        stub.SetBaseline,
+        pb.SetBaselineRequest(model="sentiment", map=b"garbage"),
+        metadata=[("authorization", "Bearer s3cret")],
+        timeout=10,
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("map")
