@@ -89,6 +89,9 @@ class Sidecar:
             self.monitor.set_baseline(first.name, first.version, pinned, source=str(settings.baseline.file))
         self.last_reports: dict[tuple[str, str], dict] = {}
         self._grpc: grpc.Server | None = None
+        self._proxy_server: grpc.Server | None = None
+        self.proxy = None
+        self.proxy_port = 0
         self._http: WSGIServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -244,6 +247,8 @@ class Sidecar:
         ticker = threading.Thread(target=self._ticker, name="spex-ticker", daemon=True)
         ticker.start()
         self._threads.append(ticker)
+        if server_cfg.proxy_port is not None and server_cfg.upstream:
+            self._start_proxy(server_cfg.host, server_cfg.proxy_port, server_cfg.upstream, options)
         self._update_backend_health()
         log.info(
             "spex-monitor serving gRPC on %s:%d, metrics on %s:%d",
@@ -254,8 +259,34 @@ class Sidecar:
         )
         return self
 
+    def _start_proxy(self, host: str, port: int, upstream: str, options: list) -> None:
+        from .proxy import OIPProxy, observations_from_infer
+
+        versions = {m.name: m.version for m in self.settings.models}
+
+        def on_infer(request, response) -> None:  # noqa: ANN001
+            model = request.model_name
+            if model not in versions:
+                self.metrics.dropped.labels(model, "unknown_model").inc()
+                return
+            explainer = self.explainers[model]
+            labels = None
+            if hasattr(explainer.backend, "model"):
+                labels = dict(explainer.backend.model.config.id2label)
+            for item in observations_from_infer(request, response, model, versions[model], labels):
+                self.monitor.observe(Observation(**item))
+
+        self.proxy = OIPProxy(upstream, on_infer)
+        self._proxy_server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
+        self.proxy.register(self._proxy_server)
+        self.proxy_port = self._proxy_server.add_insecure_port(f"{host}:{port}")
+        self._proxy_server.start()
+
     def stop(self, grace_s: float = 5.0) -> None:
         self._stopping.set()
+        if self._proxy_server is not None:
+            self._proxy_server.stop(grace_s).wait(grace_s)
+            self.proxy.close()
         if self._grpc is not None:
             self._grpc.stop(grace_s).wait(grace_s)
         self.monitor.shutdown()

@@ -1,0 +1,88 @@
+"""A minimal OIP-V2 gRPC model server for the embedded sentiment models (demo and tests).
+
+Serves ``sentiment`` (BYTES text in, FP32 logits out, ``ModelReady``/``ModelMetadata``) and can swap
+which variant answers — ``swap("sentiment-broken-negation")`` is the demo's silent incident. Production
+deployments use KServe or Triton; the integration tests also run a real KServe ModelServer.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+
+import grpc
+import numpy as np
+import torch
+
+from ..protocol.inference import grpc_service_pb2 as pb
+from ..protocol.oip import add_inference_servicer
+from .embedded import model_path
+
+
+class SentimentServer:
+    def __init__(self, variant: str = "sentiment-base", name: str = "sentiment") -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.name = name
+        self._models = {}
+        for v in ("sentiment-base", "sentiment-broken-negation"):
+            folder = model_path(v)
+            self._models[v] = (
+                AutoTokenizer.from_pretrained(folder, local_files_only=True),
+                AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True).eval(),
+            )
+        self.variant = variant
+        self._lock = threading.Lock()
+        self.server: grpc.Server | None = None
+        self.port = 0
+
+    def swap(self, variant: str) -> None:
+        with self._lock:
+            self.variant = variant
+
+    # OIP methods ---------------------------------------------------------------------------------
+    def ServerLive(self, request, context):  # noqa: N802, ANN001, ANN201
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request, context):  # noqa: N802, ANN001, ANN201
+        return pb.ServerReadyResponse(ready=True)
+
+    def ModelReady(self, request, context):  # noqa: N802, ANN001, ANN201
+        return pb.ModelReadyResponse(ready=request.name == self.name)
+
+    def ModelMetadata(self, request, context):  # noqa: N802, ANN001, ANN201
+        if request.name != self.name:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.name!r} not found")
+        reply = pb.ModelMetadataResponse(name=self.name, versions=["1"], platform="pytorch")
+        reply.inputs.add(name="input", datatype="BYTES", shape=[-1])
+        reply.outputs.add(name="output", datatype="FP32", shape=[-1, 2])
+        return reply
+
+    def ModelInfer(self, request, context):  # noqa: N802, ANN001, ANN201
+        if request.model_name != self.name:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model_name!r} not found")
+        if not request.inputs or request.inputs[0].datatype != "BYTES":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "inputs[0]: a BYTES tensor of texts is required")
+        texts = [b.decode("utf-8", "replace") for b in request.inputs[0].contents.bytes_contents]
+        with self._lock:
+            tokenizer, model = self._models[self.variant]
+        encoded = tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            logits = model(**encoded).logits.float().numpy().astype(np.float32)
+        reply = pb.ModelInferResponse(model_name=self.name, model_version="1", id=request.id)
+        out = reply.outputs.add(name="output", datatype="FP32", shape=list(logits.shape))
+        out.contents.fp32_contents.extend(logits.ravel().tolist())
+        return reply
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> SentimentServer:
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        add_inference_servicer(self, self.server)
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(1).wait(2)
