@@ -1,4 +1,4 @@
-"""``spex-monitor``: the command line. Grows with the sidecar; today: ``config check`` and ``demo``."""
+"""``spex-monitor``: the command line — ``serve``, ``trace``, ``config check``, ``demo``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,98 @@ def _config_check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
-    return demo_main([f"--seed={args.seed}"])
+    return demo_main([f"--seed={args.seed}", *(["--keep-running"] if args.keep_running else [])])
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from .server.app import Sidecar
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    sidecar = Sidecar(settings).start()
+    print(
+        f"spex-monitor: gRPC {settings.server.host}:{sidecar.grpc_port}, "
+        f"metrics http://{settings.server.host}:{sidecar.metrics_port}/metrics"
+        + (f", OIP proxy :{sidecar.proxy_port} -> {settings.server.upstream}" if sidecar.proxy_port else "")
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    sidecar.stop()
+    return 0
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    import time
+
+    import grpc
+
+    from .protocol.v1 import monitor_pb2 as pb
+    from .protocol.v1 import monitor_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(args.target))
+    since = time.time() - _duration(args.since) if args.since else 0.0
+    try:
+        request = pb.GetShiftReportRequest(model=args.model, version=args.version)
+        if args.since:
+            request.since_unix = since
+            request.until_unix = time.time()
+        report = stub.GetShiftReport(request, timeout=60)
+    except grpc.RpcError as error:
+        print(f"spex-monitor trace: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    print(render_trace(report, stub, args.model, since))
+    return 0
+
+
+def render_trace(report, stub, model: str, since: float = 0.0) -> str:  # noqa: ANN001
+    """The on-call view: verdict, then the interactions that moved, with example requests."""
+    from .protocol.v1 import monitor_pb2 as pb
+
+    verdict = "ALARM: interaction shift" if report.alarm else "no interaction shift alarm"
+    lines = [
+        f"{model} {report.version} window {report.window_id}: {verdict} "
+        f"(score {report.score:.3f}, p = {report.p_value:.4f}, {report.window_requests:.0f} explained)"
+    ]
+    drift_in = ", ".join(f"{k} {v:.2f}" for k, v in report.input_drift_psi.items())
+    drift_out = ", ".join(f"{k} {v:.2f}" for k, v in report.output_drift_psi.items())
+    lines.append(
+        f"  input drift PSI: {drift_in or '-'} | output drift PSI: {drift_out or '-'} | "
+        f"first-order NDCG {report.first_order_ndcg:.3f}"
+    )
+    lines.append(f"  {'rank':<5}{'interaction':<28}{'baseline':>10}{'window':>10}{'delta':>10}  examples")
+    for rank, c in enumerate(report.top_contributors[:10], start=1):
+        examples = ", ".join(c.exemplar_request_ids[:3])
+        lines.append(
+            f"  {rank:<5}{' × '.join(c.keys):<28}{c.baseline:>10.3f}{c.window:>10.3f}{c.delta:>+10.3f}"
+            f"  {examples}"
+        )
+    if report.top_contributors:
+        top = list(report.top_contributors[0].keys)
+        hits = stub.ListExplanations(
+            pb.ListExplanationsRequest(model=model, key_tuple=top, since_unix=since, limit=5), timeout=30
+        ).explanations
+        lines.append(
+            f"  requests where {' × '.join(top)} mattered: "
+            + (", ".join(h.request_id for h in hits) or "none stored")
+        )
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", help="YAML configuration file")
     check.set_defaults(func=_config_check)
-    demo = commands.add_parser("demo", help="run the offline demo")
+    demo = commands.add_parser("demo", help="run the offline demo (sidecar + embedded model + incident)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--keep-running", action="store_true", help="leave the sidecar up after the demo")
     demo.set_defaults(func=_demo)
+    serve = commands.add_parser("serve", help="run the sidecar")
+    serve.add_argument("--config", required=True, help="YAML configuration file")
+    serve.set_defaults(func=_serve)
+    trace = commands.add_parser("trace", help="on-call: which interactions moved, with example requests")
+    trace.add_argument("--model", required=True)
+    trace.add_argument("--version", default="", help="default: the configured version")
+    trace.add_argument("--since", default="", help="compare the windows of the last 1h / 30m / 2d instead")
+    trace.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    trace.set_defaults(func=_trace)
     return parser
 
 

@@ -1,84 +1,213 @@
-"""`make demo`: explain a planted function and a small real text model, and print what was found.
+"""`make demo`: the sidecar watching an embedded model, an injected incident, and the trace that finds it.
 
-It grows into the sidecar demo as the monitor lands; today it shows the attribution engine at work:
-recovered interactions next to the planted truth, and the interactions the embedded sentiment model and
-its incident variant (broken negation) use.
+1. A model server (the embedded tiny BERT behind OIP-V2 gRPC) and the spex-monitor sidecar in front of it
+   as a pass-through proxy; the sidecar explains sampled requests on the model server itself (OIP backend).
+2. Generated traffic flows through the proxy; the first windows become the baseline.
+3. The model server silently swaps in the incident variant (negation broken; same name and version).
+4. The next windows raise the interaction-shift alarm; the trace names the interactions that moved and
+   shows example requests. Metrics are on http://127.0.0.1:<port>/metrics the whole time.
+
+Runs offline on CPU in about a minute. ``--keep-running`` leaves everything up for Grafana/Prometheus.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
+import socket
 import sys
+import tempfile
 import time
+import urllib.request
+from pathlib import Path
 
+import grpc
 import numpy as np
 
 from spex_monitor.attribution import ProxySPEX, planted_function
 from spex_monitor.attribution import fourier as F
-from spex_monitor.backends import LocalBackend
-from spex_monitor.examples.embedded import model_path
-from spex_monitor.lenses import classifier_value_function, text_masker
+from spex_monitor.cli import render_trace
+from spex_monitor.config import Settings
+from spex_monitor.examples.oip_server import SentimentServer
+from spex_monitor.examples.sentiment import generate_corpus
+from spex_monitor.protocol.inference import grpc_service_pb2 as oip
+from spex_monitor.protocol.oip import InferenceStub
+from spex_monitor.protocol.v1 import monitor_pb2 as pb
+from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
+from spex_monitor.server.app import Sidecar
+
+WINDOW = 40
 
 
-def _planted_section(seed: int) -> None:
+def _port(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def engine_section(seed: int) -> None:
     n, budget = 64, 1000
-    print(f"\n== 1. A planted function: n={n} features, 8 AND-interactions (orders 1-3), budget {budget}")
+    print(f"== 0. The engine on a planted function: n={n}, 8 AND-interactions, budget {budget}")
     f = planted_function(n, 8, 3, seed=seed, basis="mobius")
-    truth_mobius = F.fourier_to_mobius(f.fourier, n)
-    started = time.perf_counter()
+    truth = F.fourier_to_mobius(f.fourier, n)
     result = ProxySPEX(budget=budget, max_order=3, seed=seed).explain(f, n)
-    elapsed = time.perf_counter() - started
     found = result.to_mobius()
-    print(f"   {'interaction':<18}{'planted':>10}{'recovered':>12}")
-    for key in sorted((k for k in truth_mobius if k), key=lambda k: (-abs(truth_mobius[k]), k)):
-        print(f"   {str(key):<18}{truth_mobius[key]:>10.3f}{found.get(key, 0.0):>12.3f}")
-    spurious = sum(abs(v) for k, v in found.items() if k and k not in truth_mobius)
+    worst = max(abs(found.get(k, 0.0) - v) for k, v in truth.items() if k)
     print(
-        f"   held-out R² {result.faithfulness:.4f} | inferences {result.inferences_used} | "
-        f"{elapsed:.2f}s | total |spurious| Möbius mass {spurious:.3f}"
+        f"   recovered all {sum(1 for k in truth if k)} planted interactions, largest error {worst:.1e}, "
+        f"held-out R² {result.faithfulness:.4f}, {result.inferences_used} inferences, "
+        f"{result.details['seconds_overhead']:.2f}s of engine time\n"
     )
 
 
-def _model_section(seed: int) -> None:
-    print("\n== 2. The embedded model (tiny BERT trained on generated reviews) and its incident variant")
-    texts = ["the plot was not good", "i did not hate the movie but the ending was dull"]
-    for variant in ("sentiment-base", "sentiment-broken-negation"):
-        backend = LocalBackend.from_pretrained(model_path(variant))
-        print(f"\n   model {variant} (held-out accuracy {_accuracy(variant):.3f})")
-        for text in texts:
-            masker = text_masker(text, backend.tokenizer)
-            value_fn, target = classifier_value_function(masker, backend)
-            result = ProxySPEX(budget=600, max_order=3, seed=seed).explain(value_fn, masker.n_features)
-            label = backend.model.config.id2label[target]
-            words = [f.key for f in masker.features]
-            mobius = result.to_mobius()
-            top = sorted((k for k in mobius if len(k) >= 2), key=lambda k: -abs(mobius[k]))[:3]
-            shown = ", ".join(f"{' × '.join(words[i] for i in k)} {mobius[k]:+.2f}" for k in top)
-            print(
-                f'   "{text}" -> {label}; R² {result.faithfulness:.3f}, '
-                f"{result.inferences_used} inferences; top interactions: {shown}"
-            )
-    print(
-        "\n   The incident variant no longer uses 'not × good': that is the shift the monitor will alarm on."
-    )
-
-
-def _accuracy(variant: str) -> float:
-    return float(json.loads((model_path(variant) / "metrics.json").read_text())["heldout_accuracy"])
+def _send(stub: InferenceStub, text: str, request_id: str) -> None:
+    request = oip.ModelInferRequest(model_name="sentiment", id=request_id)
+    tensor = request.inputs.add(name="input", datatype="BYTES", shape=[1])
+    tensor.contents.bytes_contents.append(text.encode())
+    stub.ModelInfer(request, timeout=10)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spex-monitor-demo", description=__doc__)
-    parser.add_argument("--seed", type=int, default=0, help="seed for data, sampling and models")
+    parser = argparse.ArgumentParser(
+        prog="spex-monitor demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for traffic, sampling and engines")
+    parser.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
     args = parser.parse_args(argv)
-    np.set_printoptions(precision=3, suppress=True)
-    print("spex-monitor demo: which feature interactions drive a prediction?")
-    _planted_section(args.seed)
-    _model_section(args.seed)
-    print("\nNext: the sidecar (gRPC + Prometheus) will run this on live traffic; see README.md.")
-    return 0
+    logging.getLogger("spex_monitor").setLevel(logging.ERROR)  # the demo prints its own story
+    print("spex-monitor demo: which feature interactions drive predictions, and which ones moved?\n")
+    engine_section(args.seed)
+
+    upstream = SentimentServer().start()
+    endpoint = f"127.0.0.1:{upstream.port}"
+    workdir = Path(tempfile.mkdtemp(prefix="spex-demo-"))
+    settings = Settings.model_validate(
+        {
+            "models": [
+                {
+                    "name": "sentiment",
+                    "version": "v1",
+                    "sampling_rate": 1.0,
+                    "backend": {"kind": "oip", "endpoints": [endpoint], "model_name": "sentiment"},
+                }
+            ],
+            "engine": {"budget": 256, "max_order": 3},
+            "budget": {"inferences_per_second": 1e6, "burst": 1e6},
+            "windows": {"seconds": None, "requests": WINDOW},
+            "baseline": {"windows": 2, "min_window_requests": 30, "n_permutations": 500},
+            "store": {"path": str(workdir / "spex-monitor.db")},
+            "server": {
+                "host": "127.0.0.1",
+                "grpc_port": _port(50051),
+                "metrics_port": _port(9464),
+                "proxy_port": 0,
+                "upstream": endpoint,
+                "workers": 2,
+                "tick_s": 0.2,
+                "queue_per_label": 1000,
+            },
+            "seed": args.seed,
+        }
+    )
+    sidecar = Sidecar(settings).start()
+    metrics_url = f"http://127.0.0.1:{sidecar.metrics_port}/metrics"
+    print("== 1. Model server (embedded BERT, OIP-V2) and the sidecar in front of it as a proxy")
+    print(
+        f"   model server 127.0.0.1:{upstream.port} | proxy 127.0.0.1:{sidecar.proxy_port} | "
+        f"sidecar gRPC 127.0.0.1:{sidecar.grpc_port} | metrics {metrics_url}\n"
+    )
+
+    texts, _ = generate_corpus(3000, seed=args.seed + 7)
+    texts = [t for t in texts if len(t.split()) <= 9]
+    proxy = InferenceStub(grpc.insecure_channel(f"127.0.0.1:{sidecar.proxy_port}"))
+    monitor = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}"))
+    phases = [
+        ("baseline", 2, "sentiment-base"),
+        ("steady", 2, "sentiment-base"),
+        ("incident", 2, "sentiment-broken-negation"),
+    ]
+    cursor = 0
+    started = time.time()
+    print("== 2. Traffic through the proxy, one line per closed window")
+    for phase, windows, variant in phases:
+        if variant != upstream.variant:
+            upstream.swap(variant)
+            print(f"   !! the model server silently swapped to '{variant}' (same name, same version)")
+        for _ in range(windows):
+            seen = len(sidecar.monitor.results)
+            for text in texts[cursor : cursor + WINDOW]:
+                _send(proxy, text, f"req-{cursor:05d}")
+                cursor += 1
+            while len(sidecar.monitor.results) == seen:
+                time.sleep(0.1)
+            result = sidecar.monitor.results[-1]
+            if result.report is None:
+                print(
+                    f"   [{phase:8}] window {result.window_id}: {result.window.map.requests:.0f} explained "
+                    f"-> building the baseline"
+                )
+                continue
+            top = result.report.top_contributors(1)
+            lead = " × ".join(top[0].key) if top else "-"
+            delta = f" ({top[0].delta:+.3f})" if top else ""
+            print(
+                f"   [{phase:8}] window {result.window_id}: p = {result.report.p_value:.4f} "
+                f"{'ALARM' if result.alarm else 'quiet'}; top moved interaction: {lead}{delta}"
+            )
+    elapsed = time.time() - started
+
+    print(
+        "\n== 3. What on-call sees: spex-monitor trace --model sentiment "
+        f"--target 127.0.0.1:{sidecar.grpc_port}"
+    )
+    report = monitor.GetShiftReport(pb.GetShiftReportRequest(model="sentiment"), timeout=30)
+    print(render_trace(report, monitor, "sentiment"))
+    body = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    shown = [
+        line
+        for line in body.splitlines()
+        if line.startswith(
+            (
+                "spex_monitor_interaction_shift_pvalue",
+                "spex_monitor_requests_observed_total",
+                "spex_monitor_explanations_total",
+                "spex_monitor_ablation_inferences_total",
+            )
+        )
+    ]
+    print(f"\n== 4. Prometheus metrics ({metrics_url}), a few of them:")
+    for line in shown[:6]:
+        print(f"   {line}")
+    counters = sidecar.monitor.counters
+    print(
+        f"\n{counters['observed']} requests observed, {counters['explanations:ok']} explained "
+        f"({counters['ablation_inferences']} ablation inferences) in {elapsed:.0f}s."
+    )
+    alarms = [r for r in sidecar.monitor.results if r.alarm]
+    found = bool(alarms) and any("not" in c.key for c in alarms[-1].report.top_contributors(3))
+    print(
+        "RESULT: "
+        + (
+            "the incident was detected and traced to the negation interaction."
+            if found
+            else "the incident was NOT traced to negation (see the table above)."
+        )
+    )
+    if args.keep_running:
+        print("\nStack left running; Ctrl-C to stop.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    sidecar.stop()
+    upstream.stop()
+    return 0 if found else 1
 
 
 if __name__ == "__main__":
+    np.set_printoptions(precision=3, suppress=True)
     sys.exit(main())

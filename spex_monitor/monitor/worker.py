@@ -275,6 +275,7 @@ class Monitor:
                             "input_drift": report.input_drift,
                             "output_drift": report.output_drift,
                             "alarm": alarm,
+                            "window_requests": closed.map.requests,
                         },
                     )
                 if self.rolling_decay is not None and not alarm:
