@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv test demo lint bench bench-quick clean
+.PHONY: venv test demo lint bench bench-quick clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 venv: $(VENV)/.installed
 
-test: $(VENV)/.installed
+# Prometheus (server + promtool) for the integration tests; Debian's package, installed when we are root.
+system-deps:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null; \
+	  else echo "note: 'prometheus' is not installed and we are not root; Prometheus tests will be skipped"; fi; }
+
+test: $(VENV)/.installed system-deps
 	$(VENV)/bin/ruff check spex_monitor tests benchmarks scripts
 	$(PY) -m pytest -q -n 2
 
