@@ -42,6 +42,10 @@ class Sidecar:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        if any(m.backend.kind == "local" for m in settings.models):
+            import torch
+
+            torch.set_num_threads(settings.server.torch_threads)
         self.admin_token = settings.server.admin_token
         self.store = SQLiteStore(
             settings.store.path,

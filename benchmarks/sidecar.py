@@ -1,0 +1,205 @@
+"""Sidecar data-path latency: Observe at a target rate with explanation workers saturated, and the
+OIP proxy's added latency over calling the model server directly — measured in the same run.
+
+The sidecar and the model server run as separate processes (as in a pod); this process is the load
+generator. Usage: ``python benchmarks/sidecar.py [--rps 2000] [--seconds 10]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from spex_monitor.examples.embedded import model_path  # noqa: E402
+from spex_monitor.protocol.inference import grpc_service_pb2 as oip  # noqa: E402
+from spex_monitor.protocol.oip import InferenceStub  # noqa: E402
+from spex_monitor.protocol.v1 import monitor_pb2 as pb  # noqa: E402
+from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc  # noqa: E402
+
+UPSTREAM = """
+import sys, time
+from spex_monitor.examples.oip_server import SentimentServer
+server = SentimentServer().start(port=int(sys.argv[1]))
+print("ready", flush=True)
+time.sleep(10**6)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_port(port: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def paced(call, rps: float, seconds: float, threads: int = 4) -> np.ndarray:
+    """Issue ``call(i)`` at ``rps`` for ``seconds`` from ``threads`` threads; latencies in ms."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    total = int(rps * seconds)
+    start = time.perf_counter() + 0.2
+
+    def worker(offset: int) -> None:
+        local = []
+        for i in range(offset, total, threads):
+            due = start + i / rps
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            began = time.perf_counter()
+            call(i)
+            local.append((time.perf_counter() - began) * 1e3)
+        with lock:
+            latencies.extend(local)
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    achieved = total / (time.perf_counter() - start)
+    print(f"  achieved {achieved:.0f} rps over {total} calls", flush=True)
+    return np.array(latencies)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rps", type=float, default=2000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--proxy-rps", type=float, default=100)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="spex-bench-"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    upstream_port, grpc_port, metrics_port, proxy_port = (_free_port() for _ in range(4))
+    upstream = subprocess.Popen(
+        [sys.executable, "-c", UPSTREAM, str(upstream_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    (work / "c.yaml").write_text(
+        json.dumps(
+            {
+                "models": [
+                    {
+                        "name": "sentiment",
+                        "sampling_rate": 1.0,
+                        "backend": {"kind": "local", "path": str(model_path("sentiment-base"))},
+                    }
+                ],
+                "engine": {"budget": 256, "max_order": 3},
+                "windows": {"seconds": 30},
+                "store": {"path": str(work / "spex.db")},
+                "server": {
+                    "grpc_port": grpc_port,
+                    "metrics_port": metrics_port,
+                    "proxy_port": proxy_port,
+                    "upstream": f"127.0.0.1:{upstream_port}",
+                    "workers": 1,
+                    "queue_per_label": 64,
+                },
+            }
+        )
+    )
+    sidecar = subprocess.Popen(
+        [sys.executable, "-m", "spex_monitor.cli", "serve", "--config", str(work / "c.yaml")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_port(upstream_port)
+        _wait_port(grpc_port)
+        _wait_port(proxy_port)
+        stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+        texts = ["the plot was not good but the music was great", "i did not hate the movie"]
+
+        def observe(i: int) -> None:
+            stub.Observe(
+                pb.ObserveRequest(request_id=f"r{i}", model="sentiment", label="positive", text=texts[i % 2]),
+                timeout=5,
+            )
+
+        for i in range(200):
+            observe(i)  # warm-up; also fills the reservoirs so workers stay saturated
+        print(
+            f"Observe at {args.rps:.0f} rps for {args.seconds:.0f} s (explain workers saturated):", flush=True
+        )
+        observe_ms = paced(observe, args.rps, args.seconds)
+        direct = InferenceStub(grpc.insecure_channel(f"127.0.0.1:{upstream_port}"))
+        proxied = InferenceStub(grpc.insecure_channel(f"127.0.0.1:{proxy_port}"))
+
+        def infer(stub_: InferenceStub, i: int) -> None:
+            request = oip.ModelInferRequest(model_name="sentiment", id=f"q{i}")
+            tensor = request.inputs.add(name="input", datatype="BYTES", shape=[1])
+            tensor.contents.bytes_contents.append(texts[i % 2].encode())
+            stub_.ModelInfer(request, timeout=10)
+
+        for i in range(50):
+            infer(direct, i)
+            infer(proxied, i)
+        # Interleave direct and proxied calls so both see the same machine state.
+        pairs: list[tuple[float, float]] = []
+
+        def both(i: int) -> None:
+            t0 = time.perf_counter()
+            infer(direct, i)
+            t1 = time.perf_counter()
+            infer(proxied, i)
+            pairs.append(((t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3))
+
+        print(f"ModelInfer direct vs through the proxy, {args.proxy_rps:.0f} pairs/s:", flush=True)
+        paced(both, args.proxy_rps, args.seconds, threads=2)
+        d = np.array([p[0] for p in pairs])
+        x = np.array([p[1] for p in pairs])
+        result = {
+            "machine": f"{platform.machine()} x{os.cpu_count()}, Python {platform.python_version()}",
+            "observe_rps_target": args.rps,
+            "observe_calls": int(observe_ms.size),
+            "observe_p50_ms": round(float(np.percentile(observe_ms, 50)), 3),
+            "observe_p99_ms": round(float(np.percentile(observe_ms, 99)), 3),
+            "direct_p50_ms": round(float(np.percentile(d, 50)), 3),
+            "direct_p99_ms": round(float(np.percentile(d, 99)), 3),
+            "proxy_p50_ms": round(float(np.percentile(x, 50)), 3),
+            "proxy_p99_ms": round(float(np.percentile(x, 99)), 3),
+            "proxy_added_p50_ms": round(float(np.percentile(x, 50) - np.percentile(d, 50)), 3),
+            "proxy_added_p99_ms": round(float(np.percentile(x, 99) - np.percentile(d, 99)), 3),
+        }
+        print(json.dumps(result, indent=1))
+    finally:
+        for process in (sidecar, upstream):
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
