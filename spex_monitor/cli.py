@@ -1,9 +1,11 @@
-"""``spex-monitor``: the command line — ``serve``, ``trace``, ``config check``, ``demo``."""
+"""``spex-monitor``: the command line — ``serve``, ``trace``, ``explain``, ``baseline``, ``config check``,
+``demo``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .config import ConfigError, load_settings
 
@@ -85,6 +87,100 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stub(target: str):  # noqa: ANN202
+    import grpc
+
+    from .protocol.v1 import monitor_pb2_grpc as pb_grpc
+
+    return pb_grpc.MonitorServiceStub(grpc.insecure_channel(target))
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import html
+
+    import grpc
+
+    from .protocol.v1 import monitor_pb2 as pb
+
+    try:
+        reply = _stub(args.target).Explain(
+            pb.ExplainRequest(model=args.model, text=args.text, budget=args.budget, top_k=args.top),
+            timeout=300,
+        )
+    except grpc.RpcError as error:
+        print(f"spex-monitor explain: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.model}: {reply.predicted_label} | held-out R² {reply.faithfulness:.3f} | "
+        f"{reply.inferences_used} inferences | {reply.seconds:.2f}s"
+    )
+    print(f"  {'interaction':<36}{'fourier':>10}{'joint (möbius)':>16}")
+    for item in reply.interactions:
+        print(f"  {' × '.join(item.keys):<36}{item.fourier:>+10.3f}{item.mobius:>+16.3f}")
+    if args.html:
+        peak = max((abs(i.mobius) for i in reply.interactions), default=1.0) or 1.0
+        rows = "".join(
+            f"<tr><td>{html.escape(' × '.join(i.keys))}</td><td>{i.mobius:+.3f}</td>"
+            f"<td><div style='background:{'#c0392b' if i.mobius < 0 else '#2e86c1'};height:12px;"
+            f"width:{int(300 * abs(i.mobius) / peak)}px'></div></td></tr>"
+            for i in reply.interactions
+        )
+        Path(args.html).write_text(
+            f"<html><body><h3>{html.escape(args.text)} → {html.escape(reply.predicted_label)}</h3>"
+            f"<p>held-out R² {reply.faithfulness:.3f}, {reply.inferences_used} inferences</p>"
+            f"<table>{rows}</table></body></html>"
+        )
+        print(f"wrote {args.html}")
+    return 0
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    import time
+
+    import grpc
+
+    from .monitor import InteractionMap
+    from .protocol.v1 import monitor_pb2 as pb
+
+    stub = _stub(args.target)
+    metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
+    try:
+        if args.action in ("show", "export"):
+            reply = stub.GetInteractionMap(
+                pb.GetInteractionMapRequest(model=args.model, version=args.version, baseline=True), timeout=30
+            )
+            if args.action == "export":
+                Path(args.file).write_bytes(reply.map)
+                print(f"wrote {args.file}: {reply.requests:.0f} requests, {reply.key_tuples} key tuples")
+                return 0
+            baseline = InteractionMap.from_bytes(reply.map)
+            count = f"{baseline.requests:.0f} explained requests, {len(baseline)} key tuples"
+            print(f"{args.model} baseline: {count}")
+            shares = baseline.order_shares()
+            print(f"  order shares: 1st {shares[1]:.2f}, 2nd {shares[2]:.2f}, 3rd+ {shares[3]:.2f}")
+            strongest = sorted(
+                (k for k in baseline.stats if len(k) >= 2), key=lambda k: -baseline.strength(k)
+            )
+            for key in strongest[:10]:
+                print(f"  {' × '.join(key):<32}{baseline.strength(key):>8.3f}")
+            return 0
+        request = pb.SetBaselineRequest(model=args.model, version=args.version)
+        if args.action == "import":
+            request.map = Path(args.file).read_bytes()
+        else:  # build
+            now = time.time()
+            request.time_range.since_unix = now - _duration(args.since)
+            request.time_range.until_unix = now
+        reply = stub.SetBaseline(request, metadata=metadata, timeout=60)
+        print(
+            f"baseline set from {reply.source}: {reply.requests:.0f} requests, {reply.key_tuples} key tuples"
+        )
+        return 0
+    except grpc.RpcError as error:
+        print(f"spex-monitor baseline {args.action}: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+
+
 def render_trace(report, stub, model: str, since: float = 0.0) -> str:  # noqa: ANN001
     """The on-call view: verdict, then the interactions that moved, with example requests."""
     from .protocol.v1 import monitor_pb2 as pb
@@ -145,6 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--since", default="", help="compare the windows of the last 1h / 30m / 2d instead")
     trace.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
     trace.set_defaults(func=_trace)
+    explain = commands.add_parser("explain", help="explain one input now, on the sidecar's model")
+    explain.add_argument("text")
+    explain.add_argument("--model", required=True)
+    explain.add_argument("--budget", type=int, default=0, help="inferences (default: configured budget)")
+    explain.add_argument("--top", type=int, default=15, help="interactions to show")
+    explain.add_argument("--html", default="", help="also write an interaction bar chart to this file")
+    explain.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    explain.set_defaults(func=_explain)
+    baseline = commands.add_parser("baseline", help="show, export, import or build the baseline")
+    baseline.add_argument("action", choices=["show", "export", "import", "build"])
+    baseline.add_argument("--model", required=True)
+    baseline.add_argument("--version", default="")
+    baseline.add_argument("--file", default="baseline.spxm", help="for export/import")
+    baseline.add_argument("--since", default="1h", help="for build: windows of the last 1h / 30m / 2d")
+    baseline.add_argument("--token", default="", help="admin token for import/build")
+    baseline.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    baseline.set_defaults(func=_baseline)
     return parser
 
 

@@ -139,8 +139,12 @@ class ServerConfig(Strict):
         None, description="required as 'authorization: Bearer <token>' on SetBaseline"
     )
     tick_s: float = Field(1.0, gt=0, description="how often windows are checked for closing")
-    torch_threads: int = Field(1, ge=1, le=256, description="intra-op threads for local models (1: leave "
-                               "the cores to the serving process)")
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="intra-op threads for local models (1: leave the cores to the serving process)",
+    )
 
     @model_validator(mode="after")
     def _proxy_needs_upstream(self) -> ServerConfig:

@@ -155,3 +155,57 @@ def test_set_baseline_needs_the_admin_token(sidecar, stub):
         timeout=10,
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("map")
+
+
+def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys):
+    from spex_monitor.cli import main as cli
+
+    target = f"127.0.0.1:{sidecar.grpc_port}"
+    html = tmp_path / "x.html"
+    assert (
+        cli(
+            [
+                "explain",
+                "the plot was not good",
+                "--model",
+                "sentiment",
+                "--target",
+                target,
+                "--html",
+                str(html),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "not × good" in out and "negative" in out and html.read_text().startswith("<html>")
+    assert cli(["baseline", "show", "--model", "sentiment", "--target", target]) == 0
+    assert "key tuples" in capsys.readouterr().out
+    exported = tmp_path / "b.spxm"
+    assert (
+        cli(["baseline", "export", "--model", "sentiment", "--target", target, "--file", str(exported)]) == 0
+    )
+    assert (
+        cli(["baseline", "import", "--model", "sentiment", "--target", target, "--file", str(exported)]) == 1
+    )
+    assert "PERMISSION_DENIED" in capsys.readouterr().err
+    assert (
+        cli(
+            [
+                "baseline",
+                "import",
+                "--model",
+                "sentiment",
+                "--target",
+                target,
+                "--file",
+                str(exported),
+                "--token",
+                "s3cret",
+            ]
+        )
+        == 0
+    )
+    assert cli(["trace", "--model", "sentiment", "--target", target]) == 0
+    assert "interaction" in capsys.readouterr().out
+    assert cli(["explain", "x", "--model", "nope", "--target", target]) == 1
