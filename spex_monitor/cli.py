@@ -70,9 +70,8 @@ def _trace(args: argparse.Namespace) -> int:
     import grpc
 
     from .protocol.v1 import monitor_pb2 as pb
-    from .protocol.v1 import monitor_pb2_grpc as pb_grpc
 
-    stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(args.target))
+    stub = _stub(args.target)
     since = time.time() - _duration(args.since) if args.since else 0.0
     try:
         request = pb.GetShiftReportRequest(model=args.model, version=args.version)

@@ -27,6 +27,20 @@ _MAGIC = b"SPXM"
 KeyTuple = tuple[str, ...]
 
 
+def key_tuple_coefficients(
+    terms: dict[tuple[int, ...], float], keys: Sequence[str], min_order: int = 1
+) -> dict[KeyTuple, float]:
+    """Sum an explanation's coefficients per key tuple (the sorted keys of each term's features), so
+    repeated keys in one request aggregate. Terms below ``min_order`` (and the constant) are skipped."""
+    per_key: dict[KeyTuple, float] = {}
+    for term, coef in terms.items():
+        if len(term) < max(min_order, 1):
+            continue
+        key = tuple(sorted(keys[i] for i in term))
+        per_key[key] = per_key.get(key, 0.0) + coef
+    return per_key
+
+
 @dataclass
 class KeyStats:
     """Mergeable sums for one key tuple (``weight`` multiplies every request's contribution)."""
@@ -113,12 +127,7 @@ class InteractionMap:
             raise ValueError(f"{len(keys)} keys for an explanation over {result.n_features} features")
         if weight <= 0:
             raise ValueError(f"weight must be > 0, got {weight}")
-        per_key: dict[KeyTuple, float] = {}
-        for term, coef in result.fourier.items():
-            if not term:
-                continue
-            key = tuple(sorted(keys[i] for i in term))
-            per_key[key] = per_key.get(key, 0.0) + coef
+        per_key = key_tuple_coefficients(result.fourier, keys)
         for key, coef in per_key.items():
             order = len(key)
             self.energy[order] = self.energy.get(order, 0.0) + weight * coef * coef

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .maps import InteractionMap, KeyTuple
+from .maps import InteractionMap, KeyTuple, key_tuple_coefficients
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -149,11 +149,7 @@ class SQLiteStore:
     def add_explanation(self, record: ExplanationRecord) -> int:
         terms = [[list(k), v] for k, v in record.terms.items()]
         text = record.text if self.store_text else None
-        per_key: dict[KeyTuple, float] = {}
-        for term, coef in record.terms.items():
-            if len(term) >= 2:
-                key = tuple(sorted(record.keys[i] for i in term))
-                per_key[key] = per_key.get(key, 0.0) + coef
+        per_key = key_tuple_coefficients(record.terms, record.keys, min_order=2)
         nonzero = [(k, c) for k, c in per_key.items() if abs(c) > 1e-12]
         strongest = sorted(nonzero, key=lambda kv: -abs(kv[1]))[: self.keys_per_explanation]
         with self._lock:
