@@ -1,19 +1,12 @@
-"""A small, real sentiment model trained in about a second on a generated corpus.
+"""The generated review corpus the embedded models are trained and tested on.
 
-The corpus has negation ("not good" flips), contrast ("X but Y": the clause after "but" dominates) and
-intensifiers, so a correct model *must* use word interactions. Used by the demo and tests; the embedded
-transformer model of the lenses work replaces it in the sidecar demo.
+It has negation ("not good" flips), contrast ("X but Y": the clause after "but" decides) and intensifiers,
+so a correct model *must* use word interactions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
 
 POSITIVE = ["good", "great", "excellent", "wonderful", "fun", "brilliant"]
 NEGATIVE = ["bad", "awful", "boring", "terrible", "dull", "weak"]
@@ -65,39 +58,3 @@ def generate_long_reviews(
         texts.append(" and ".join(parts[i] for i in chosen))
         out.append(int(labels[chosen].sum() * 2 > k))
     return texts, np.asarray(out)
-
-
-@dataclass
-class SentimentModel:
-    pipeline: Pipeline
-    accuracy: float
-    n_test: int
-
-    def log_odds(self, texts: list[str]) -> np.ndarray:
-        return self.pipeline.decision_function(texts)
-
-    def predict_label(self, text: str) -> str:
-        return "positive" if self.log_odds([text])[0] > 0 else "negative"
-
-    def value_function(self, words: list[str]) -> Callable[[np.ndarray], np.ndarray]:
-        """Log-odds of the class predicted on the full input, with masked words removed."""
-        sign = 1.0 if self.log_odds([" ".join(words)])[0] > 0 else -1.0
-        vocab = np.asarray(words, dtype=object)
-
-        def value_fn(masks: np.ndarray) -> np.ndarray:
-            texts = [" ".join(vocab[row]) for row in masks]
-            return sign * self.log_odds(texts)
-
-        return value_fn
-
-
-def train_sentiment_model(seed: int = 0, size: int = 6000) -> SentimentModel:
-    texts, labels = generate_corpus(size, seed)
-    split = int(0.8 * size)
-    pipeline = make_pipeline(
-        CountVectorizer(ngram_range=(1, 3), token_pattern=r"[a-z]+"),
-        LogisticRegression(C=10.0, max_iter=2000),
-    )
-    pipeline.fit(texts[:split], labels[:split])
-    accuracy = float((pipeline.predict(texts[split:]) == labels[split:]).mean())
-    return SentimentModel(pipeline, accuracy, size - split)

@@ -4,21 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spex_monitor.attribution import ProxySPEX
-from spex_monitor.examples.sentiment import generate_long_reviews, train_sentiment_model
+from spex_monitor.examples.sentiment import generate_long_reviews
 from spex_monitor.examples.tiny_transformer import MASK, TinySentiment, train_tiny_transformer
-
-
-def test_sentiment_model_learns_negation_interaction():
-    model = train_sentiment_model(seed=0)
-    assert model.accuracy > 0.95
-    words = "the plot was not good".split()
-    result = ProxySPEX(budget=64, max_order=3, seed=0).explain(model.value_function(words), len(words))
-    mobius = result.to_mobius()
-    # "not" and "good" only matter together: their joint (Möbius) effect is large and negative
-    # relative to the predicted (negative) class's log-odds sign convention.
-    joint = sum(v for k, v in mobius.items() if {3, 4} <= set(k))
-    assert abs(joint) > 1.0
 
 
 def test_long_reviews_have_majority_labels():
