@@ -83,7 +83,57 @@ def _trace(args: argparse.Namespace) -> int:
         print(f"spex-monitor trace: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
     print(render_trace(report, stub, args.model, since))
+    if args.report:
+        try:
+            Path(args.report).write_text(_trace_report_html(stub, report, args.model, since))
+        except grpc.RpcError as error:
+            print(f"spex-monitor trace --report: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.report}")
     return 0
+
+
+def _strongest(map_bytes: bytes, count: int = 12) -> list[tuple[tuple[str, ...], float]]:
+    from .monitor import InteractionMap
+
+    found = InteractionMap.from_bytes(map_bytes)
+    keys = sorted((k for k in found.stats if len(k) >= 2), key=lambda k: -found.strength(k))
+    return [(k, found.mean_coef(k)) for k in keys[:count]]
+
+
+def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: ANN001
+    """Fetch history, both maps and example requests, and render the on-call HTML report."""
+    from .html_report import TraceReport, render_trace_report
+    from .protocol.v1 import monitor_pb2 as pb
+
+    history = stub.ListShiftReports(
+        pb.ListShiftReportsRequest(model=model, version=report.version, since_unix=since), timeout=30
+    ).reports
+    baseline = stub.GetInteractionMap(
+        pb.GetInteractionMapRequest(model=model, version=report.version, baseline=True), timeout=30
+    )
+    window = stub.GetInteractionMap(
+        pb.GetInteractionMapRequest(model=model, version=report.version, window_id=report.window_id),
+        timeout=30,
+    )
+    examples = []
+    if report.top_contributors:
+        examples = stub.ListExplanations(
+            pb.ListExplanationsRequest(
+                model=model, key_tuple=list(report.top_contributors[0].keys), since_unix=since, limit=10
+            ),
+            timeout=30,
+        ).explanations
+    return render_trace_report(
+        TraceReport(
+            model=model,
+            latest=report,
+            history=list(history),
+            baseline_top=_strongest(baseline.map),
+            window_top=_strongest(window.map),
+            examples=list(examples),
+        )
+    )
 
 
 def _stub(target: str):  # noqa: ANN202
@@ -117,17 +167,19 @@ def _explain(args: argparse.Namespace) -> int:
     for item in reply.interactions:
         print(f"  {' × '.join(item.keys):<36}{item.fourier:>+10.3f}{item.mobius:>+16.3f}")
     if args.html:
-        peak = max((abs(i.mobius) for i in reply.interactions), default=1.0) or 1.0
-        rows = "".join(
-            f"<tr><td>{html.escape(' × '.join(i.keys))}</td><td>{i.mobius:+.3f}</td>"
-            f"<td><div style='background:{'#c0392b' if i.mobius < 0 else '#2e86c1'};height:12px;"
-            f"width:{int(300 * abs(i.mobius) / peak)}px'></div></td></tr>"
-            for i in reply.interactions
+        from .html_report import page, signed_bars
+
+        chart = signed_bars(
+            [" × ".join(i.keys) for i in reply.interactions], [i.mobius for i in reply.interactions]
         )
         Path(args.html).write_text(
-            f"<html><body><h3>{html.escape(args.text)} → {html.escape(reply.predicted_label)}</h3>"
-            f"<p>held-out R² {reply.faithfulness:.3f}, {reply.inferences_used} inferences</p>"
-            f"<table>{rows}</table></body></html>"
+            page(
+                f"spex-monitor explain: {args.model}",
+                f"<h3>{html.escape(args.text)} → {html.escape(reply.predicted_label)}</h3>"
+                f"<p>held-out R² {reply.faithfulness:.3f}, {reply.inferences_used} inferences; "
+                "bars: joint (Möbius) effect on the predicted class's log-odds</p>"
+                f"{chart}",
+            )
         )
         print(f"wrote {args.html}")
     return 0
@@ -239,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--version", default="", help="default: the configured version")
     trace.add_argument("--since", default="", help="compare the windows of the last 1h / 30m / 2d instead")
     trace.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    trace.add_argument(
+        "--report",
+        default="",
+        metavar="OUT.html",
+        help="also write a self-contained HTML report: shift over time, what moved, both maps, requests",
+    )
     trace.set_defaults(func=_trace)
     explain = commands.add_parser("explain", help="explain one input now, on the sidecar's model")
     explain.add_argument("text")

@@ -151,6 +151,8 @@ class Monitor:
                 seconds=time.perf_counter() - began,
                 faithfulness=None,
                 inferences=0,
+                request_id=observation.request_id,
+                trace_id=observation.trace_id,
             )
             return True
         finally:
@@ -168,6 +170,8 @@ class Monitor:
             seconds=elapsed,
             faithfulness=result.faithfulness,
             inferences=result.inferences_used,
+            request_id=observation.request_id,
+            trace_id=observation.trace_id,
         )
         self.windows.add(observation.model, observation.version, result, keys, observation.request_id)
         if self.store is not None:

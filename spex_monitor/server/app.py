@@ -27,7 +27,7 @@ from ..monitor.worker import Monitor, Observation, WindowResult
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from .explainers import ModelExplainer, build_backend
-from .metrics import Metrics
+from .metrics import Metrics, trace_exemplar
 from .service import MonitorServicer
 
 log = logging.getLogger(__name__)
@@ -120,12 +120,13 @@ class Sidecar:
             m.dropped.labels(model, str(data["reason"])).inc(float(data.get("count", 1)))
         elif kind == "explained":
             lens = self.lens.get(model, "")
+            exemplar = trace_exemplar(data.get("trace_id"))
             m.explanations.labels(model, version, lens, data["status"]).inc()
-            m.explanation_duration.labels(model, lens).observe(float(data["seconds"]))
+            m.explanation_duration.labels(model, lens).observe(float(data["seconds"]), exemplar)
             if data["status"] == "ok":
                 m.ablation_inferences.labels(model, lens).inc(int(data["inferences"]))
                 if data["faithfulness"] is not None and data["faithfulness"] == data["faithfulness"]:
-                    m.faithfulness.labels(model, lens).observe(float(data["faithfulness"]))
+                    m.faithfulness.labels(model, lens).observe(float(data["faithfulness"]), exemplar)
             m.budget_utilization.labels(model).set(self.monitor.budget.utilization())
 
     def _on_window(self, result: WindowResult) -> None:

@@ -14,6 +14,23 @@ BACKEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 R2_BUCKETS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)
 
 
+# OpenMetrics caps an exemplar's label set at 128 UTF-8 characters, names and values together.
+_EXEMPLAR_MAX_CHARS = 128
+
+
+def trace_exemplar(trace_id: str | None) -> dict[str, str] | None:
+    """The ``{"trace_id": ...}`` exemplar for a histogram sample, or ``None`` when there is no usable id.
+
+    Exemplars link a latency or faithfulness bucket in Grafana to the distributed trace of the request that
+    landed in it. They are the one place a per-request value appears in the exposition, and only the
+    caller's opaque trace id — never request text. Ids too long for OpenMetrics are dropped, not truncated
+    (a truncated id would point at the wrong trace).
+    """
+    if not trace_id or len("trace_id") + len(trace_id) > _EXEMPLAR_MAX_CHARS:
+        return None
+    return {"trace_id": trace_id}
+
+
 class Metrics:
     """Every metric the sidecar exports; one instance per process (tests make their own registries)."""
 

@@ -220,6 +220,20 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         self.sidecar.monitor.set_baseline(request.model, version, baseline, source=label)
         return pb.SetBaselineResponse(requests=baseline.requests, key_tuples=len(baseline), source=label)
 
+    def ListShiftReports(
+        self, request: pb.ListShiftReportsRequest, context: grpc.ServicerContext
+    ) -> pb.ListShiftReportsResponse:
+        self._model(request.model, context)
+        if request.limit > MAX_REPORTS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit: at most {MAX_REPORTS}")
+        stored = self.sidecar.store.reports(request.model, since=request.since_unix)
+        if request.version:
+            stored = [r for r in stored if r["version"] == request.version]
+        response = pb.ListShiftReportsResponse()
+        for item in stored[-(request.limit or MAX_REPORTS) :]:
+            response.reports.append(_stored_report_message(request.model, item["version"], item))
+        return response
+
     def ListExplanations(
         self, request: pb.ListExplanationsRequest, context: grpc.ServicerContext
     ) -> pb.ListExplanationsResponse:
@@ -244,6 +258,9 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             for term, coef in strongest:
                 summary.top.add(keys=[record.keys[i] for i in term], features=list(term), fourier=coef)
         return response
+
+
+MAX_REPORTS = 500
 
 
 def _report_message(model: str, version: str, window_id: int, report: Any, alarm: bool) -> pb.ShiftReport:
@@ -282,6 +299,8 @@ def _stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftRe
         p_value=stored["p_value"],
         alarm=bool(stored.get("alarm")),
         first_order_ndcg=stored.get("first_order_ndcg", 1.0),
+        window_requests=stored.get("window_requests", 0.0),
+        time_unix=stored["ts"],
     )
     for order, (base, window) in stored.get("order_shares", {}).items():
         message.order_share_baseline[order] = base

@@ -112,7 +112,10 @@ def test_traffic_windows_reports_lookups_and_metrics(sidecar, stub):
     texts = [t for t in texts if len(t.split()) <= 8][:120]
     with MonitorClient(f"127.0.0.1:{sidecar.grpc_port}") as client:
         for i, text in enumerate(texts):
-            assert client.observe(f"r{i}", "sentiment", "positive", text=text, confidence=0.8)
+            trace = f"{i:032x}"
+            assert client.observe(
+                f"r{i}", "sentiment", "positive", text=text, confidence=0.8, trace_id=trace
+            )
         client.flush()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and (
@@ -132,6 +135,16 @@ def test_traffic_windows_reports_lookups_and_metrics(sidecar, stub):
     assert 'spex_monitor_requests_observed_total{model="sentiment",version="v1"}' in body
     assert "spex_monitor_explanation_duration_seconds_bucket" in body
     assert "spex_monitor_interaction_shift_pvalue" in body
+    # Exemplars (OpenMetrics only) tie latency/faithfulness buckets to the caller's trace ids.
+    openmetrics = urllib.request.Request(
+        f"{base}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    body = urllib.request.urlopen(openmetrics, timeout=5).read().decode()
+    exemplar_lines = [line for line in body.splitlines() if ' # {trace_id="' in line]
+    assert any(line.startswith("spex_monitor_explanation_duration_seconds_bucket") for line in exemplar_lines)
+    assert any(line.startswith("spex_monitor_explanation_faithfulness_r2_bucket") for line in exemplar_lines)
+    traces = {line.split('trace_id="')[1].split('"')[0] for line in exemplar_lines}
+    assert traces <= {f"{i:032x}" for i in range(len(texts))}
     rows = json.loads(urllib.request.urlopen(f"{base}/api/top-interactions", timeout=5).read())
     assert rows and {"interaction", "delta", "exemplars"} <= set(rows[0])
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -178,7 +191,7 @@ def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "not × good" in out and "negative" in out and html.read_text().startswith("<html>")
+    assert "not × good" in out and "negative" in out and "<svg" in html.read_text()
     assert cli(["baseline", "show", "--model", "sentiment", "--target", target]) == 0
     assert "key tuples" in capsys.readouterr().out
     exported = tmp_path / "b.spxm"
@@ -206,6 +219,27 @@ def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys):
         )
         == 0
     )
-    assert cli(["trace", "--model", "sentiment", "--target", target]) == 0
+    report = tmp_path / "trace.html"
+    assert cli(["trace", "--model", "sentiment", "--target", target, "--report", str(report)]) == 0
     assert "interaction" in capsys.readouterr().out
+    history = sidecar.store.reports("sentiment")
+    page = report.read_text()
+    assert "Shift over time" in page and page.count("<polyline") >= 2
+    latest = history[-1]
+    if latest["top"]:
+        assert " × ".join(latest["top"][0][0]) in page
     assert cli(["explain", "x", "--model", "nope", "--target", target]) == 1
+
+
+def test_list_shift_reports_returns_history_in_time_order(sidecar, stub):
+    reply = stub.ListShiftReports(pb.ListShiftReportsRequest(model="sentiment"), timeout=10)
+    stored = sidecar.store.reports("sentiment")
+    assert [r.window_id for r in reply.reports] == [r["window_id"] or 0 for r in stored]
+    times = [r.time_unix for r in reply.reports]
+    assert times == sorted(times) and all(t > 0 for t in times)
+    last = stub.ListShiftReports(pb.ListShiftReportsRequest(model="sentiment", limit=1), timeout=10)
+    assert [r.window_id for r in last.reports] == [r.window_id for r in reply.reports[-1:]]
+    code, details = _code(
+        stub.ListShiftReports, pb.ListShiftReportsRequest(model="sentiment", limit=10**6), timeout=10
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("limit")

@@ -128,7 +128,7 @@ class Contributor(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[str]] = ..., baseline: _Optional[float] = ..., window: _Optional[float] = ..., delta: _Optional[float] = ..., exemplar_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShiftReport(_message.Message):
-    __slots__ = ("model", "version", "window_id", "score", "p_value", "alarm", "order_share_baseline", "order_share_window", "first_order_ndcg", "input_drift_psi", "output_drift_psi", "top_contributors", "window_requests")
+    __slots__ = ("model", "version", "window_id", "score", "p_value", "alarm", "order_share_baseline", "order_share_window", "first_order_ndcg", "input_drift_psi", "output_drift_psi", "top_contributors", "window_requests", "time_unix")
     class OrderShareBaselineEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +170,7 @@ class ShiftReport(_message.Message):
     OUTPUT_DRIFT_PSI_FIELD_NUMBER: _ClassVar[int]
     TOP_CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     window_id: int
@@ -183,7 +184,8 @@ class ShiftReport(_message.Message):
     output_drift_psi: _containers.ScalarMap[str, float]
     top_contributors: _containers.RepeatedCompositeFieldContainer[Contributor]
     window_requests: float
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., score: _Optional[float] = ..., p_value: _Optional[float] = ..., alarm: _Optional[bool] = ..., order_share_baseline: _Optional[_Mapping[str, float]] = ..., order_share_window: _Optional[_Mapping[str, float]] = ..., first_order_ndcg: _Optional[float] = ..., input_drift_psi: _Optional[_Mapping[str, float]] = ..., output_drift_psi: _Optional[_Mapping[str, float]] = ..., top_contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., window_requests: _Optional[float] = ...) -> None: ...
+    time_unix: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., score: _Optional[float] = ..., p_value: _Optional[float] = ..., alarm: _Optional[bool] = ..., order_share_baseline: _Optional[_Mapping[str, float]] = ..., order_share_window: _Optional[_Mapping[str, float]] = ..., first_order_ndcg: _Optional[float] = ..., input_drift_psi: _Optional[_Mapping[str, float]] = ..., output_drift_psi: _Optional[_Mapping[str, float]] = ..., top_contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., window_requests: _Optional[float] = ..., time_unix: _Optional[float] = ...) -> None: ...
 
 class GetInteractionMapRequest(_message.Message):
     __slots__ = ("model", "version", "baseline", "window_id")
@@ -274,3 +276,21 @@ class ListExplanationsResponse(_message.Message):
     EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     explanations: _containers.RepeatedCompositeFieldContainer[ExplanationSummary]
     def __init__(self, explanations: _Optional[_Iterable[_Union[ExplanationSummary, _Mapping]]] = ...) -> None: ...
+
+class ListShiftReportsRequest(_message.Message):
+    __slots__ = ("model", "version", "since_unix", "limit")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    since_unix: float
+    limit: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., since_unix: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListShiftReportsResponse(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[ShiftReport]
+    def __init__(self, reports: _Optional[_Iterable[_Union[ShiftReport, _Mapping]]] = ...) -> None: ...

@@ -69,6 +69,11 @@ class MonitorServiceStub:
                 request_serializer=v1_dot_monitor__pb2.ListExplanationsRequest.SerializeToString,
                 response_deserializer=v1_dot_monitor__pb2.ListExplanationsResponse.FromString,
                 _registered_method=True)
+        self.ListShiftReports = channel.unary_unary(
+                '/spex_monitor.v1.MonitorService/ListShiftReports',
+                request_serializer=v1_dot_monitor__pb2.ListShiftReportsRequest.SerializeToString,
+                response_deserializer=v1_dot_monitor__pb2.ListShiftReportsResponse.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -123,6 +128,13 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListShiftReports(self, request, context):
+        """Stored window reports in time order (shift over time, for `trace --report`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +172,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.ListExplanations,
                     request_deserializer=v1_dot_monitor__pb2.ListExplanationsRequest.FromString,
                     response_serializer=v1_dot_monitor__pb2.ListExplanationsResponse.SerializeToString,
+            ),
+            'ListShiftReports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListShiftReports,
+                    request_deserializer=v1_dot_monitor__pb2.ListShiftReportsRequest.FromString,
+                    response_serializer=v1_dot_monitor__pb2.ListShiftReportsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +368,33 @@ class MonitorService:
             '/spex_monitor.v1.MonitorService/ListExplanations',
             v1_dot_monitor__pb2.ListExplanationsRequest.SerializeToString,
             v1_dot_monitor__pb2.ListExplanationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListShiftReports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spex_monitor.v1.MonitorService/ListShiftReports',
+            v1_dot_monitor__pb2.ListShiftReportsRequest.SerializeToString,
+            v1_dot_monitor__pb2.ListShiftReportsResponse.FromString,
             options,
             channel_credentials,
             insecure,

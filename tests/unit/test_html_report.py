@@ -1,0 +1,52 @@
+"""The CLI's HTML outputs: self-contained, escaped, and drawing what the data says."""
+
+from __future__ import annotations
+
+import math
+
+from spex_monitor.html_report import TraceReport, line_chart, paired_bars, render_trace_report, signed_bars
+from spex_monitor.protocol.v1 import monitor_pb2 as pb
+
+
+def _report(window_id: int, p: float, alarm: bool, t: float) -> pb.ShiftReport:
+    report = pb.ShiftReport(
+        model="m", version="v1", window_id=window_id, score=1 - p, p_value=p, alarm=alarm, time_unix=t
+    )
+    report.input_drift_psi["words"] = 0.1 * window_id
+    report.top_contributors.add(keys=["not", "<good>"], baseline=0.8, window=0.1, delta=-0.7)
+    return report
+
+
+def test_trace_report_escapes_keys_and_marks_alarms():
+    history = [_report(i, 0.5 if i < 3 else 0.001, i >= 3, 1000.0 + 60 * i) for i in range(1, 5)]
+    example = pb.ExplanationSummary(request_id="req<1>", trace_id="abc", version="v1", time_unix=1200.0)
+    page = render_trace_report(
+        TraceReport(
+            model="m",
+            latest=history[-1],
+            history=history,
+            baseline_top=[(("not", "<good>"), -0.8)],
+            window_top=[(("great",), 0.2)],
+            examples=[example],
+        )
+    )
+    assert "<good>" not in page and "&lt;good&gt;" in page and "req&lt;1&gt;" in page
+    assert "ALARM" in page and "<script" not in page
+    # a red marker per alarmed window (3 and 4) on each chart that carries marks (-log10 p, score)
+    assert page.count("<circle") == 2 * 2
+    assert page.count("<polyline") == 3  # -log10 p, score, input PSI
+
+
+def test_line_chart_skips_non_finite_points_and_handles_one_window():
+    svg = line_chart([1.0, 2.0, 3.0], {"s": [0.1, math.nan, 0.3]})
+    points = svg.split("points='")[1].split("'")[0].split()
+    assert len(points) == 2
+    assert "<polyline" in line_chart([5.0], {"s": [0.2]})
+    assert "no closed windows" in line_chart([], {"s": []})
+
+
+def test_bar_widths_are_proportional_to_magnitude():
+    svg = signed_bars(["a", "b"], [-2.0, 1.0], width=100)
+    assert "width='100'" in svg and "width='50'" in svg and "#c0392b" in svg
+    rows = paired_bars(["x"], [1.0], [0.5], width=100)
+    assert "width='100'" in rows and "width='50'" in rows and "-0.500" in rows
