@@ -87,24 +87,12 @@ def paced(call, rps: float, seconds: float, threads: int = 4) -> np.ndarray:
     return np.array(latencies)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rps", type=float, default=2000)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--proxy-rps", type=float, default=100)
-    args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="spex-bench-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    upstream_port, grpc_port, metrics_port, proxy_port = (_free_port() for _ in range(4))
-    upstream = subprocess.Popen(
-        [sys.executable, "-c", UPSTREAM, str(upstream_port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    (work / "c.yaml").write_text(
+def _start_sidecar(
+    work: Path, env: dict, upstream_port: int, explain_in: str
+) -> tuple[subprocess.Popen, int, int]:
+    grpc_port, metrics_port, proxy_port = (_free_port() for _ in range(3))
+    config = work / f"{explain_in}.yaml"
+    config.write_text(
         json.dumps(
             {
                 "models": [
@@ -116,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 "engine": {"budget": 256, "max_order": 3},
                 "windows": {"seconds": 30},
-                "store": {"path": str(work / "spex.db")},
+                "store": {"path": str(work / f"{explain_in}.db")},
                 "server": {
                     "grpc_port": grpc_port,
                     "metrics_port": metrics_port,
@@ -124,80 +112,126 @@ def main(argv: list[str] | None = None) -> int:
                     "upstream": f"127.0.0.1:{upstream_port}",
                     "workers": 1,
                     "queue_per_label": 64,
+                    "explain_in": explain_in,
                 },
             }
         )
     )
-    sidecar = subprocess.Popen(
-        [sys.executable, "-m", "spex_monitor.cli", "serve", "--config", str(work / "c.yaml")],
+    process = subprocess.Popen(
+        [sys.executable, "-m", "spex_monitor.cli", "serve", "--config", str(config)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    _wait_port(grpc_port)
+    _wait_port(proxy_port)
+    return process, grpc_port, proxy_port
+
+
+def _percentiles(prefix: str, values: np.ndarray) -> dict[str, float]:
+    return {
+        f"{prefix}_p50_ms": round(float(np.percentile(values, 50)), 3),
+        f"{prefix}_p99_ms": round(float(np.percentile(values, 99)), 3),
+    }
+
+
+def measure(args: argparse.Namespace, grpc_port: int, proxy_port: int, upstream_port: int) -> dict:
+    """Observe latency at ``args.rps`` with the explain worker saturated, then direct vs proxied infer."""
+    stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+    texts = ["the plot was not good but the music was great", "i did not hate the movie"]
+
+    def observe(i: int) -> None:
+        stub.Observe(
+            pb.ObserveRequest(request_id=f"r{i}", model="sentiment", label="positive", text=texts[i % 2]),
+            timeout=5,
+        )
+
+    for i in range(200):
+        observe(i)  # warm-up; also fills the reservoirs so workers stay saturated
+    print(f"Observe at {args.rps:.0f} rps for {args.seconds:.0f} s (explain worker saturated):", flush=True)
+    began = time.perf_counter()
+    observe_ms = paced(observe, args.rps, args.seconds)
+    achieved = observe_ms.size / (time.perf_counter() - began)
+    direct = InferenceStub(grpc.insecure_channel(f"127.0.0.1:{upstream_port}"))
+    proxied = InferenceStub(grpc.insecure_channel(f"127.0.0.1:{proxy_port}"))
+
+    def infer(stub_: InferenceStub, i: int) -> None:
+        request = oip.ModelInferRequest(model_name="sentiment", id=f"q{i}")
+        tensor = request.inputs.add(name="input", datatype="BYTES", shape=[1])
+        tensor.contents.bytes_contents.append(texts[i % 2].encode())
+        stub_.ModelInfer(request, timeout=10)
+
+    for i in range(50):
+        infer(direct, i)
+        infer(proxied, i)
+    pairs: list[tuple[float, float]] = []
+
+    def both(i: int) -> None:
+        # Interleave direct and proxied calls so both see the same machine state.
+        t0 = time.perf_counter()
+        infer(direct, i)
+        t1 = time.perf_counter()
+        infer(proxied, i)
+        pairs.append(((t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3))
+
+    print(f"ModelInfer direct vs through the proxy, {args.proxy_rps:.0f} pairs/s:", flush=True)
+    paced(both, args.proxy_rps, args.seconds, threads=2)
+    d = np.array([p[0] for p in pairs])
+    x = np.array([p[1] for p in pairs])
+    return {
+        "observe_rps_achieved": round(achieved),
+        **_percentiles("observe", observe_ms),
+        **_percentiles("direct", d),
+        **_percentiles("proxy", x),
+        "proxy_added_p50_ms": round(float(np.percentile(x, 50) - np.percentile(d, 50)), 3),
+        "proxy_added_p99_ms": round(float(np.percentile(x, 99) - np.percentile(d, 99)), 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rps", type=float, default=2000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--proxy-rps", type=float, default=100)
+    parser.add_argument(
+        "--explain-in",
+        nargs="+",
+        default=["thread", "process"],
+        choices=["thread", "process"],
+        help="server.explain_in settings to compare in this run",
+    )
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="spex-bench-"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    upstream_port = _free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, "-c", UPSTREAM, str(upstream_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    results = {
+        "machine": f"{platform.machine()} x{os.cpu_count()}, Python {platform.python_version()}",
+        "observe_rps_target": args.rps,
+        "seconds": args.seconds,
+    }
     try:
         _wait_port(upstream_port)
-        _wait_port(grpc_port)
-        _wait_port(proxy_port)
-        stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
-        texts = ["the plot was not good but the music was great", "i did not hate the movie"]
-
-        def observe(i: int) -> None:
-            stub.Observe(
-                pb.ObserveRequest(request_id=f"r{i}", model="sentiment", label="positive", text=texts[i % 2]),
-                timeout=5,
-            )
-
-        for i in range(200):
-            observe(i)  # warm-up; also fills the reservoirs so workers stay saturated
-        print(
-            f"Observe at {args.rps:.0f} rps for {args.seconds:.0f} s (explain workers saturated):", flush=True
-        )
-        observe_ms = paced(observe, args.rps, args.seconds)
-        direct = InferenceStub(grpc.insecure_channel(f"127.0.0.1:{upstream_port}"))
-        proxied = InferenceStub(grpc.insecure_channel(f"127.0.0.1:{proxy_port}"))
-
-        def infer(stub_: InferenceStub, i: int) -> None:
-            request = oip.ModelInferRequest(model_name="sentiment", id=f"q{i}")
-            tensor = request.inputs.add(name="input", datatype="BYTES", shape=[1])
-            tensor.contents.bytes_contents.append(texts[i % 2].encode())
-            stub_.ModelInfer(request, timeout=10)
-
-        for i in range(50):
-            infer(direct, i)
-            infer(proxied, i)
-        # Interleave direct and proxied calls so both see the same machine state.
-        pairs: list[tuple[float, float]] = []
-
-        def both(i: int) -> None:
-            t0 = time.perf_counter()
-            infer(direct, i)
-            t1 = time.perf_counter()
-            infer(proxied, i)
-            pairs.append(((t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3))
-
-        print(f"ModelInfer direct vs through the proxy, {args.proxy_rps:.0f} pairs/s:", flush=True)
-        paced(both, args.proxy_rps, args.seconds, threads=2)
-        d = np.array([p[0] for p in pairs])
-        x = np.array([p[1] for p in pairs])
-        result = {
-            "machine": f"{platform.machine()} x{os.cpu_count()}, Python {platform.python_version()}",
-            "observe_rps_target": args.rps,
-            "observe_calls": int(observe_ms.size),
-            "observe_p50_ms": round(float(np.percentile(observe_ms, 50)), 3),
-            "observe_p99_ms": round(float(np.percentile(observe_ms, 99)), 3),
-            "direct_p50_ms": round(float(np.percentile(d, 50)), 3),
-            "direct_p99_ms": round(float(np.percentile(d, 99)), 3),
-            "proxy_p50_ms": round(float(np.percentile(x, 50)), 3),
-            "proxy_p99_ms": round(float(np.percentile(x, 99)), 3),
-            "proxy_added_p50_ms": round(float(np.percentile(x, 50) - np.percentile(d, 50)), 3),
-            "proxy_added_p99_ms": round(float(np.percentile(x, 99) - np.percentile(d, 99)), 3),
-        }
-        print(json.dumps(result, indent=1))
+        for mode in args.explain_in:
+            print(f"== explain_in: {mode}", flush=True)
+            sidecar, grpc_port, proxy_port = _start_sidecar(work, env, upstream_port, mode)
+            try:
+                results[mode] = measure(args, grpc_port, proxy_port, upstream_port)
+            finally:
+                os.killpg(sidecar.pid, signal.SIGTERM)
+                sidecar.wait(30)
+        print(json.dumps(results, indent=1))
     finally:
-        for process in (sidecar, upstream):
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(20)
+        os.killpg(upstream.pid, signal.SIGTERM)
+        upstream.wait(20)
     return 0
 
 

@@ -75,12 +75,75 @@ class OIPBackendConfig(Strict):
         return value
 
 
+class EventsMapping(Strict):
+    """How KServe inference-logger payloads (V1 or OIP-V2 JSON) map onto this model's input and output.
+
+    The receiver reads text (text lens) or fields (fields lens) from the logged request and the predicted
+    label and confidence from the logged response; the explanation itself is always recomputed by the
+    model's configured backend, so only what the lens and the drift statistics need is read.
+    """
+
+    inference_services: list[str] = Field(
+        default_factory=list,
+        description="InferenceService names (the ce-inferenceservicename attribute) whose events belong to "
+        "this model; empty: the InferenceService is named like the model",
+    )
+    text_input: str | None = Field(
+        "input",
+        min_length=1,
+        description="V2: name of the BYTES input tensor holding the text; V1: key of the text in each "
+        "object instance (a bare string instance is the text itself)",
+    )
+    fields: dict[str, str | int] = Field(
+        default_factory=dict,
+        description="field name -> where its value is: a V2 input tensor name / V1 instance key, or an "
+        "integer column of a row (a V1 list instance, or the V2 tensor named by row_input)",
+    )
+    row_input: str | None = Field(
+        None, description="V2: the input tensor whose rows are records, for integer columns in fields"
+    )
+    output: str | None = Field(
+        None,
+        min_length=1,
+        description="V2: the output tensor to read (default: the first); V1: the key to read when each "
+        "prediction is an object",
+    )
+    output_kind: Literal["auto", "label", "class_index", "logits", "probabilities"] = Field(
+        "auto",
+        description="how to read a prediction; auto: strings are labels, integers class indexes, vectors "
+        "probabilities when they sum to 1 and logits otherwise",
+    )
+    labels: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="class names by index (default: the local model's id2label, else the index itself)",
+    )
+    version_from: Literal["config", "model_version", "endpoint"] = Field(
+        "config",
+        description="where the observation's version comes from: the model's configured version, the V2 "
+        "response's model_version, or KServe's ce-endpoint attribute (default/canary)",
+    )
+
+
 class ModelConfig(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     version: str = "v1"
     lens: Annotated[TextLens | FieldsLens, Field(discriminator="kind")] = Field(default_factory=TextLens)
     backend: Annotated[LocalBackendConfig | OIPBackendConfig, Field(discriminator="kind")]
     sampling_rate: float = Field(0.05, ge=0.0, le=1.0)
+    events: EventsMapping = Field(
+        default_factory=EventsMapping,
+        description="mapping of KServe inference-logger events onto this model (used when "
+        "server.events_port is set)",
+    )
+
+    @model_validator(mode="after")
+    def _events_match_lens(self) -> ModelConfig:
+        if self.lens.kind == "fields" and not self.events.fields:
+            raise ValueError("events.fields: required when lens.kind is 'fields' (name where each field is)")
+        if self.lens.kind == "text" and self.events.text_input is None:
+            raise ValueError("events.text_input: required when lens.kind is 'text'")
+        return self
 
 
 class EngineConfig(Strict):
@@ -130,6 +193,30 @@ class ServerConfig(Strict):
     grpc_port: int = Field(50051, ge=0, le=65535)
     metrics_port: int = Field(9464, ge=0, le=65535)
     proxy_port: int | None = Field(None, ge=0, le=65535)
+    events_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="HTTP port of the CloudEvents receiver for KServe's inference logger "
+        "(predictor.logger.url); None: off, 0: any free port",
+    )
+    events_mode: Literal["all", "request"] = Field(
+        "all",
+        description="the InferenceService's logger.mode: all pairs each request with its response by ce-id; "
+        "request observes requests alone (no predicted label, so no output drift)",
+    )
+    events_max_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest event body accepted; larger ones get 413"
+    )
+    events_pair_ttl_s: float = Field(
+        30.0, gt=0, description="how long a request (or response) waits for its partner before it is dropped"
+    )
+    events_max_pending: int = Field(
+        10_000, ge=1, description="most events waiting for their partner; the oldest is dropped beyond it"
+    )
+    events_max_pending_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="cap on the body bytes held by events waiting for a partner"
+    )
     upstream: str | None = Field(None, description="host:port of the OIP-V2 model server (proxy mode)")
     workers: int = Field(1, ge=1, le=64)
     queue_per_label: int = Field(64, ge=1)
@@ -145,11 +232,26 @@ class ServerConfig(Strict):
         le=256,
         description="intra-op threads for local models (1: leave the cores to the serving process)",
     )
+    explain_in: Literal["process", "thread"] = Field(
+        "process",
+        description="where explanations run: 'process' (worker processes, at lower CPU priority, so model "
+        "forwards and fits never hold the serving process's GIL) or 'thread' (in-process: no start-up "
+        "cost, for tests and tiny models)",
+    )
+    worker_nice: int = Field(
+        10, ge=0, le=19, description="niceness added to explain worker processes (0: same priority)"
+    )
 
     @model_validator(mode="after")
     def _proxy_needs_upstream(self) -> ServerConfig:
         if self.proxy_port is not None and not self.upstream:
             raise ValueError("proxy_port is set but upstream (the model server's host:port) is not")
+        return self
+
+    @model_validator(mode="after")
+    def _events_bounds(self) -> ServerConfig:
+        if self.events_max_pending_bytes < self.events_max_bytes:
+            raise ValueError("events_max_pending_bytes: must be at least events_max_bytes (one whole event)")
         return self
 
 
@@ -169,6 +271,14 @@ class Settings(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {duplicates}")
+        claimed: dict[str, str] = {}
+        for index, model in enumerate(self.models):
+            for service in model.events.inference_services or [model.name]:
+                if claimed.setdefault(service, model.name) != model.name:
+                    raise ValueError(
+                        f"models.{index}.events.inference_services: InferenceService {service!r} is "
+                        f"claimed by models {claimed[service]!r} and {model.name!r}"
+                    )
         return self
 
     def model(self, name: str) -> ModelConfig:

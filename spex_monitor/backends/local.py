@@ -7,6 +7,7 @@ fp32. Models load from a local folder only (``local_files_only=True``); nothing 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,8 @@ class LocalBackend:
     token_budget: int = 16384
     max_batch_rows: int = 512
     on_batch: Callable[[BatchTiming], None] | None = None
-    timings: list[BatchTiming] = field(default_factory=list)
+    # the most recent batches only: a sidecar runs for months and must not grow without bound
+    timings: deque[BatchTiming] = field(default_factory=lambda: deque(maxlen=1024))
 
     def __post_init__(self) -> None:
         if self.token_budget < 1 or self.max_batch_rows < 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -114,7 +115,8 @@ class OIPBackend:
     breaker_reset_s: float = 10.0
     credentials: grpc.ChannelCredentials | None = None
     on_batch: Callable[[BatchTiming], None] | None = None
-    timings: list[BatchTiming] = field(default_factory=list)
+    # the most recent batches only: a sidecar runs for months and must not grow without bound
+    timings: deque[BatchTiming] = field(default_factory=lambda: deque(maxlen=1024))
 
     def __post_init__(self) -> None:
         if not self.endpoints:

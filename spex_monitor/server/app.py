@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import make_wsgi_app
 
+from ..backends.base import BatchTiming
 from ..config import Settings
 from ..monitor.budget import Budget
 from ..monitor.sampling import StratifiedSampler
@@ -26,8 +27,9 @@ from ..monitor.windows import TumblingWindows
 from ..monitor.worker import Monitor, Observation, WindowResult
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
-from .explainers import ModelExplainer, build_backend
+from .explainers import class_labels
 from .metrics import Metrics, trace_exemplar
+from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class Sidecar:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        if any(m.backend.kind == "local" for m in settings.models):
+        if settings.server.explain_in == "thread" and any(m.backend.kind == "local" for m in settings.models):
             import torch
 
             torch.set_num_threads(settings.server.torch_threads)
@@ -53,10 +55,14 @@ class Sidecar:
             text_ttl_s=settings.store.text_ttl_s,
             retention_s=settings.store.retention_days * 86_400,
         )
-        self.explainers = {
-            m.name: ModelExplainer(m, settings.engine, build_backend(m.backend), settings.seed)
-            for m in settings.models
-        }
+        self.model_versions = {m.name: m.version for m in settings.models}
+        self.labels = {m.name: class_labels(m.backend) for m in settings.models}
+        self.local_models = {m.name for m in settings.models if m.backend.kind == "local"}
+        self.runner: ExplainRunner | None = None  # built by start(): worker processes take seconds to load
+        self._health: dict[str, bool] = {}
+        for m in settings.models:
+            replicas = [LOCAL_REPLICA] if m.backend.kind == "local" else m.backend.endpoints
+            self._health.update(dict.fromkeys(replicas, True))
         self.lens = {m.name: m.lens.kind for m in settings.models}
         b = settings.budget
         self.monitor = Monitor(
@@ -101,12 +107,41 @@ class Sidecar:
         self._stopping = threading.Event()
         self.grpc_port = 0
         self.metrics_port = 0
+        self.events = None  # the KServe inference-logger receiver, when server.events_port is set
+        self._events_server = None
+        self.events_port = 0
 
     # ------------------------------------------------------------------------------------- monitor glue
     def _explain(self, observation: Observation):  # noqa: ANN202
-        explainer = self.explainers[observation.model]
-        result, keys, _ = explainer.explain(text=observation.text, fields=observation.fields)
-        return result, keys
+        outcome = self.explain(observation.model, text=observation.text, fields=observation.fields)
+        return outcome.result, outcome.keys
+
+    def explain(
+        self,
+        model: str,
+        text: str | None = None,
+        fields: dict[str, float] | None = None,
+        budget: int | None = None,
+        max_order: int | None = None,
+    ) -> ExplainOutcome:
+        """Explain one input on the runner; record its backend batches and replica health."""
+        if self.runner is None:
+            raise RuntimeError("the sidecar is not started")
+        try:
+            outcome = self.runner.explain(model, text, fields, budget, max_order)
+        except Exception as exc:
+            self._health.update(getattr(exc, "health", {}))
+            raise
+        self._health.update(outcome.health)
+        for batch in outcome.batches:
+            replica = LOCAL_REPLICA if model in self.local_models else batch.device
+            self.metrics.backend_duration.labels(replica).observe(batch.seconds)
+        return outcome
+
+    def _record_batch(self, batch: BatchTiming) -> None:
+        """Thread runner: backends report batches as they finish (the process runner returns them)."""
+        replica = LOCAL_REPLICA if batch.device.split(":")[0] in ("cpu", "cuda", "mps") else batch.device
+        self.metrics.backend_duration.labels(replica).observe(batch.seconds)
 
     def _on_event(self, kind: str, data: dict) -> None:
         model = str(data.get("model", ""))
@@ -164,14 +199,8 @@ class Sidecar:
             )
 
     def _update_backend_health(self) -> None:
-        from ..backends.oip import OIPBackend
-
-        for explainer in self.explainers.values():
-            if isinstance(explainer.backend, OIPBackend):
-                for replica, up in explainer.backend.health().items():
-                    self.metrics.backend_up.labels(replica).set(1.0 if up else 0.0)
-            else:
-                self.metrics.backend_up.labels("local").set(1.0)
+        for replica, up in list(self._health.items()):
+            self.metrics.backend_up.labels(replica).set(1.0 if up else 0.0)
 
     def _ticker(self) -> None:
         while not self._stopping.wait(self.settings.server.tick_s):
@@ -219,6 +248,7 @@ class Sidecar:
             ("grpc.max_receive_message_length", server_cfg.max_message_bytes),
             ("grpc.max_send_message_length", server_cfg.max_message_bytes),
         ]
+        self.runner = make_runner(self.settings, self._record_batch)
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
         pb_grpc.add_MonitorServiceServicer_to_server(MonitorServicer(self), self._grpc)
         health_servicer = health.HealthServicer()
@@ -254,6 +284,8 @@ class Sidecar:
         self._threads.append(ticker)
         if server_cfg.proxy_port is not None and server_cfg.upstream:
             self._start_proxy(server_cfg.host, server_cfg.proxy_port, server_cfg.upstream, options)
+        if server_cfg.events_port is not None:
+            self._start_events(server_cfg.host, server_cfg.events_port)
         self._update_backend_health()
         log.info(
             "spex-monitor serving gRPC on %s:%d, metrics on %s:%d",
@@ -274,10 +306,7 @@ class Sidecar:
             if model not in versions:
                 self.metrics.dropped.labels(model, "unknown_model").inc()
                 return
-            explainer = self.explainers[model]
-            labels = None
-            if hasattr(explainer.backend, "model"):
-                labels = dict(explainer.backend.model.config.id2label)
+            labels = self.labels[model]
             for item in observations_from_infer(request, response, model, versions[model], labels):
                 self.monitor.observe(Observation(**item))
 
@@ -287,14 +316,27 @@ class Sidecar:
         self.proxy_port = self._proxy_server.add_insecure_port(f"{host}:{port}")
         self._proxy_server.start()
 
+    def _start_events(self, host: str, port: int) -> None:
+        from .asgi_thread import ASGIThread
+        from .events import EventReceiver, create_app
+
+        self.events = EventReceiver.from_sidecar(self)
+        self._events_server = ASGIThread(create_app(self.events), host, port, name="spex-events")
+        self.events_port = self._events_server.start()
+        log.info("KServe inference-logger receiver on http://%s:%d/", host, self.events_port)
+
     def stop(self, grace_s: float = 5.0) -> None:
         self._stopping.set()
+        if self._events_server is not None:
+            self._events_server.stop(grace_s)
         if self._proxy_server is not None:
             self._proxy_server.stop(grace_s).wait(grace_s)
             self.proxy.close()
         if self._grpc is not None:
             self._grpc.stop(grace_s).wait(grace_s)
         self.monitor.shutdown()
+        if self.runner is not None:
+            self.runner.close()
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()

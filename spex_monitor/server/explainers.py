@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,17 @@ def build_backend(config: LocalBackendConfig | OIPBackendConfig) -> Any:
         batch_rows=config.batch_rows,
         credentials=credentials,
     )
+
+
+def class_labels(config: LocalBackendConfig | OIPBackendConfig) -> dict[int, str] | None:
+    """Class names by index from a local model folder's ``config.json`` (no model load), else ``None``."""
+    if not isinstance(config, LocalBackendConfig):
+        return None
+    try:
+        id2label = json.loads((Path(config.path) / "config.json").read_text()).get("id2label") or {}
+    except (OSError, ValueError):
+        return None
+    return {int(index): str(name) for index, name in id2label.items()} or None
 
 
 def make_engine(

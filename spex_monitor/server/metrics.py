@@ -125,6 +125,17 @@ class Metrics:
         self.windows_closed = Counter(
             "spex_monitor_windows_closed", "Windows closed and compared.", [*mv, "alarm"], registry=r
         )
+        self.events_received = Counter(
+            "spex_monitor_events_received",
+            "Inference-logger CloudEvents received, by type (request, response, unknown).",
+            ["type"],
+            registry=r,
+        )
+        self.events_pending = Gauge(
+            "spex_monitor_events_pending",
+            "Inference-logger events waiting for their request/response partner.",
+            registry=r,
+        )
 
     def record_report(self, model: str, version: str, report: object) -> None:
         """Export a :class:`~spex_monitor.monitor.ShiftReport`."""

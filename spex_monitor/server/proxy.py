@@ -23,6 +23,7 @@ import numpy as np
 
 from ..protocol.inference import grpc_service_pb2 as pb
 from ..protocol.oip import METHODS, InferenceStub, add_inference_servicer
+from .observations import label_from_logits
 
 log = logging.getLogger(__name__)
 FORWARDED_METADATA = ("authorization", "x-request-id", "traceparent")
@@ -158,12 +159,7 @@ def observations_from_infer(
     for row, text in enumerate(texts):
         label, confidence = "", None
         if scores is not None and row < scores.shape[0]:
-            logits = scores[row]
-            probs = np.exp(logits - logits.max())
-            probs /= probs.sum()
-            top = int(np.argmax(probs))
-            label = (labels or {}).get(top, str(top))
-            confidence = float(probs[top])
+            label, confidence = label_from_logits(scores[row], labels)
         out.append(
             {
                 "request_id": f"{base_id}-{row}" if len(texts) > 1 else base_id,

@@ -20,13 +20,13 @@ from ..monitor.windows import baseline_from_windows
 from ..monitor.worker import Observation
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
+from .observations import InvalidObservation, build_observation
+from .runner import ExplainWorkerLostError
 
 if TYPE_CHECKING:
     from .app import Sidecar
 
 log = logging.getLogger(__name__)
-MAX_ID = 256
-MAX_TEXT = 200_000
 
 
 class MonitorServicer(pb_grpc.MonitorServiceServicer):
@@ -34,15 +34,15 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         self.sidecar = sidecar
 
     # ---------------------------------------------------------------------------------------- helpers
-    def _model(self, name: str, context: grpc.ServicerContext, field: str = "model") -> Any:
+    def _model(self, name: str, context: grpc.ServicerContext, field: str = "model") -> str:
         if not name:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: required")
-        if name not in self.sidecar.explainers:
-            known = sorted(self.sidecar.explainers)
+        if name not in self.sidecar.model_versions:
+            known = sorted(self.sidecar.model_versions)
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"{field}: unknown model {name!r}; configured: {known}"
             )
-        return self.sidecar.explainers[name]
+        return name
 
     def _authorize(self, context: grpc.ServicerContext) -> None:
         token = self.sidecar.admin_token
@@ -53,26 +53,21 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "authorization: a valid admin token is required")
 
     def _observation(self, request: pb.ObserveRequest) -> tuple[Observation | None, str]:
-        if not request.request_id or len(request.request_id) > MAX_ID:
-            return None, f"request_id: required, at most {MAX_ID} characters"
-        if request.model not in self.sidecar.explainers:
-            return None, f"model: unknown model {request.model!r}"
         kind = request.WhichOneof("input")
-        if kind is None:
-            return None, "input: give text or fields"
-        if kind == "text" and len(request.text) > MAX_TEXT:
-            return None, f"text: longer than {MAX_TEXT} characters"
-        version = request.version or self.sidecar.settings.model(request.model).version
-        return Observation(
-            request_id=request.request_id,
-            model=request.model,
-            version=version,
-            label=request.label or "",
-            confidence=request.confidence or None,
-            text=request.text if kind == "text" else None,
-            fields=dict(request.fields.values) if kind == "fields" else None,
-            trace_id=request.trace_id or None,
-        ), ""
+        try:
+            return build_observation(
+                self.sidecar.model_versions,
+                request_id=request.request_id,
+                model=request.model,
+                version=request.version,
+                label=request.label,
+                confidence=request.confidence,
+                text=request.text if kind == "text" else None,
+                fields=dict(request.fields.values) if kind == "fields" else None,
+                trace_id=request.trace_id,
+            ), ""
+        except InvalidObservation as exc:
+            return None, str(exc)
 
     # ---------------------------------------------------------------------------------------- observe
     def Observe(self, request: pb.ObserveRequest, context: grpc.ServicerContext) -> pb.ObserveResponse:
@@ -96,7 +91,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
 
     # ---------------------------------------------------------------------------------------- explain
     def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainResponse:
-        explainer = self._model(request.model, context)
+        self._model(request.model, context)
         kind = request.WhichOneof("input")
         if kind is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input: give text or fields")
@@ -106,22 +101,24 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "budget: at least 16 (or 0 for the default)")
         began = time.perf_counter()
         try:
-            result, keys, target = explainer.explain(
+            outcome = self.sidecar.explain(
+                request.model,
                 text=request.text if kind == "text" else None,
                 fields=dict(request.fields.values) if kind == "fields" else None,
                 budget=request.budget or None,
                 max_order=request.max_order or None,
             )
-        except BackendUnavailableError as exc:
+        except (BackendUnavailableError, ExplainWorkerLostError) as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"backend: {exc}")
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        result, keys = outcome.result, outcome.keys
         mobius = result.to_mobius()
         response = pb.ExplainResponse(
             feature_keys=keys,
             faithfulness=result.faithfulness,
             inferences_used=result.inferences_used,
-            predicted_label=explainer.label_name(target),
+            predicted_label=outcome.label,
             seconds=time.perf_counter() - began,
         )
         for term, coef in result.top(request.top_k or 20):

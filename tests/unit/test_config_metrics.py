@@ -123,6 +123,8 @@ def test_exporter_serves_on_its_own_port():
 def test_trace_exemplar_keeps_only_ids_that_fit_openmetrics():
     from spex_monitor.server.metrics import trace_exemplar
 
-    assert trace_exemplar("4bf92f3577b34da6a3ce929d0e0e4736") == {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}
+    assert trace_exemplar("4bf92f3577b34da6a3ce929d0e0e4736") == {
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"
+    }
     assert trace_exemplar("") is None and trace_exemplar(None) is None
     assert trace_exemplar("x" * 200) is None  # a truncated id would point at the wrong trace
