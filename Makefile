@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv test demo lint bench bench-quick clean system-deps
+.PHONY: venv test demo lint bench bench-quick bench-detection clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench: $(VENV)/.bench-installed
 
 bench-quick: $(VENV)/.bench-installed
 	$(PY) benchmarks/attribution.py --quick
+
+# Detection power of interaction shift vs drift monitors (see benchmarks/detection/README.md).
+bench-detection: $(VENV)/.bench-installed
+	$(PY) benchmarks/detection/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

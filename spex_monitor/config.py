@@ -8,6 +8,7 @@ the reason (``models.0.backend.endpoints: at least one replica host:port is requ
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -184,8 +185,36 @@ class BaselineConfig(Strict):
 class StoreConfig(Strict):
     path: Path = Path("spex-monitor.db")
     store_text: bool = False
-    text_ttl_s: float = Field(86_400.0, gt=0)
-    retention_days: float = Field(30.0, gt=0)
+    redact: list[Literal["email", "phone", "digits"]] = Field(
+        default_factory=lambda: ["email", "phone", "digits"],
+        description="presets replaced by <email>/<phone>/<digits> in keys, vocabulary and stored text",
+    )
+    redact_patterns: list[str] = Field(
+        default_factory=list, description="extra regular expressions replaced by <redacted>"
+    )
+    redact_hook: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'module:function' (str -> str) applied after the regexes, for in-house rules",
+    )
+    text_ttl_s: float = Field(86_400.0, gt=0, description="stored text (store_text) is erased after this")
+    retention_days: float = Field(30.0, gt=0, description="explanations, windows, reports older are deleted")
+    max_bytes: int | None = Field(
+        None,
+        ge=65_536,
+        description="cap on the database file; beyond it writes fail and the store is degraded",
+    )
+    purge_interval_s: float = Field(300.0, gt=0, description="how often retention and text TTL are applied")
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
+        return value
 
 
 class ServerConfig(Strict):
@@ -225,6 +254,10 @@ class ServerConfig(Strict):
     admin_token: str | None = Field(
         None, description="required as 'authorization: Bearer <token>' on SetBaseline"
     )
+    admin_identities: list[str] = Field(
+        default_factory=list,
+        description="client-certificate names (CN or SAN) allowed to call SetBaseline; needs tls.ca_file",
+    )
     tick_s: float = Field(1.0, gt=0, description="how often windows are checked for closing")
     torch_threads: int = Field(
         1,
@@ -246,6 +279,12 @@ class ServerConfig(Strict):
     def _proxy_needs_upstream(self) -> ServerConfig:
         if self.proxy_port is not None and not self.upstream:
             raise ValueError("proxy_port is set but upstream (the model server's host:port) is not")
+        if self.admin_identities and (self.tls is None or self.tls.ca_file is None):
+            raise ValueError(
+                "admin_identities needs mutual TLS: set tls.cert_file, tls.key_file and tls.ca_file"
+            )
+        if self.tls is not None and (self.tls.cert_file is None) != (self.tls.key_file is None):
+            raise ValueError("tls: cert_file and key_file go together")
         return self
 
     @model_validator(mode="after")

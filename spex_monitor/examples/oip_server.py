@@ -76,10 +76,17 @@ class SentimentServer:
         out.contents.fp32_contents.extend(logits.ravel().tolist())
         return reply
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> SentimentServer:
+    def start(
+        self, host: str = "127.0.0.1", port: int = 0, credentials: grpc.ServerCredentials | None = None
+    ) -> SentimentServer:
+        """Serve on ``host:port`` (0: any free port), over TLS when ``credentials`` are given."""
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         add_inference_servicer(self, self.server)
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         self.server.start()
         return self
 

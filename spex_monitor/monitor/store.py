@@ -106,6 +106,7 @@ class SQLiteStore:
         text_ttl_s: float = 86_400.0,
         retention_s: float = 30 * 86_400.0,
         interaction_keys_per_explanation: int = 20,
+        max_bytes: int | None = None,
     ) -> None:
         self.path = str(path)
         self.store_text = store_text
@@ -121,6 +122,10 @@ class SQLiteStore:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            if max_bytes is not None:
+                # a hard cap on the file: writes beyond it fail with SQLITE_FULL, like a full disk would
+                page = self._conn.execute("PRAGMA page_size").fetchone()[0]
+                self._conn.execute(f"PRAGMA max_page_count = {max(1, int(max_bytes) // page)}")
 
     # ----------------------------------------------------------------------------------------- schema
     def _migrate(self) -> None:

@@ -12,19 +12,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ..attribution import Interactions
 from .budget import Budget
 from .maps import InteractionMap
+from .redaction import Redactor
 from .sampling import Candidate, StratifiedSampler
 from .shift import ShiftReport, compare_maps
 from .store import ExplanationRecord, Store
 from .windows import ClosedWindow, TumblingWindows, baseline_from_windows, roll_baseline
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Monitor:
     alarm_p_value: float = 0.01
     on_window: Callable[[WindowResult], None] | None = None
     on_event: Callable[[str, dict], None] | None = None
+    # applied to every vocabulary token, interaction key and stored text
+    redact: Redactor | None = None
     counters: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -80,7 +85,9 @@ class Monitor:
         self._threads: list[threading.Thread] = []
         self._in_flight = 0
         self._lock = threading.Lock()
-        self.results: list[WindowResult] = []
+        # the latest window results (for the demo and tests); bounded, a sidecar runs for months
+        self.results: deque[WindowResult] = deque(maxlen=1000)
+        self.store_error: str | None = None  # the last failed write, None once writes succeed again
 
     # --------------------------------------------------------------------------------------- serving path
     def _emit(self, kind: str, **data: object) -> None:
@@ -89,6 +96,28 @@ class Monitor:
                 self.on_event(kind, data)
             except Exception:  # metrics must never break the monitor
                 log.exception("event hook failed")
+
+    def persist(self, write: Callable[..., T], *args: object) -> T | None:
+        """Run a store write; a full disk or a broken file degrades the store, never the monitor.
+
+        Explanations and windows still flow to metrics and reports while the store is down; what could not be
+        written is counted (``store_errors``) and reported once per failure streak.
+        """
+        if self.store is None:
+            return None
+        try:
+            value = write(*args)
+        except Exception as exc:
+            self.counters["store_errors"] += 1
+            if self.store_error is None:
+                log.error("store write failed (%s); continuing without persistence", exc)
+            self.store_error = f"{type(exc).__name__}: {exc}"
+            self._emit("store_error", error=self.store_error)
+            return None
+        if self.store_error is not None:
+            log.warning("store writes succeed again after: %s", self.store_error)
+            self.store_error = None
+        return value
 
     def _drop(self, model: str, reason: str) -> None:
         self.counters[f"dropped:{reason}"] += 1
@@ -102,10 +131,13 @@ class Monitor:
             if self._stop.is_set():
                 self._drop(observation.model, "shutdown")
                 return False
+            tokens = observation.tokens()
+            if tokens is not None and self.redact is not None:
+                tokens = self.redact.words(tokens, observation.text)
             self.windows.observe(
                 observation.model,
                 observation.version,
-                observation.tokens(),
+                tokens,
                 observation.label,
                 observation.confidence,
             )
@@ -159,6 +191,10 @@ class Monitor:
             with self._lock:
                 self._in_flight -= 1
         elapsed = time.perf_counter() - began
+        text = observation.text
+        if self.redact is not None:
+            keys = self.redact.words(keys, observation.text)
+            text = self.redact(text) if text is not None else None
         self.budget.record(elapsed)
         self.counters["explanations:ok"] += 1
         self.counters["ablation_inferences"] += result.inferences_used
@@ -175,7 +211,8 @@ class Monitor:
         )
         self.windows.add(observation.model, observation.version, result, keys, observation.request_id)
         if self.store is not None:
-            self.store.add_explanation(
+            self.persist(
+                self.store.add_explanation,
                 ExplanationRecord(
                     observation.request_id,
                     observation.model,
@@ -185,8 +222,8 @@ class Monitor:
                     result.faithfulness,
                     result.inferences_used,
                     trace_id=observation.trace_id,
-                    text=observation.text,
-                )
+                    text=text,
+                ),
             )
         return True
 
@@ -200,7 +237,13 @@ class Monitor:
     def start(self, workers: int = 1, idle_sleep_s: float = 0.05) -> None:
         def loop() -> None:
             while not self._stop.is_set():
-                if not self.explain_one():
+                try:
+                    busy = self.explain_one()
+                except Exception:  # a worker thread that dies silently would stop all explanation
+                    log.exception("explain worker step failed")
+                    self.counters["worker_errors"] += 1
+                    busy = False
+                if not busy:
                     self._stop.wait(idle_sleep_s)
 
         for index in range(workers):
@@ -223,7 +266,7 @@ class Monitor:
     def set_baseline(self, model: str, version: str, baseline: InteractionMap, source: str = "api") -> None:
         self._baselines[(model, version)] = baseline
         if self.store is not None:
-            self.store.set_baseline(model, version, baseline, source)
+            self.persist(self.store.set_baseline, model, version, baseline, source)
 
     def baseline(self, model: str, version: str) -> InteractionMap | None:
         key = (model, version)
@@ -241,8 +284,13 @@ class Monitor:
                 continue
             window_id = None
             if self.store is not None:
-                window_id = self.store.save_window(
-                    closed.model, closed.version, closed.start_ts, closed.end_ts, closed.map
+                window_id = self.persist(
+                    self.store.save_window,
+                    closed.model,
+                    closed.version,
+                    closed.start_ts,
+                    closed.end_ts,
+                    closed.map,
                 )
             key = (closed.model, closed.version)
             baseline = self.baseline(*key)
@@ -263,7 +311,8 @@ class Monitor:
                 )
                 alarm = report.p_value < self.alarm_p_value
                 if self.store is not None:
-                    self.store.save_report(
+                    self.persist(
+                        self.store.save_report,
                         closed.model,
                         closed.version,
                         window_id,

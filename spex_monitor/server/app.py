@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from concurrent import futures
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -19,8 +20,9 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import make_wsgi_app
 
 from ..backends.base import BatchTiming
-from ..config import Settings
+from ..config import ConfigError, Settings
 from ..monitor.budget import Budget
+from ..monitor.redaction import Redactor, load_hook
 from ..monitor.sampling import StratifiedSampler
 from ..monitor.store import SQLiteStore
 from ..monitor.windows import TumblingWindows
@@ -33,11 +35,23 @@ from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
 
 log = logging.getLogger(__name__)
+# gRPC health service name of the store: NOT_SERVING while writes fail (Observe keeps serving)
+STORE_HEALTH_SERVICE = "spex_monitor.v1.Store"
 
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         pass
+
+
+def _redactor(settings: Settings) -> Redactor | None:
+    store = settings.store
+    try:
+        hook = load_hook(store.redact_hook) if store.redact_hook else None
+    except (ImportError, ValueError) as exc:
+        raise ConfigError("store.redact_hook", [("store.redact_hook", str(exc))]) from exc
+    redactor = Redactor(store.redact, store.redact_patterns, hook)
+    return redactor if redactor.active else None
 
 
 class Sidecar:
@@ -54,6 +68,7 @@ class Sidecar:
             store_text=settings.store.store_text,
             text_ttl_s=settings.store.text_ttl_s,
             retention_s=settings.store.retention_days * 86_400,
+            max_bytes=settings.store.max_bytes,
         )
         self.model_versions = {m.name: m.version for m in settings.models}
         self.labels = {m.name: class_labels(m.backend) for m in settings.models}
@@ -90,6 +105,7 @@ class Sidecar:
             alarm_p_value=settings.baseline.alarm_p_value,
             on_window=self._on_window,
             on_event=self._on_event,
+            redact=_redactor(settings),
         )
         if settings.baseline.file is not None:
             from ..monitor import InteractionMap
@@ -105,6 +121,7 @@ class Sidecar:
         self._http: WSGIServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._health_servicer: health.HealthServicer | None = None
         self.grpc_port = 0
         self.metrics_port = 0
         self.events = None  # the KServe inference-logger receiver, when server.events_port is set
@@ -153,6 +170,9 @@ class Sidecar:
             m.sampled.labels(model, version).inc()
         elif kind == "dropped":
             m.dropped.labels(model, str(data["reason"])).inc(float(data.get("count", 1)))
+        elif kind == "store_error":
+            m.store_write_errors.inc()
+            m.store_degraded.set(1.0)
         elif kind == "explained":
             lens = self.lens.get(model, "")
             exemplar = trace_exemplar(data.get("trace_id"))
@@ -166,6 +186,11 @@ class Sidecar:
 
     def _on_window(self, result: WindowResult) -> None:
         window = result.window
+        for alarm in (
+            "true",
+            "false",
+        ):  # both series exist from the first window, so increase() sees the first alarm
+            self.metrics.windows_closed.labels(window.model, window.version, alarm)
         self.metrics.windows_closed.labels(window.model, window.version, str(result.alarm).lower()).inc()
         if result.report is None:
             return
@@ -203,12 +228,29 @@ class Sidecar:
             self.metrics.backend_up.labels(replica).set(1.0 if up else 0.0)
 
     def _ticker(self) -> None:
+        last_purge = time.monotonic()
         while not self._stopping.wait(self.settings.server.tick_s):
             try:
                 self.monitor.tick()
                 self._update_backend_health()
+                if time.monotonic() - last_purge >= self.settings.store.purge_interval_s:
+                    last_purge = time.monotonic()
+                    self.monitor.persist(self.store.purge)
+                self._update_store_health()
             except Exception:
                 log.exception("tick failed")
+
+    def _update_store_health(self) -> None:
+        """The store's state as a metric and as the ``spex_monitor.v1.Store`` health service."""
+        degraded = self.monitor.store_error is not None
+        self.metrics.store_degraded.set(1.0 if degraded else 0.0)
+        if self._health_servicer is not None:
+            status = (
+                health_pb2.HealthCheckResponse.NOT_SERVING
+                if degraded
+                else health_pb2.HealthCheckResponse.SERVING
+            )
+            self._health_servicer.set(STORE_HEALTH_SERVICE, status)
 
     # -------------------------------------------------------------------------------------- endpoints
     def _http_app(self):  # noqa: ANN202
@@ -251,7 +293,7 @@ class Sidecar:
         self.runner = make_runner(self.settings, self._record_batch)
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
         pb_grpc.add_MonitorServiceServicer_to_server(MonitorServicer(self), self._grpc)
-        health_servicer = health.HealthServicer()
+        health_servicer = self._health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self._grpc)
         service_name = pb.DESCRIPTOR.services_by_name["MonitorService"].full_name
         reflection.enable_server_reflection(
@@ -269,7 +311,7 @@ class Sidecar:
         else:
             self.grpc_port = self._grpc.add_insecure_port(address)
         self._grpc.start()
-        for name in ("", service_name):
+        for name in ("", service_name, STORE_HEALTH_SERVICE):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._http = make_server(
             server_cfg.host, server_cfg.metrics_port, self._http_app(), handler_class=_QuietHandler

@@ -176,11 +176,9 @@ class EventReceiver:
         """Parse, decode, pair and observe one event. Never raises; O(body) work, no waiting."""
         try:
             return self._handle(headers, body)
-        except Exception as exc:  # the receiver must answer, whatever the event held
+        except Exception:  # the receiver must answer, whatever the event held
             log.exception("inference-logger event failed")
-            return self._reject(
-                400, "event_malformed", f"event: could not be processed ({type(exc).__name__})"
-            )
+            return self._reject(500, "internal_error", "receiver: the event could not be processed (logged)")
 
     def _handle(self, headers: Mapping[str, str], body: bytes) -> Reply:
         if len(body) > self.max_bytes:
@@ -220,7 +218,9 @@ class EventReceiver:
         if model is None:
             if service not in self._unknown_logged and len(self._unknown_logged) < _MAX_UNKNOWN_LOGGED:
                 self._unknown_logged.add(service)
-                log.warning("inference-logger events for unmapped InferenceService %r are dropped", service)
+                log.warning(
+                    "inference-logger events for unmapped InferenceService %r are dropped", service[:100]
+                )
             return self._reject(
                 404,
                 "unknown_model",
@@ -250,7 +250,7 @@ class EventReceiver:
                     202, {"status": "ignored", "id": event_id, "detail": "server.events_mode is request"}
                 )
             return self._observe(event_id, item, None)
-        key = (str(event.get("namespace") or ""), service, event_id)
+        key = (str(event.get("namespace") or ""), model.name, event_id)
         offer = self.pairing.offer(key, half, item, size=len(body))
         self._count_unpaired(offer.dropped)
         self.metrics.events_pending.set(self.pairing.pending)

@@ -122,6 +122,14 @@ class Metrics:
             buckets=BACKEND_BUCKETS,
             registry=r,
         )
+        self.store_write_errors = Counter(
+            "spex_monitor_store_write_errors", "Store writes that failed (disk full, I/O error).", registry=r
+        )
+        self.store_degraded = Gauge(
+            "spex_monitor_store_degraded",
+            "1 while the last store write failed: monitoring continues without persistence.",
+            registry=r,
+        )
         self.windows_closed = Counter(
             "spex_monitor_windows_closed", "Windows closed and compared.", [*mv, "alarm"], registry=r
         )

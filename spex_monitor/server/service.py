@@ -8,6 +8,7 @@ the admin token when one is configured).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -45,12 +46,29 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         return name
 
     def _authorize(self, context: grpc.ServicerContext) -> None:
-        token = self.sidecar.admin_token
-        if not token:
+        """Mutating RPCs: a bearer token or an allowed client-certificate identity; with neither
+        configured, only callers on the loopback interface (an operator inside the pod)."""
+        server = self.sidecar.settings.server
+        token, identities = server.admin_token, set(server.admin_identities)
+        if token:
+            metadata = dict(context.invocation_metadata() or ())
+            if hmac.compare_digest(str(metadata.get("authorization", "")), f"Bearer {token}"):
+                return
+        if identities:
+            auth = context.auth_context() or {}
+            names = {
+                value.decode(errors="replace")
+                for key in ("x509_common_name", "x509_subject_alternative_name")
+                for value in auth.get(key, ())
+            }
+            if names & identities:
+                return
+        if not token and not identities and _is_loopback(context.peer()):
             return
-        metadata = dict(context.invocation_metadata() or ())
-        if metadata.get("authorization") != f"Bearer {token}":
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "authorization: a valid admin token is required")
+        context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            "authorization: a valid admin token or an allowed client certificate is required",
+        )
 
     def _observation(self, request: pb.ObserveRequest) -> tuple[Observation | None, str]:
         kind = request.WhichOneof("input")
@@ -258,6 +276,11 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
 
 
 MAX_REPORTS = 500
+
+
+def _is_loopback(peer: str) -> bool:
+    """gRPC peer strings: ``ipv4:127.0.0.1:5123``, ``ipv6:[::1]:5123``, ``unix:/path``."""
+    return peer.startswith(("ipv4:127.", "ipv6:[::1]", "unix:"))
 
 
 def _report_message(model: str, version: str, window_id: int, report: Any, alarm: bool) -> pb.ShiftReport:
