@@ -63,6 +63,14 @@ class LocalBackend:
             self.model.to(self._dtype)
         self.model.eval()
 
+    @property
+    def max_length(self) -> int | None:
+        """Longest input the model takes (position embeddings, or the tokenizer's limit), if it has one."""
+        limits = [getattr(getattr(self.model, "config", None), "max_position_embeddings", None)]
+        limits.append(getattr(self.tokenizer, "model_max_length", None))
+        usable = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
+        return min(usable) if usable else None
+
     @classmethod
     def from_pretrained(
         cls, path: str | Path, task: Task = "sequence-classification", **kwargs: Any

@@ -43,13 +43,24 @@ def text_masker(
     max_features: int | None = None,
     strategy: Strategy = "mask",
     spans: list[tuple[int, int]] | None = None,
+    max_length: int | None = None,
 ) -> TextMasker:
     """Tokenize ``text`` once (a transformers fast tokenizer) and build its feature masker.
 
     The mask id is the tokenizer's mask token, else its unk token; "remove" pads with its pad token.
+    ``max_length`` truncates like a serving stack must for a model with a fixed context: what lies past it
+    never reached the model, so it gets no features (and a 100k-word request costs what a full context does).
     """
-    encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+    encoded = tokenizer(
+        text,
+        return_offsets_mapping=True,
+        add_special_tokens=True,
+        truncation=max_length is not None,
+        max_length=max_length,
+    )
     offsets = [tuple(o) for o in encoded["offset_mapping"]]
+    if max_length is not None:
+        text = text[: max((end for _, end in offsets), default=0)]
     features: list[Feature] = segment_text(text, unit, max_features, spans=spans, token_offsets=offsets)
     mask_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.unk_token_id
     if mask_id is None and strategy == "mask":

@@ -16,6 +16,7 @@ from scipy.stats import ks_2samp
 LENGTH_EDGES = (0, 4, 8, 12, 16, 24, 32, 48, 64, 128, 256, 512, 1024)
 CONFIDENCE_EDGES = tuple(np.linspace(0.5, 1.0, 11).tolist())
 OTHER = "<other>"
+MAX_LABELS = 64
 _EPS = 1e-4
 
 
@@ -56,6 +57,8 @@ class DriftCounters:
             self.lengths[np.searchsorted(LENGTH_EDGES, len(tokens), side="right") - 1] += weight
             self._trim()
         if label is not None:
+            if label not in self.labels and len(self.labels) >= MAX_LABELS:
+                label = OTHER  # classes are few; beyond that the caller sends ids, not labels
             self.labels[label] = self.labels.get(label, 0.0) + weight
         if confidence is not None and np.isfinite(confidence):
             bin_index = np.searchsorted(CONFIDENCE_EDGES, max(confidence, 1.0 - confidence), side="right") - 1

@@ -18,6 +18,9 @@ from typing import Any
 
 import numpy as np
 
+MAX_LABELS_PER_MODEL = 64
+OTHER_LABEL = "<other>"
+
 
 @dataclass
 class Candidate:
@@ -56,6 +59,7 @@ class StratifiedSampler:
         self._rng = np.random.default_rng(self.seed)
         self._reservoirs: dict[Hashable, list[Candidate]] = {}
         self._seen: Counter = Counter()
+        self._strata: Counter = Counter()  # strata per model
         self._turn = 0
 
     def rate_for(self, model: str) -> float:
@@ -75,6 +79,10 @@ class StratifiedSampler:
             return "sampled_out"
         stratum = (candidate.model, candidate.label)
         with self._lock:
+            if stratum not in self._reservoirs and self._strata[candidate.model] >= MAX_LABELS_PER_MODEL:
+                stratum = (candidate.model, OTHER_LABEL)  # bounded strata, whatever labels callers send
+            if stratum not in self._reservoirs:
+                self._strata[candidate.model] += 1
             reservoir = self._reservoirs.setdefault(stratum, [])
             self._seen[stratum] += 1
             if len(reservoir) < self.reservoir_per_label:
@@ -106,6 +114,7 @@ class StratifiedSampler:
             self.dropped["window_closed"] += left
             self._reservoirs.clear()
             self._seen.clear()
+            self._strata.clear()
             return left
 
     def pending(self) -> int:

@@ -31,6 +31,7 @@ from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from .explainers import class_labels
 from .metrics import Metrics, trace_exemplar
+from .observations import VersionGate
 from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
 
@@ -71,6 +72,7 @@ class Sidecar:
             max_bytes=settings.store.max_bytes,
         )
         self.model_versions = {m.name: m.version for m in settings.models}
+        self.version_gate = VersionGate(self.model_versions)
         self.labels = {m.name: class_labels(m.backend) for m in settings.models}
         self.local_models = {m.name for m in settings.models if m.backend.kind == "local"}
         self.runner: ExplainRunner | None = None  # built by start(): worker processes take seconds to load

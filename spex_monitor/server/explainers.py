@@ -84,7 +84,14 @@ class ModelExplainer:
         lens = self.config.lens
         assert isinstance(lens, TextLens)
         if isinstance(self.backend, LocalBackend):
-            masker = text_masker(text, self.backend.tokenizer, lens.unit, lens.max_features, lens.strategy)
+            masker = text_masker(
+                text,
+                self.backend.tokenizer,
+                lens.unit,
+                lens.max_features,
+                lens.strategy,
+                max_length=self.backend.max_length,
+            )
             value_fn, target = classifier_value_function(masker, self.backend)
             return value_fn, [f.key for f in masker.features], target
         features = segment_text(text, "words" if lens.unit == "tokens" else lens.unit, lens.max_features)

@@ -6,6 +6,9 @@ naming the same field — whichever way it reached the sidecar.
 
 from __future__ import annotations
 
+import math
+import re
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -14,10 +17,37 @@ from ..monitor.worker import Observation
 
 MAX_ID = 256
 MAX_TEXT = 200_000
+MAX_LABEL = 128
+MAX_FIELDS = 1024
+MAX_VERSIONS_PER_MODEL = 16
+_VERSION = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 
 
 class InvalidObservation(ValueError):
     """A request the monitor cannot take; the message starts with the offending field."""
+
+
+class VersionGate:
+    """Bounds the versions a model may report: each one opens windows, maps and metric series.
+
+    Versions come from callers (canary ``v2``, a build hash); a buggy or hostile client sending a new one per
+    request would otherwise grow memory and Prometheus cardinality without bound.
+    """
+
+    def __init__(self, configured: Mapping[str, str], max_per_model: int = MAX_VERSIONS_PER_MODEL) -> None:
+        self.max_per_model = max_per_model
+        self._seen: dict[str, set[str]] = {model: {version} for model, version in configured.items()}
+        self._lock = threading.Lock()
+
+    def admit(self, model: str, version: str) -> bool:
+        with self._lock:
+            seen = self._seen.setdefault(model, set())
+            if version in seen:
+                return True
+            if len(seen) >= self.max_per_model:
+                return False
+            seen.add(version)
+            return True
 
 
 def build_observation(
@@ -31,6 +61,7 @@ def build_observation(
     text: str | None = None,
     fields: dict[str, float] | None = None,
     trace_id: str | None = None,
+    gate: VersionGate | None = None,
 ) -> Observation:
     """Validate and build an observation; ``versions`` maps each configured model to its default version."""
     if not request_id or len(request_id) > MAX_ID:
@@ -41,6 +72,26 @@ def build_observation(
         raise InvalidObservation("input: give text or fields")
     if text is not None and len(text) > MAX_TEXT:
         raise InvalidObservation(f"text: longer than {MAX_TEXT} characters")
+    if version and not _VERSION.match(version):
+        raise InvalidObservation("version: 1 to 64 of the characters A-Z a-z 0-9 _ . : + -")
+    if len(label or "") > MAX_LABEL:
+        raise InvalidObservation(f"label: longer than {MAX_LABEL} characters")
+    if confidence and not 0.0 < confidence <= 1.0:  # also refuses NaN; 0 means unknown
+        raise InvalidObservation("confidence: a probability in (0, 1], or 0 when unknown")
+    if trace_id and len(trace_id) > MAX_ID:
+        raise InvalidObservation(f"trace_id: longer than {MAX_ID} characters")
+    if fields is not None:
+        if not fields or len(fields) > MAX_FIELDS:
+            raise InvalidObservation(f"fields: 1 to {MAX_FIELDS} fields")
+        for name, value in fields.items():
+            if not name or len(name) > MAX_LABEL:
+                raise InvalidObservation(f"fields: names of 1 to {MAX_LABEL} characters (got {name[:40]!r})")
+            if not math.isfinite(value):
+                raise InvalidObservation(f"fields.{name}: not a finite number ({value!r})")
+    if gate is not None and version and not gate.admit(model, version):
+        raise InvalidObservation(
+            f"version: {model!r} already reports {gate.max_per_model} versions; refusing {version!r}"
+        )
     return Observation(
         request_id=request_id,
         model=model,

@@ -83,6 +83,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 text=request.text if kind == "text" else None,
                 fields=dict(request.fields.values) if kind == "fields" else None,
                 trace_id=request.trace_id,
+                gate=self.sidecar.version_gate,
             ), ""
         except InvalidObservation as exc:
             return None, str(exc)
@@ -130,6 +131,9 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"backend: {exc}")
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception as exc:  # a model or engine failure is ours, not the caller's: say so, stay up
+            log.exception("on-demand explanation failed")
+            context.abort(grpc.StatusCode.INTERNAL, f"explain: {type(exc).__name__}: {exc}"[:500])
         result, keys = outcome.result, outcome.keys
         mobius = result.to_mobius()
         response = pb.ExplainResponse(
