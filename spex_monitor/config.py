@@ -62,6 +62,12 @@ class OIPBackendConfig(Strict):
     retries: int = Field(2, ge=0, le=10)
     max_concurrency: int = Field(4, ge=1, le=256)
     batch_rows: int = Field(64, ge=1)
+    breaker_failures: int = Field(
+        3, ge=1, le=100, description="consecutive failures that open a replica's breaker"
+    )
+    breaker_reset_s: float = Field(
+        10.0, gt=0, description="how long an open breaker waits before one probe call"
+    )
     tls: TLSConfig | None = None
 
     @field_validator("endpoints")

@@ -40,6 +40,8 @@ def build_backend(config: LocalBackendConfig | OIPBackendConfig) -> Any:
         retries=config.retries,
         max_concurrency=config.max_concurrency,
         batch_rows=config.batch_rows,
+        breaker_failures=config.breaker_failures,
+        breaker_reset_s=config.breaker_reset_s,
         credentials=credentials,
     )
 

@@ -1,0 +1,91 @@
+"""A replica dies, hangs or comes back while the sidecar explains through it (worker processes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from spex_monitor.config import Settings
+from spex_monitor.examples.oip_server import SentimentServer
+from spex_monitor.monitor.worker import Observation
+from spex_monitor.server.app import Sidecar
+
+pytestmark = pytest.mark.integration
+
+
+def _wait(predicate, timeout_s: float = 60.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_replica_killed_and_restarted_breaker_opens_and_recovers(tmp_path):
+    replica = SentimentServer().start()
+    port = replica.port
+    endpoint = f"127.0.0.1:{port}"
+    settings = Settings.model_validate(
+        {
+            "models": [
+                {
+                    "name": "sentiment",
+                    "sampling_rate": 1.0,
+                    "backend": {
+                        "kind": "oip",
+                        "endpoints": [endpoint],
+                        "model_name": "sentiment",
+                        "deadline_s": 1.0,
+                        "retries": 1,
+                        "breaker_failures": 2,
+                        "breaker_reset_s": 1.0,
+                    },
+                }
+            ],
+            "engine": {"budget": 32, "max_order": 2},
+            "budget": {"inferences_per_second": 1e7, "burst": 1e7},
+            "windows": {"seconds": None, "requests": 1000},
+            "store": {"path": str(tmp_path / "spex.db")},
+            "server": {"grpc_port": 0, "metrics_port": 0, "tick_s": 0.1, "explain_in": "process"},
+        }
+    )
+    sidecar = Sidecar(settings).start()
+    value = sidecar.metrics.registry.get_sample_value
+    threads_before = threading.active_count()
+    counters = sidecar.monitor.counters
+
+    def observe(tag: str, count: int) -> None:
+        for i in range(count):
+            sidecar.monitor.observe(
+                Observation(f"{tag}{i}", "sentiment", "v1", "negative", text="the plot was not good")
+            )
+
+    try:
+        observe("up", 5)
+        assert _wait(lambda: counters["explanations:ok"] >= 5)
+        assert value("spex_monitor_backend_up", {"replica": endpoint}) == 1.0
+        assert value("spex_monitor_backend_request_duration_seconds_count", {"replica": endpoint}) >= 5
+
+        replica.stop()  # killed mid-traffic
+        observe("down", 5)
+        assert _wait(lambda: counters["explanations:failed"] >= 5)
+        assert _wait(lambda: value("spex_monitor_backend_up", {"replica": endpoint}) == 0.0)
+        failed = value(
+            "spex_monitor_explanations_total",
+            {"model": "sentiment", "version": "v1", "lens": "text", "status": "failed"},
+        )
+        assert failed == counters["explanations:failed"]
+
+        replica = SentimentServer().start(port=port)  # back on the same address
+        time.sleep(1.2)  # past breaker_reset_s: the next call is the half-open probe
+        ok_before = counters["explanations:ok"]
+        observe("back", 5)
+        assert _wait(lambda: counters["explanations:ok"] >= ok_before + 4)
+        assert _wait(lambda: value("spex_monitor_backend_up", {"replica": endpoint}) == 1.0)
+        assert threading.active_count() <= threads_before + 2  # no thread per failure
+    finally:
+        sidecar.stop()
+        replica.stop()
