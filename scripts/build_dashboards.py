@@ -63,6 +63,7 @@ RUNBOOK_SUMMARY = {
     "InputDrift": "input token/length distribution moved (PSI)",
     "OutputDrift": "predicted label/confidence distribution moved (PSI)",
     "SidecarDown": "Prometheus cannot scrape a sidecar",
+    "StoreDegraded": "a sidecar's store writes fail; nothing new is persisted",
 }
 
 
@@ -762,6 +763,7 @@ def overview() -> db.Dashboard:
         min=0,
         step=True,
         width=12,
+        runbook="StoreDegraded",
     )
     store_errors = Graph(
         "Store write errors/s",

@@ -22,6 +22,7 @@ EXPECTED = {
     "InputDrift",
     "OutputDrift",
     "SidecarDown",
+    "StoreDegraded",
 }
 promtool = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool (Debian 'prometheus') missing"
@@ -42,7 +43,8 @@ def test_every_alert_is_defined_with_severity_runbook_and_trace_command():
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"page", "ticket", "info"}
         assert rule["annotations"]["runbook_url"].endswith(f"docs/runbooks/{name}.md")
-        assert "spex-monitor trace" in rule["annotations"]["description"] or name == "FaithfulnessLow"
+        command = re.search(r"spex-monitor (trace|baseline export)", rule["annotations"]["description"])
+        assert command or name == "FaithfulnessLow", name  # on-call gets the command to run
 
 
 def test_metric_names_in_rules_exist_in_the_exporter():
@@ -59,7 +61,7 @@ def test_promtool_check_and_unit_tests_pass():
         ["promtool", "check", "rules", "spex-monitor.rules.yml"], cwd=RULES, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "8 rules found" in check.stdout
+    assert "9 rules found" in check.stdout
     tests = subprocess.run(
         ["promtool", "test", "rules", "spex-monitor.rules.test.yml"],
         cwd=RULES,
