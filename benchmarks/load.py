@@ -228,9 +228,24 @@ def main(argv: list[str] | None = None) -> int:
                 )
             ),
         ]
+        scrapes = {"ok": 0, "failed": 0}
+
+        def scrape() -> None:  # what Prometheus does, every second, during the load
+            import urllib.request
+
+            while not stop.is_set() and any(r.is_alive() for r in runners):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
+                    scrapes["ok"] += 1
+                except OSError:
+                    scrapes["failed"] += 1
+                stop.wait(1.0)
+
         began = time.perf_counter()
         for runner in runners:
             runner.start()
+        scraper = threading.Thread(target=scrape, daemon=True)
+        scraper.start()
         rss = [(0.0, baseline_rss)]
         while any(r.is_alive() for r in runners):
             time.sleep(5)
@@ -251,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "observe": _summary(loops["observe"], issued.get("observe", 0), elapsed),
             "proxy": _summary(loops["proxy"], issued.get("proxy", 0), elapsed),
             "sidecar_counts": counts,
+            "metrics_scrapes": scrapes,
             "rss_start_mib": round(baseline_rss / 2**20, 1),
             "rss_early_mib": round(early / 2**20, 1),
             "rss_end_mib": round(late / 2**20, 1),
