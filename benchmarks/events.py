@@ -252,35 +252,73 @@ def _measure(port: int, args: argparse.Namespace, tag: int) -> dict:
     return {"closed_loop": closed, f"paced_{args.rate:.0f}": paced}
 
 
+def _sidecar_argv(work: Path, name: str, sampling_rate: float) -> tuple[list[str], int, int]:
+    events_port, grpc_port, metrics_port = (_free_port() for _ in range(3))
+    (work / name).mkdir()
+    settings = _settings_dict(work / name, events_port, grpc_port, metrics_port)
+    settings["models"][0]["sampling_rate"] = sampling_rate
+    config = work / name / "sidecar.json"
+    config.write_text(json.dumps(settings))
+    return (
+        [sys.executable, "-m", "spex_monitor.cli", "serve", "--config", str(config)],
+        events_port,
+        metrics_port,
+    )
+
+
+def _median_round(rounds: list[dict]) -> dict:
+    ordered = sorted(rounds, key=lambda r: r["closed_loop"]["events_per_s"])
+    return {
+        **ordered[len(ordered) // 2],
+        "rounds_events_per_s": [r["closed_loop"]["events_per_s"] for r in rounds],
+    }
+
+
 def bench_http(args: argparse.Namespace) -> dict:
-    """The receiver in ``spex-monitor serve`` and the bare framework, same load, same run."""
+    """Same load against: the bare framework and the receiver without sampling, interleaved over
+    ``--rounds`` (both idle when not loaded, so the ratio survives a busy machine); then the receiver with
+    sampling on and its explain worker saturated, on its own (that worker burns CPU whenever it has work)."""
     work = Path(tempfile.mkdtemp(prefix="spex-events-"))
-    events_port, grpc_port, metrics_port, bare_port = (_free_port() for _ in range(4))
-    config = work / "sidecar.json"
-    config.write_text(json.dumps(_settings_dict(work, events_port, grpc_port, metrics_port)))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    sidecar = _spawn([sys.executable, "-m", "spex_monitor.cli", "serve", "--config", str(config)], env)
-    bare = _spawn([sys.executable, "-c", BARE, str(bare_port)], env)
+    bare_port = _free_port()
+    hot_argv, hot_port, hot_metrics = _sidecar_argv(work, "no_sampling", 0.0)
+    processes = [_spawn([sys.executable, "-c", BARE, str(bare_port)], env), _spawn(hot_argv, env)]
+    floor, hot = [], []
     try:
-        _wait_port(events_port, 120)
         _wait_port(bare_port, 60)
-        print("bare Starlette/uvicorn (floor):", flush=True)
-        floor = _measure(bare_port, args, 10)
-        print(f"  {floor}", flush=True)
-        print("spex-monitor receiver (explain worker saturated):", flush=True)
-        receiver = _measure(events_port, args, 20)
-        print(f"  {receiver}", flush=True)
-        counters = _scrape(metrics_port)
+        _wait_port(hot_port, 120)
+        for k in range(args.rounds):
+            print(f"round {k + 1}: bare Starlette/uvicorn (floor)", flush=True)
+            floor.append(_measure(bare_port, args, 10 + 10 * k))
+            print(f"  {floor[-1]}", flush=True)
+            print(f"round {k + 1}: receiver, sampling rate 0 (hot path only)", flush=True)
+            hot.append(_measure(hot_port, args, 11 + 10 * k))
+            print(f"  {hot[-1]}", flush=True)
+        hot_counters = _scrape(hot_metrics)
     finally:
-        for process in (sidecar, bare):
+        for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(60)
-    ratio = receiver["closed_loop"]["events_per_s"] / floor["closed_loop"]["events_per_s"]
+    on_argv, on_port, on_metrics = _sidecar_argv(work, "sampling_on", 1.0)
+    process = _spawn(on_argv, env)
+    try:
+        _wait_port(on_port, 120)
+        print("receiver, sampling rate 1 (explain worker process saturated)", flush=True)
+        sampling_on = _measure(on_port, args, 90)
+        print(f"  {sampling_on}", flush=True)
+        sampling_on["sidecar_counters"] = _scrape(on_metrics)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+    ratios = [
+        h["closed_loop"]["events_per_s"] / f["closed_loop"]["events_per_s"]
+        for f, h in zip(floor, hot, strict=True)
+    ]
     return {
-        "bare_framework": floor,
-        "receiver": receiver,
-        "throughput_ratio_receiver_vs_bare": round(ratio, 2),
-        "sidecar_counters": counters,
+        "bare_framework": _median_round(floor),
+        "receiver_no_sampling": {**_median_round(hot), "sidecar_counters": hot_counters},
+        "receiver_sampling_on": sampling_on,
+        "throughput_ratio_no_sampling_vs_bare_per_round": [round(r, 2) for r in ratios],
     }
 
 
@@ -293,12 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=5000, help="request/response pairs for the handler run")
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--threads", type=int, default=4, help="keep-alive connections per client process")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of floor vs receiver")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]  # other work on the machine shows up in every figure below
     results: dict = {"machine": f"{platform.machine()} x{os.cpu_count()}, Python {platform.python_version()}"}
     print("handler in-process:", flush=True)
     results["handler"] = bench_handler(args.pairs)
     print(f"  {results['handler']}", flush=True)
     results["http"] = bench_http(args)
+    results["load_average_1m_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(results, indent=1))
     return 0
 

@@ -46,7 +46,6 @@ class ASGIThread:
         except OSError:
             sock.close()
             raise
-        sock.set_inheritable(True)
         self._socket = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(

@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from ..config import ModelConfig, Settings
 from ..monitor.pairing import Half, PairingBuffer, PendingHalf
-from .observations import InvalidObservation, build_observation
+from .observations import InvalidObservation, VersionGate, build_observation
 from .payloads import (
     DecodedRequest,
     DecodedResponse,
@@ -114,8 +114,10 @@ class EventReceiver:
         metrics: Metrics,
         labels: Mapping[str, Mapping[int, str] | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gate: VersionGate | None = None,
     ) -> None:
         server = settings.server
+        self.gate = gate  # shared with Observe: versions from ce-endpoint or V2 bodies stay bounded
         self.monitor = monitor
         self.metrics = metrics
         self.mode = server.events_mode
@@ -142,7 +144,13 @@ class EventReceiver:
     @classmethod
     def from_sidecar(cls, sidecar: Any) -> EventReceiver:
         """Build from a :class:`~spex_monitor.server.app.Sidecar` (its class names by index per model)."""
-        return cls(sidecar.settings, sidecar.monitor, sidecar.metrics, getattr(sidecar, "labels", None))
+        return cls(
+            sidecar.settings,
+            sidecar.monitor,
+            sidecar.metrics,
+            getattr(sidecar, "labels", None),
+            gate=getattr(sidecar, "version_gate", None),
+        )
 
     # ------------------------------------------------------------------------------------------ outcomes
     def _reject(self, status: int, reason: str, detail: str, model: str = "", event_id: str = "") -> Reply:
@@ -307,6 +315,7 @@ class EventReceiver:
                         text=values.text,
                         fields=values.fields,
                         trace_id=request.trace_id,
+                        gate=self.gate,
                     )
                 )
             except InvalidObservation as exc:

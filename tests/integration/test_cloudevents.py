@@ -249,6 +249,7 @@ def test_interaction_shift_is_detected_through_logger_events(stack):
             if len(done) > seen:
                 break
             time.sleep(0.1)
+        assert len(done) > seen, f"window {len(results)} did not close within 60 s"
         results.append(done[-1])
     agent.close()
     channel.close()
