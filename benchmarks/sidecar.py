@@ -87,24 +87,24 @@ def paced(call, rps: float, seconds: float, threads: int = 4) -> np.ndarray:
     return np.array(latencies)
 
 
-def _start_sidecar(
-    work: Path, env: dict, upstream_port: int, explain_in: str
-) -> tuple[subprocess.Popen, int, int]:
+def _start_sidecar(work: Path, env: dict, upstream_port: int, mode: str) -> tuple[subprocess.Popen, int, int]:
     grpc_port, metrics_port, proxy_port = (_free_port() for _ in range(3))
-    config = work / f"{explain_in}.yaml"
+    # "idle": nothing is sampled, so no explanation runs — the floor the two saturated modes compare with
+    explain_in = "thread" if mode == "idle" else mode
+    config = work / f"{mode}.yaml"
     config.write_text(
         json.dumps(
             {
                 "models": [
                     {
                         "name": "sentiment",
-                        "sampling_rate": 1.0,
+                        "sampling_rate": 0.0 if mode == "idle" else 1.0,
                         "backend": {"kind": "local", "path": str(model_path("sentiment-base"))},
                     }
                 ],
                 "engine": {"budget": 256, "max_order": 3},
                 "windows": {"seconds": 30},
-                "store": {"path": str(work / f"{explain_in}.db")},
+                "store": {"path": str(work / f"{mode}.db")},
                 "server": {
                     "grpc_port": grpc_port,
                     "metrics_port": metrics_port,
@@ -199,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--explain-in",
         nargs="+",
-        default=["thread", "process"],
-        choices=["thread", "process"],
-        help="server.explain_in settings to compare in this run",
+        default=["idle", "thread", "process"],
+        choices=["idle", "thread", "process"],
+        help="server.explain_in settings to compare in this run (idle: no explanation work at all)",
     )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="spex-bench-"))
