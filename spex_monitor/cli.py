@@ -1,5 +1,5 @@
 """``spex-monitor``: the command line — ``serve``, ``trace``, ``explain``, ``baseline``, ``config check``,
-``demo``."""
+``demo``, ``bench detection``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,20 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main([f"--seed={args.seed}", *(["--keep-running"] if args.keep_running else [])])
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.detection import main as detection_main
+
+    forwarded = [f"--seed={args.seed}"]
+    forwarded += ["--quick"] if args.quick else []
+    forwarded += ["--no-plots"] if args.no_plots else []
+    forwarded += ["--budgets", *map(str, args.budgets)] if args.budgets else []
+    forwarded += ["--cache-dir", args.cache_dir] if args.cache_dir else []
+    forwarded += ["--out", args.out] if args.out else []
+    forwarded += [f"--window={args.window}"] if args.window else []
+    forwarded += [f"--horizon={args.horizon}"] if args.horizon else []
+    return detection_main(forwarded)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import logging
     import signal
@@ -48,6 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
         f"spex-monitor: gRPC {settings.server.host}:{sidecar.grpc_port}, "
         f"metrics http://{settings.server.host}:{sidecar.metrics_port}/metrics"
         + (f", OIP proxy :{sidecar.proxy_port} -> {settings.server.upstream}" if sidecar.proxy_port else "")
+        + (f", KServe logger events :{sidecar.events_port}" if sidecar.events is not None else "")
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -152,10 +167,11 @@ def _explain(args: argparse.Namespace) -> int:
     from .protocol.v1 import monitor_pb2 as pb
 
     try:
-        reply = _stub(args.target).Explain(
+        future = _stub(args.target).Explain.future(
             pb.ExplainRequest(model=args.model, text=args.text, budget=args.budget, top_k=args.top),
             timeout=300,
         )
+        reply = _await_with_progress(future, f"explaining on {args.target}")
     except grpc.RpcError as error:
         print(f"spex-monitor explain: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
@@ -182,6 +198,48 @@ def _explain(args: argparse.Namespace) -> int:
             )
         )
         print(f"wrote {args.html}")
+    if args.png:
+        return _interaction_png(args.png, args.text, reply)
+    return 0
+
+
+def _await_with_progress(future, label: str):  # noqa: ANN001, ANN202
+    """Wait for a gRPC future, showing elapsed seconds on stderr when it is a terminal."""
+    import time
+
+    began = time.monotonic()
+    while not future.done():
+        if sys.stderr.isatty():
+            print(f"\r{label}… {time.monotonic() - began:4.1f}s", end="", file=sys.stderr, flush=True)
+        time.sleep(0.1)
+    if sys.stderr.isatty():
+        print("\r" + " " * (len(label) + 12) + "\r", end="", file=sys.stderr, flush=True)
+    return future.result()
+
+
+def _interaction_png(path: str, text: str, reply) -> int:  # noqa: ANN001
+    """Bar chart of the joint (Möbius) effects; matplotlib is optional (the ``bench`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("spex-monitor explain --png needs matplotlib: pip install matplotlib", file=sys.stderr)
+        return 2
+    items = list(reply.interactions)[::-1]
+    figure, axis = plt.subplots(figsize=(7, 0.35 * len(items) + 1.2))
+    values = [i.mobius for i in items]
+    axis.barh(
+        [" × ".join(i.keys) for i in items], values, color=["#c0392b" if v < 0 else "#2e86c1" for v in values]
+    )
+    axis.axvline(0, color="#555", linewidth=0.8)
+    axis.set_xlabel("joint (Möbius) effect on the predicted class's log-odds")
+    axis.set_title(f"{text[:60]} → {reply.predicted_label} (R² {reply.faithfulness:.2f})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    print(f"wrote {path}")
     return 0
 
 
@@ -304,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--budget", type=int, default=0, help="inferences (default: configured budget)")
     explain.add_argument("--top", type=int, default=15, help="interactions to show")
     explain.add_argument("--html", default="", help="also write an interaction bar chart to this file")
+    explain.add_argument("--png", default="", help="also write the chart as a PNG (needs matplotlib)")
     explain.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
     explain.set_defaults(func=_explain)
     baseline = commands.add_parser("baseline", help="show, export, import or build the baseline")
@@ -315,6 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--token", default="", help="admin token for import/build")
     baseline.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
     baseline.set_defaults(func=_baseline)
+    bench = commands.add_parser("bench", help="benchmarks: detection power of interaction shift vs drift")
+    bench.add_argument("action", choices=["detection"])
+    bench.add_argument("--quick", action="store_true", help="one budget, small pools (the CI variant)")
+    bench.add_argument("--budgets", type=int, nargs="+", help="inferences per explanation (250 500 1000)")
+    bench.add_argument("--cache-dir", default="", help="keep explained pools here between runs")
+    bench.add_argument("--out", default="", help="write results.json, results.md and PNG plots here")
+    bench.add_argument("--no-plots", action="store_true", help="skip the plots (matplotlib not needed)")
+    bench.add_argument("--window", type=int, default=0, help="explained requests per window (default 50)")
+    bench.add_argument("--horizon", type=int, default=0, help="windows after the onset (default 4)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.set_defaults(func=_bench)
     return parser
 
 

@@ -8,15 +8,22 @@ with the *shape* and the *amount* of interaction (0 = identical). Squared differ
 consistent moves outweigh many small sampling wiggles on rare tuples.
 
 p-value: an exact permutation test over the two maps' request samples. Under "no change" requests are
-exchangeable between baseline and window, so ``p = (1 + #{T_perm >= T_obs}) / (1 + n_permutations)`` is
-valid: p < α in at most a fraction α of null windows. Next to it: order energy shares, first-order NDCG
-(SageMaker Clarify's method), and the key tuples that moved most, with exemplar request ids.
+exchangeable between baseline and window, so any statistic computed on relabelled samples gives a valid
+p-value: p < α in at most a fraction α of null windows. The default test statistic (``"max"``) is the
+*largest* move of mean mass per request over any single key tuple or member key, Tippett-combined (the
+smaller of the two permutation p-values, itself calibrated on the same relabellings) with the move of the
+total mass. The score's sum of squares is kept as the effect size, but as a test it adds the sampling noise
+of every heavy tuple to the one key that moved: on the detection benchmark (``benchmarks/detection``) the
+broken-negation swap, whose signal is the member key 'not', was caught within 200 explained requests in
+10–50 % of runs by the sum and in 97–100 % by the maximum, at the same false-alarm rate.
+``statistic="euclidean"`` keeps the first version's test for comparison. Next to it: order energy shares,
+first-order NDCG (SageMaker Clarify's method), and the key tuples that moved most, with exemplar ids.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -24,6 +31,7 @@ from .drift import DriftReport, drift_report
 from .maps import InteractionMap, KeyTuple
 
 MAX_TEST_KEYS = 512
+Statistic = Literal["max", "euclidean"]
 
 
 class Contributor(NamedTuple):
@@ -126,16 +134,46 @@ def _member_matrix(baseline: InteractionMap, window: InteractionMap) -> np.ndarr
     return matrix
 
 
+def permutation_p_value(observed: np.ndarray | float, permuted: np.ndarray) -> float:
+    """Exact permutation p-value; with several statistics per relabelling, of their Tippett combination.
+
+    ``observed``: the statistic(s) of the real labelling, shape ``()`` or ``(c,)``; ``permuted``: shape
+    ``(P,)`` or ``(P, c)``; larger = more extreme. For one statistic this is
+    ``(1 + #{T_perm >= T_obs}) / (1 + P)``. For ``c`` statistics, each relabelling (the real one
+    included) gets its per-statistic p-values from ranks among all ``P + 1`` relabellings, its combined
+    value is the smallest of them, and the p-value is the share of relabellings whose combined value is at
+    least as small as the real one's (Pesarin's nonparametric combination): exact, because all ``P + 1``
+    relabellings are exchangeable under "no change".
+    """
+    first = np.atleast_1d(np.asarray(observed, dtype=np.float64))[None, :]
+    stats = np.concatenate([first, np.asarray(permuted, dtype=np.float64).reshape(len(permuted), -1)])
+    rows = stats.shape[0]
+    ordered = np.sort(stats, axis=0)
+    # Per relabelling and statistic: how many relabellings are at least as extreme (itself included).
+    at_least = np.stack(
+        [rows - np.searchsorted(ordered[:, c], stats[:, c] - 1e-12) for c in range(stats.shape[1])], axis=1
+    )
+    combined = at_least.min(axis=1)
+    return float(np.mean(combined <= combined[0]))
+
+
 def compare_maps(
     baseline: InteractionMap,
     window: InteractionMap,
     n_permutations: int = 1000,
     seed: int = 0,
     top_k: int = 50,
+    statistic: Statistic = "max",
 ) -> ShiftReport:
-    """Interaction shift of ``window`` against ``baseline`` (see the module docstring)."""
+    """Interaction shift of ``window`` against ``baseline`` (see the module docstring).
+
+    ``statistic`` picks the permutation test behind the p-value (the score is the same either way):
+    ``"max"`` (default) or ``"euclidean"`` (the first version; kept for comparison in benchmarks).
+    """
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+    if statistic not in ("max", "euclidean"):
+        raise ValueError(f"statistic must be 'max' or 'euclidean', got {statistic!r}")
     matrix, keys, n_base = _mass_matrix(baseline, window)
     members = _member_matrix(baseline, window)
     n_total = matrix.shape[0]
@@ -149,24 +187,42 @@ def compare_maps(
         # statistic without breaking exchangeability.
         scale = total.sum() / n_total
 
-        def statistic(window_sum: np.ndarray, window_members: np.ndarray) -> np.ndarray:
-            tuples = np.square(window_sum / n_window - (total - window_sum) / n_base).sum(axis=-1)
-            single = np.square(window_members / n_window - (member_total - window_members) / n_base)
-            single = single.sum(axis=-1)
+        def moves(window_sum: np.ndarray, window_members: np.ndarray) -> tuple[np.ndarray, ...]:
+            """Per relabelling: differences of mean mass per request (window - baseline) per tuple
+            column and per member column, and of the total."""
+            tuples = window_sum / n_window - (total - window_sum) / n_base
+            single = window_members / n_window - (member_total - window_members) / n_base
             window_all = window_sum.sum(axis=-1)
-            amount = np.square(window_all / n_window - (total.sum() - window_all) / n_base)
-            return np.sqrt(tuples + single + amount) / scale
+            amount = window_all / n_window - (total.sum() - window_all) / n_base
+            return tuples, single, amount
 
-        observed = float(statistic(matrix[n_base:].sum(axis=0), members[n_base:].sum(axis=0)))
+        def euclidean(window_sum: np.ndarray, window_members: np.ndarray) -> np.ndarray:
+            tuples, single, amount = moves(window_sum, window_members)
+            squared = np.square(tuples).sum(axis=-1) + np.square(single).sum(axis=-1) + np.square(amount)
+            return np.sqrt(squared) / scale
+
+        def components(window_sum: np.ndarray, window_members: np.ndarray) -> np.ndarray:
+            # The key that moved most (tuples and member keys; the "rest" columns are no key) and the
+            # total amount: two tests that the Tippett combination below weighs equally.
+            tuples, single, amount = moves(window_sum, window_members)
+            key = np.maximum(
+                np.abs(tuples[..., :-1]).max(axis=-1, initial=0.0),
+                np.abs(single[..., :-1]).max(axis=-1, initial=0.0),
+            )
+            return np.stack([key, np.abs(amount)], axis=-1) / scale
+
+        window_sum, window_members = matrix[n_base:].sum(axis=0), members[n_base:].sum(axis=0)
+        observed = float(euclidean(window_sum, window_members))
+        test = euclidean if statistic == "euclidean" else components
         rng = np.random.default_rng(seed)
-        exceed = 0
+        permuted = []
         for start in range(0, n_permutations, 256):
             block = min(256, n_permutations - start)
             labels = np.zeros((block, n_total))
             picks = np.argsort(rng.random((block, n_total)), axis=1)[:, :n_window]
             np.put_along_axis(labels, picks, 1.0, axis=1)
-            exceed += int(np.sum(statistic(labels @ matrix, labels @ members) >= observed - 1e-12))
-        p_value = (1 + exceed) / (1 + n_permutations)
+            permuted.append(test(labels @ matrix, labels @ members))
+        p_value = permutation_p_value(test(window_sum, window_members), np.concatenate(permuted))
 
     # Contributors: key tuples ranked by how much their mean |coef| per explained request moved.
     candidates = {k for k in (*baseline.stats, *window.stats) if len(k) >= 2}

@@ -113,9 +113,7 @@ def test_traffic_windows_reports_lookups_and_metrics(sidecar, stub):
     with MonitorClient(f"127.0.0.1:{sidecar.grpc_port}") as client:
         for i, text in enumerate(texts):
             trace = f"{i:032x}"
-            assert client.observe(
-                f"r{i}", "sentiment", "positive", text=text, confidence=0.8, trace_id=trace
-            )
+            assert client.observe(f"r{i}", "sentiment", "positive", text=text, confidence=0.8, trace_id=trace)
         client.flush()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and (
@@ -192,6 +190,16 @@ def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "not × good" in out and "negative" in out and "<svg" in html.read_text()
+    png = tmp_path / "x.png"
+    code = cli(
+        ["explain", "i did not hate it", "--model", "sentiment", "--target", target, "--png", str(png)]
+    )
+    try:
+        import matplotlib  # noqa: F401 - optional (the bench extra)
+
+        assert code == 0 and png.read_bytes().startswith(b"\x89PNG")
+    except ImportError:
+        assert code == 2 and "needs matplotlib" in capsys.readouterr().err
     assert cli(["baseline", "show", "--model", "sentiment", "--target", target]) == 0
     assert "key tuples" in capsys.readouterr().out
     exported = tmp_path / "b.spxm"

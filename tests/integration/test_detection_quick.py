@@ -1,0 +1,62 @@
+"""`spex-monitor bench detection --quick`: the detection benchmark's headline results hold on a small run.
+
+One budget (250 inferences), pools of 100 explained requests, thresholds calibrated to 1 % false alarms
+per window on no-incident runs. The assertions are the benchmark's claims, measured in this run:
+interaction shift catches the silent model swap within 200 explained requests and names negation;
+input drift does not see incidents that change only the model, and fires on a benign topic shift that
+the interaction alarm stays quiet on. (Full run and discussion: benchmarks/RESULTS.md.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from spex_monitor.bench.detection import OURS, QUICK, run
+from spex_monitor.bench.report import markdown
+from spex_monitor.cli import build_parser
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def summary() -> dict:
+    return run(QUICK, log=lambda _: None)
+
+
+def _calibrated(result: dict, scenario: str, detector: str) -> dict:
+    return result["scenarios"][scenario]["detectors"][detector]["calibrated"]
+
+
+def test_false_alarms_are_held_at_the_calibrated_rate(summary):
+    budget = summary["budgets"][0]
+    ours = budget["detectors"][OURS]
+    # 1 % target on 120 held-out windows: allow the binomial noise of that estimate.
+    assert ours["evaluation_windows"] >= 100
+    assert ours["false_alarm_rate"] <= 0.04, ours
+
+
+def test_model_swap_is_caught_and_traced_to_negation(summary):
+    budget = summary["budgets"][0]
+    swap = _calibrated(budget, "model-swap", OURS)
+    assert swap["detection_rate"] >= 0.8, swap
+    assert swap["median_delay_requests"] <= QUICK.target_requests
+    assert budget["scenarios"]["model-swap"]["top3_share_at_first_alarm"] >= 0.8
+
+
+def test_input_drift_misses_model_incidents_and_fires_on_benign_drift(summary):
+    budget = summary["budgets"][0]
+    for scenario in ("model-swap", "backdoor", "preprocessing"):
+        assert _calibrated(budget, scenario, "input drift PSI")["detection_rate"] <= 0.35, scenario
+    assert _calibrated(budget, "benign-drift", "input drift PSI")["detection_rate"] >= 0.8
+
+
+def test_interaction_alarm_stays_quiet_on_benign_topic_drift(summary):
+    benign = _calibrated(summary["budgets"][0], "benign-drift", OURS)
+    assert benign["window_alarm_rate"] <= 0.1, benign
+
+
+def test_report_renders_and_the_cli_reaches_the_benchmark(summary):
+    text = markdown(summary)
+    assert "| model-swap |" in text and "Thresholds and false alarms" in text
+    args = build_parser().parse_args(["bench", "detection", "--quick", "--no-plots"])
+    assert args.func.__name__ == "_bench" and args.quick and args.no_plots
