@@ -137,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             upstream.swap(variant)
             print(f"   !! the model server silently swapped to '{variant}' (same name, same version)")
         for _ in range(windows):
-            seen = len(sidecar.monitor.results)
+            seen = sidecar.monitor.counters["windows:closed"]
             for text in texts[cursor : cursor + WINDOW]:
                 _send(proxy, text, f"req-{cursor:05d}")
                 cursor += 1
-            while len(sidecar.monitor.results) == seen:
+            while sidecar.monitor.counters["windows:closed"] == seen:
                 time.sleep(0.1)
             result = sidecar.monitor.results[-1]
             if result.report is None:

@@ -28,6 +28,7 @@ from .windows import ClosedWindow, TumblingWindows, baseline_from_windows, roll_
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+RECENT_RESULTS = 16
 
 
 @dataclass
@@ -85,8 +86,9 @@ class Monitor:
         self._threads: list[threading.Thread] = []
         self._in_flight = 0
         self._lock = threading.Lock()
-        # the latest window results (for the demo and tests); bounded, a sidecar runs for months
-        self.results: deque[WindowResult] = deque(maxlen=1000)
+        # the latest window results (for the demo and tests): each holds its window's map, so keep few —
+        # a sidecar runs for months and the store has the rest
+        self.results: deque[WindowResult] = deque(maxlen=RECENT_RESULTS)
         self.store_error: str | None = None  # the last failed write, None once writes succeed again
 
     # --------------------------------------------------------------------------------------- serving path
@@ -307,7 +309,7 @@ class Monitor:
                     baseline,
                     closed.map,
                     n_permutations=self.n_permutations,
-                    seed=window_id or len(self.results),
+                    seed=window_id or self.counters["windows:closed"],
                 )
                 alarm = report.p_value < self.alarm_p_value
                 if self.store is not None:
@@ -337,6 +339,7 @@ class Monitor:
                 self.counters["windows:too_small"] += 1
             result = WindowResult(closed, window_id, report, alarm)
             self.results.append(result)
+            self.counters["windows:closed"] += 1
             out.append(result)
             if self.on_window is not None:
                 self.on_window(result)
