@@ -30,7 +30,7 @@ system-deps:
 
 test: $(VENV)/.installed system-deps
 	$(VENV)/bin/ruff check spex_monitor tests benchmarks scripts
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: $(VENV)/.installed
 	$(PY) -m spex_monitor.demo

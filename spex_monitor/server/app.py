@@ -63,7 +63,6 @@ class Sidecar:
             import torch
 
             torch.set_num_threads(settings.server.torch_threads)
-        self.admin_token = settings.server.admin_token
         self.store = SQLiteStore(
             settings.store.path,
             store_text=settings.store.store_text,
