@@ -41,12 +41,30 @@ def test_topic_shift_moves_token_psi_not_label_psi():
 def test_vocabulary_is_bounded_and_merge_adds():
     words = [f"w{i}" for i in range(500)]
     a, b = _counters(0, 300, words), _counters(1, 300, words)
-    assert len(a.tokens) <= a.max_tokens + 1 and OTHER in a.tokens
+    assert len(a.tokens) <= 2 * a.max_tokens + 1 and OTHER in a.tokens
     total = sum(a.tokens.values()) + sum(b.tokens.values())
     merged = DriftCounters(max_tokens=50).merge(a).merge(b)
     assert sum(merged.tokens.values()) == pytest.approx(total)
     assert merged.observed == 600
     np.testing.assert_allclose(merged.lengths, a.lengths + b.lengths)
+
+
+def test_open_vocabulary_trims_rarely_and_keeps_the_frequent_tokens_exact(monkeypatch):
+    """A new token on every request (ids, names) must not cost a sort per request on the serving path."""
+    import spex_monitor.monitor.drift as drift
+
+    trims = []
+    real = drift.heapq.nlargest
+    monkeypatch.setattr(drift.heapq, "nlargest", lambda *a, **k: trims.append(1) or real(*a, **k))
+    counters = DriftCounters(max_tokens=50)
+    for i in range(500):
+        unique = [f"id{i}-{j}" for j in range(20)]
+        counters.observe(["good", "movie"] + unique if i % 2 else ["good"] + unique, "positive", 0.9)
+    new_tokens = 500 * 20 + 2
+    assert 0 < len(trims) <= new_tokens // counters.max_tokens + 1
+    assert len(counters.tokens) <= 2 * counters.max_tokens + 1
+    assert counters.tokens["good"] == 500 and counters.tokens["movie"] == 250
+    assert sum(counters.tokens.values()) == pytest.approx(new_tokens - 2 + 500 + 250)
 
 
 def test_report_carries_drift_and_survives_bytes():
