@@ -256,6 +256,13 @@ class ServerConfig(Strict):
     workers: int = Field(1, ge=1, le=64)
     queue_per_label: int = Field(64, ge=1)
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_concurrent_rpcs: int | None = Field(
+        128,
+        ge=1,
+        description="calls the monitor's gRPC server runs or queues at once; beyond it callers get "
+        "RESOURCE_EXHAUSTED at once (counted as dropped, reason overloaded) instead of waiting in an "
+        "unbounded queue; None: no limit. The proxy port never sheds: it forwards what it gets",
+    )
     tls: TLSConfig | None = None
     admin_token: str | None = Field(
         None, description="required as 'authorization: Bearer <token>' on SetBaseline"

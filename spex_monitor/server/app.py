@@ -29,6 +29,7 @@ from ..monitor.windows import TumblingWindows
 from ..monitor.worker import Monitor, Observation, WindowResult
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
+from .admission import OverloadCounter
 from .explainers import class_labels
 from .metrics import Metrics, trace_exemplar
 from .observations import VersionGate
@@ -73,7 +74,6 @@ class Sidecar:
         self.model_versions = {m.name: m.version for m in settings.models}
         self.version_gate = VersionGate(self.model_versions)
         self.labels = {m.name: class_labels(m.backend) for m in settings.models}
-        self.local_models = {m.name for m in settings.models if m.backend.kind == "local"}
         self.runner: ExplainRunner | None = None  # built by start(): worker processes take seconds to load
         self._health: dict[str, bool] = {}
         for m in settings.models:
@@ -128,6 +128,7 @@ class Sidecar:
         self.events = None  # the KServe inference-logger receiver, when server.events_port is set
         self._events_server = None
         self.events_port = 0
+        self.overload: OverloadCounter | None = None  # set by start() when server.max_concurrent_rpcs is on
 
     # ------------------------------------------------------------------------------------- monitor glue
     def _explain(self, observation: Observation):  # noqa: ANN202
@@ -149,17 +150,18 @@ class Sidecar:
             outcome = self.runner.explain(model, text, fields, budget, max_order)
         except Exception as exc:
             self._health.update(getattr(exc, "health", {}))
+            self._record_batches(getattr(exc, "batches", []))
             raise
         self._health.update(outcome.health)
-        for batch in outcome.batches:
-            replica = LOCAL_REPLICA if model in self.local_models else batch.device
-            self.metrics.backend_duration.labels(replica).observe(batch.seconds)
+        self._record_batches(outcome.batches)
         return outcome
 
-    def _record_batch(self, batch: BatchTiming) -> None:
-        """Thread runner: backends report batches as they finish (the process runner returns them)."""
-        replica = LOCAL_REPLICA if batch.device.split(":")[0] in ("cpu", "cuda", "mps") else batch.device
-        self.metrics.backend_duration.labels(replica).observe(batch.seconds)
+    def _record_batches(self, batches: list[BatchTiming]) -> None:
+        for batch in batches:
+            # local devices ("cpu", "cuda:0") are one replica; remote ones are named by their endpoint
+            local = batch.device.split(":")[0] in ("cpu", "cuda", "mps")
+            replica = LOCAL_REPLICA if local else batch.device
+            self.metrics.backend_duration.labels(replica).observe(batch.seconds)
 
     def _on_event(self, kind: str, data: dict) -> None:
         model = str(data.get("model", ""))
@@ -291,8 +293,19 @@ class Sidecar:
             ("grpc.max_receive_message_length", server_cfg.max_message_bytes),
             ("grpc.max_send_message_length", server_cfg.max_message_bytes),
         ]
-        self.runner = make_runner(self.settings, self._record_batch)
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
+        self.runner = make_runner(self.settings)
+        interceptors = []
+        if server_cfg.max_concurrent_rpcs is not None:
+            overloaded = self.metrics.dropped.labels("", "overloaded")  # rejected before the model is read
+            limit = server_cfg.max_concurrent_rpcs
+            self.overload = OverloadCounter(limit, lambda _method: overloaded.inc())
+            interceptors.append(self.overload)
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=16),
+            options=options,
+            interceptors=interceptors,
+            maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs,
+        )
         pb_grpc.add_MonitorServiceServicer_to_server(MonitorServicer(self), self._grpc)
         health_servicer = self._health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self._grpc)

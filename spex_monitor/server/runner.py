@@ -18,7 +18,6 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -85,12 +84,28 @@ def _run(
 
 
 class ThreadRunner:
-    """Explain in the calling thread, with backends built in this process."""
+    """Explain in the calling thread, with backends built in this process.
 
-    def __init__(self, settings: Settings, on_batch: Callable[[BatchTiming], None] | None = None) -> None:
+    Backends report batches from whatever thread ran them (the OIP backend fans a call out over its own
+    pool), so batches are collected runner-wide and handed to whichever explanation finishes next: each
+    batch is returned exactly once, as the process runner's are, which is all the latency histogram needs.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         self.explainers = build_explainers(settings)
+        self._batches: list[BatchTiming] = []
+        self._lock = threading.Lock()
         for explainer in self.explainers.values():
-            explainer.backend.on_batch = on_batch
+            explainer.backend.on_batch = self._collect
+
+    def _collect(self, batch: BatchTiming) -> None:
+        with self._lock:
+            self._batches.append(batch)
+
+    def _drain(self) -> list[BatchTiming]:
+        with self._lock:
+            batches, self._batches = self._batches, []
+        return batches
 
     def explain(
         self,
@@ -100,7 +115,13 @@ class ThreadRunner:
         budget: int | None = None,
         max_order: int | None = None,
     ) -> ExplainOutcome:
-        return _run(self.explainers[model], text, fields, budget, max_order)
+        try:
+            outcome = _run(self.explainers[model], text, fields, budget, max_order)
+        except Exception as exc:
+            exc.batches = self._drain()  # type: ignore[attr-defined]  # failed calls still used the model
+            raise
+        outcome.batches = self._drain()
+        return outcome
 
     def close(self) -> None:
         for explainer in self.explainers.values():
@@ -152,6 +173,7 @@ def _worker_explain(
         outcome = _run(explainer, text, fields, budget, max_order)
     except Exception as exc:
         exc.health = _health(explainer)  # type: ignore[attr-defined]  # pickled with the exception
+        exc.batches = list(_worker_batches)  # type: ignore[attr-defined]
         raise
     outcome.batches = list(_worker_batches)
     return outcome
@@ -235,9 +257,9 @@ class ProcessRunner:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_runner(settings: Settings, on_batch: Callable[[BatchTiming], None] | None = None) -> Any:
+def make_runner(settings: Settings) -> Any:
     """The runner ``server.explain_in`` asks for, started."""
     server = settings.server
     if server.explain_in == "process":
         return ProcessRunner(settings, workers=server.workers, nice=server.worker_nice).start()
-    return ThreadRunner(settings, on_batch)
+    return ThreadRunner(settings)

@@ -48,6 +48,26 @@ def test_process_runner_matches_the_thread_runner(runner):
     assert there.health == {"local": True}
 
 
+def test_thread_runner_returns_each_batch_once_even_from_concurrent_explanations():
+    """Both runners hand batches back in the outcome; the thread runner's come from backend threads."""
+    here = ThreadRunner(_settings(str(model_path("sentiment-base"))))
+    outcomes = []
+    threads = [
+        threading.Thread(target=lambda t=text: outcomes.append(here.explain("sentiment", text=t)))
+        for text in ("the plot was not good", "i did not hate the movie", "not bad at all")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(outcomes) == 3
+    batches = [batch for outcome in outcomes for batch in outcome.batches]
+    assert sum(b.rows for b in batches) == sum(o.result.inferences_used + 1 for o in outcomes)
+    assert len({id(b) for b in batches}) == len(batches)
+    assert here.explain("sentiment", text="a dull film").batches  # nothing left over from before
+    assert here._drain() == []
+
+
 def test_workers_run_at_lower_cpu_priority(runner):
     (pid,) = runner.worker_pids
     assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 5
