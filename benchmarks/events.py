@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.sidecar import _free_port, _wait_port  # noqa: E402
+from benchmarks.harness import free_port, wait_port  # noqa: E402
 from spex_monitor.examples.embedded import model_path  # noqa: E402
 from spex_monitor.examples.sentiment import generate_corpus  # noqa: E402
 
@@ -253,7 +253,7 @@ def _measure(port: int, args: argparse.Namespace, tag: int) -> dict:
 
 
 def _sidecar_argv(work: Path, name: str, sampling_rate: float) -> tuple[list[str], int, int]:
-    events_port, grpc_port, metrics_port = (_free_port() for _ in range(3))
+    events_port, grpc_port, metrics_port = (free_port() for _ in range(3))
     (work / name).mkdir()
     settings = _settings_dict(work / name, events_port, grpc_port, metrics_port)
     settings["models"][0]["sampling_rate"] = sampling_rate
@@ -280,13 +280,13 @@ def bench_http(args: argparse.Namespace) -> dict:
     sampling on and its explain worker saturated, on its own (that worker burns CPU whenever it has work)."""
     work = Path(tempfile.mkdtemp(prefix="spex-events-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    bare_port = _free_port()
+    bare_port = free_port()
     hot_argv, hot_port, hot_metrics = _sidecar_argv(work, "no_sampling", 0.0)
     processes = [_spawn([sys.executable, "-c", BARE, str(bare_port)], env), _spawn(hot_argv, env)]
     floor, hot = [], []
     try:
-        _wait_port(bare_port, 60)
-        _wait_port(hot_port, 120)
+        wait_port(bare_port, 60)
+        wait_port(hot_port, 120)
         for k in range(args.rounds):
             print(f"round {k + 1}: bare Starlette/uvicorn (floor)", flush=True)
             floor.append(_measure(bare_port, args, 10 + 10 * k))
@@ -302,7 +302,7 @@ def bench_http(args: argparse.Namespace) -> dict:
     on_argv, on_port, on_metrics = _sidecar_argv(work, "sampling_on", 1.0)
     process = _spawn(on_argv, env)
     try:
-        _wait_port(on_port, 120)
+        wait_port(on_port, 120)
         print("receiver, sampling rate 1 (explain worker process saturated)", flush=True)
         sampling_on = _measure(on_port, args, 90)
         print(f"  {sampling_on}", flush=True)

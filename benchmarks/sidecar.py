@@ -11,9 +11,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,35 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness import SidecarProcess, free_port, start_model_server, stop, wait_port  # noqa: E402
 from spex_monitor.examples.embedded import model_path  # noqa: E402
 from spex_monitor.protocol.inference import grpc_service_pb2 as oip  # noqa: E402
 from spex_monitor.protocol.oip import InferenceStub  # noqa: E402
 from spex_monitor.protocol.v1 import monitor_pb2 as pb  # noqa: E402
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc  # noqa: E402
-
-UPSTREAM = """
-import sys, time
-from spex_monitor.examples.oip_server import SentimentServer
-server = SentimentServer().start(port=int(sys.argv[1]))
-print("ready", flush=True)
-time.sleep(10**6)
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_port(port: int, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def paced(call, rps: float, seconds: float, threads: int = 4) -> np.ndarray:
@@ -87,46 +61,14 @@ def paced(call, rps: float, seconds: float, threads: int = 4) -> np.ndarray:
     return np.array(latencies)
 
 
-def _start_sidecar(work: Path, env: dict, upstream_port: int, mode: str) -> tuple[subprocess.Popen, int, int]:
-    grpc_port, metrics_port, proxy_port = (_free_port() for _ in range(3))
+def _start_sidecar(work: Path, upstream_port: int, mode: str) -> SidecarProcess:
     # "idle": nothing is sampled, so no explanation runs — the floor the two saturated modes compare with
-    explain_in = "thread" if mode == "idle" else mode
-    config = work / f"{mode}.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "models": [
-                    {
-                        "name": "sentiment",
-                        "sampling_rate": 0.0 if mode == "idle" else 1.0,
-                        "backend": {"kind": "local", "path": str(model_path("sentiment-base"))},
-                    }
-                ],
-                "engine": {"budget": 256, "max_order": 3},
-                "windows": {"seconds": 30},
-                "store": {"path": str(work / f"{mode}.db")},
-                "server": {
-                    "grpc_port": grpc_port,
-                    "metrics_port": metrics_port,
-                    "proxy_port": proxy_port,
-                    "upstream": f"127.0.0.1:{upstream_port}",
-                    "workers": 1,
-                    "queue_per_label": 64,
-                    "explain_in": explain_in,
-                },
-            }
-        )
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "spex_monitor.cli", "serve", "--config", str(config)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    _wait_port(grpc_port)
-    _wait_port(proxy_port)
-    return process, grpc_port, proxy_port
+    model = {
+        "sampling_rate": 0.0 if mode == "idle" else 1.0,
+        "backend": {"kind": "local", "path": str(model_path("sentiment-base"))},
+    }
+    server = {"explain_in": "thread" if mode == "idle" else mode}
+    return SidecarProcess(work, mode, model, upstream_port, server=server).start()
 
 
 def _percentiles(prefix: str, values: np.ndarray) -> dict[str, float]:
@@ -205,33 +147,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="spex-bench-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    upstream_port = _free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, "-c", UPSTREAM, str(upstream_port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    upstream_port = free_port()
+    upstream = start_model_server(upstream_port)
     results = {
         "machine": f"{platform.machine()} x{os.cpu_count()}, Python {platform.python_version()}",
         "observe_rps_target": args.rps,
         "seconds": args.seconds,
     }
     try:
-        _wait_port(upstream_port)
+        wait_port(upstream_port)
         for mode in args.explain_in:
             print(f"== explain_in: {mode}", flush=True)
-            sidecar, grpc_port, proxy_port = _start_sidecar(work, env, upstream_port, mode)
+            sidecar = _start_sidecar(work, upstream_port, mode)
             try:
-                results[mode] = measure(args, grpc_port, proxy_port, upstream_port)
+                results[mode] = measure(args, sidecar.grpc_port, sidecar.proxy_port, upstream_port)
             finally:
-                os.killpg(sidecar.pid, signal.SIGTERM)
-                sidecar.wait(30)
+                stop(sidecar.process)
         print(json.dumps(results, indent=1))
     finally:
-        os.killpg(upstream.pid, signal.SIGTERM)
-        upstream.wait(20)
+        stop(upstream)
     return 0
 
 
