@@ -1,85 +1,52 @@
-"""Shed load on the monitor's gRPC server instead of queueing it without bound.
+"""Count the calls the monitor's gRPC server sheds once ``server.max_concurrent_rpcs`` is reached.
 
 A sync gRPC server queues every call its thread pool cannot start yet; past its capacity, an Observe
 caller waits seconds for its deadline and the queue grows the sidecar's memory. With
-``server.max_concurrent_rpcs`` gRPC itself answers RESOURCE_EXHAUSTED at once, in its polling thread, for
-calls beyond the limit (running plus queued). gRPC does not count those rejections anywhere we can read,
-so this interceptor keeps the same count as gRPC and records every call it will turn away in
-``spex_monitor_dropped_total{reason="overloaded"}``.
+``maximum_concurrent_rpcs`` gRPC itself answers RESOURCE_EXHAUSTED at once, in its polling thread, for
+calls beyond the limit (running plus queued) — but it counts them nowhere we can read.
 
-The interceptor runs under gRPC's server lock right after gRPC decided, so both counts agree except in
-one race: a call that has returned but whose completion gRPC has not yet booked is already gone from our
-count. A rejection in that instant is not recorded (an undercount, never an overcount).
+Interceptors run inside that same decision: gRPC computes ``active_rpc_count >= limit`` under its server
+lock and calls the interceptor before releasing it, so reading the count there gives exactly gRPC's
+answer. That count is private to ``grpc._server`` (present in every grpcio this package supports); if
+a future grpcio drops it, shedding still works and only the counting stops, with one warning.
+(Mirroring the count in the interceptor instead leaks: a call admitted by our count but refused by gRPC
+in the same instant never runs, so its slot is never given back.)
 """
 
 from __future__ import annotations
 
-import threading
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 
+log = logging.getLogger(__name__)
+
 
 class OverloadCounter(grpc.ServerInterceptor):
-    """Mirror gRPC's concurrent-call count; call ``on_reject(method)`` for each call past ``limit``."""
+    """Call ``on_reject(method)`` for each call gRPC refuses because ``limit`` calls are active."""
 
     def __init__(self, limit: int, on_reject: Callable[[str], None]) -> None:
         self.limit = limit
         self.on_reject = on_reject
-        self.active = 0
-        self._lock = threading.Lock()
+        self._state: Any = None
+
+    def bind(self, server: grpc.Server) -> None:
+        """Read the active-call count of ``server`` (the one this interceptor was installed on)."""
+        state = getattr(server, "_state", None)
+        if state is None or not hasattr(state, "active_rpc_count"):
+            log.warning("this grpcio does not expose its active call count; overloaded calls go uncounted")
+            return
+        self._state = state
+
+    @property
+    def active(self) -> int:
+        """Calls the server runs or has queued now (0 when unknown)."""
+        return int(self._state.active_rpc_count) if self._state is not None else 0
 
     def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
-        if handler is None:
-            return None  # gRPC answers UNIMPLEMENTED; not a concurrent call
-        with self._lock:
-            if self.active >= self.limit:
-                rejected = True
-            else:
-                rejected = False
-                self.active += 1
-        if rejected:
-            self.on_reject(handler_call_details.method)
-            return handler  # gRPC rejects it with RESOURCE_EXHAUSTED before it runs
-        return _wrap(handler, self._release)
-
-    def _release(self) -> None:
-        with self._lock:
-            self.active -= 1
-
-
-def _wrap(handler: grpc.RpcMethodHandler, release: Callable[[], None]) -> grpc.RpcMethodHandler:
-    """The same handler, calling ``release`` once its behaviour has finished (however it ends)."""
-
-    def guarded(behavior: Callable) -> Callable:
-        def run(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                return behavior(request_or_iterator, context)
-            finally:
-                release()
-
-        return run
-
-    def guarded_stream(behavior: Callable) -> Callable:
-        def run(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                yield from behavior(request_or_iterator, context)
-            finally:
-                release()
-
-        return run
-
-    kinds = {
-        (False, False): (grpc.unary_unary_rpc_method_handler, handler.unary_unary, guarded),
-        (True, False): (grpc.stream_unary_rpc_method_handler, handler.stream_unary, guarded),
-        (False, True): (grpc.unary_stream_rpc_method_handler, handler.unary_stream, guarded_stream),
-        (True, True): (grpc.stream_stream_rpc_method_handler, handler.stream_stream, guarded_stream),
-    }
-    make, behavior, guard = kinds[(handler.request_streaming, handler.response_streaming)]
-    return make(
-        guard(behavior),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+        if handler is not None and self._state is not None and self._state.active_rpc_count >= self.limit:
+            self.on_reject(handler_call_details.method)  # gRPC refuses it right after we return
+        return handler

@@ -306,6 +306,8 @@ class Sidecar:
             interceptors=interceptors,
             maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs,
         )
+        if self.overload is not None:
+            self.overload.bind(self._grpc)
         pb_grpc.add_MonitorServiceServicer_to_server(MonitorServicer(self), self._grpc)
         health_servicer = self._health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self._grpc)

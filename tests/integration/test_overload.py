@@ -100,3 +100,28 @@ def test_a_handler_that_fails_still_frees_its_slot(app):
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert app.overload.active == 0
     assert stub.Observe(_observation(12), timeout=10).sampled is False
+
+
+def test_every_refusal_is_counted_exactly_while_calls_come_and_go(app):
+    """Arrivals racing completions: the count must match what callers saw, and no slot may leak."""
+    stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{app.grpc_port}"))
+    before = _overloaded(app)
+    refused: list[int] = []
+
+    def caller(k: int) -> None:
+        for i in range(150):
+            try:
+                stub.Observe(_observation(1000 * k + i), timeout=10)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                refused.append(1)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert refused, "6 callers on a limit of 2 must see refusals"
+    assert _overloaded(app) - before == len(refused)
+    assert app.overload.active == 0
+    assert stub.Observe(_observation(99), timeout=10).sampled is False
