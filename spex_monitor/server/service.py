@@ -1,9 +1,10 @@
 """The gRPC MonitorService: thin translation between protobuf messages and the monitor.
 
 Errors map to status codes with the offending field named: INVALID_ARGUMENT (bad input),
-RESOURCE_EXHAUSTED (oversized messages, enforced by the server's limits), UNAVAILABLE (backend down),
-FAILED_PRECONDITION (no baseline yet), NOT_FOUND (no such window), PERMISSION_DENIED (mutations without
-the admin token when one is configured).
+RESOURCE_EXHAUSTED (oversized messages, enforced by the server's limits; more calls at once than
+``server.max_concurrent_rpcs``), UNAVAILABLE (backend down), FAILED_PRECONDITION (no baseline yet; the
+model answered with NaN/inf or the wrong shape — the caller's input was fine), NOT_FOUND (no such
+window), PERMISSION_DENIED (mutations without the admin token when one is configured).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ..backends.oip import BackendUnavailableError
+from ..attribution import ValueFunctionError
+from ..backends.oip import BackendUnavailableError, ReplicaResponseError
 from ..monitor import InteractionMap, compare_maps
 from ..monitor.windows import baseline_from_windows
 from ..monitor.worker import Observation
@@ -129,6 +131,8 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             )
         except (BackendUnavailableError, ExplainWorkerLostError) as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"backend: {exc}")
+        except (ValueFunctionError, ReplicaResponseError) as exc:  # the model's answer, not the request
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"model output: {exc}"[:500])
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # a model or engine failure is ours, not the caller's: say so, stay up
