@@ -87,7 +87,9 @@ class InteractionMap:
         max_keys: most key tuples kept; the weakest (by Σ|coef|) are folded into a per-order "other"
             bucket that the statistics still count.
         max_exemplars: request ids kept per key tuple.
-        max_requests: per-request vectors kept for the permutation test (a uniform sample).
+        max_requests: per-request vectors kept for the permutation test (a uniform sample), and the
+            most faithfulness values kept (a sample weighted like the requests they stand for, so a
+            decayed rolling baseline forgets old windows at the decay rate instead of growing forever).
         seed: seeds the request sample.
     """
 
@@ -137,9 +139,9 @@ class InteractionMap:
             stats.add(coef, weight)
             if request_id and len(stats.exemplars) < self.max_exemplars and request_id not in stats.exemplars:
                 stats.exemplars.append(request_id)
-        self.requests += weight
         if np.isfinite(result.faithfulness):
-            self.faithfulness.append(float(result.faithfulness))
+            self._fold_faithfulness([float(result.faithfulness)], self.requests, weight)
+        self.requests += weight
         high = [(k, abs(c)) for k, c in per_key.items() if len(k) >= 2]
         self._offer(
             RequestSample(
@@ -158,6 +160,28 @@ class InteractionMap:
         if len(self.samples) > self.max_requests:
             self.samples.sort(key=lambda s: -s.priority)
             del self.samples[self.max_requests :]
+
+    def _fold_faithfulness(self, values: list[float], own_weight: float, their_weight: float) -> None:
+        """Add ``values`` (standing for ``their_weight`` requests) to the at most ``max_requests`` kept.
+
+        Past the cap each side keeps a share proportional to its weight, rounded at random so that
+        folding one value at a time is exactly reservoir sampling (kept with probability cap·w / total).
+        """
+        cap = self.max_requests
+        if len(self.faithfulness) + len(values) <= cap:
+            self.faithfulness.extend(values)
+            return
+        total = own_weight + their_weight
+        share = cap * (their_weight / total if total > 0 else 0.5)
+        theirs = min(len(values), int(share) + int(self._rng.random() < share - int(share)))
+        mine = min(len(self.faithfulness), cap - theirs)
+        theirs = min(len(values), cap - mine)  # the other side could not fill its share
+        self.faithfulness = self._subsample(self.faithfulness, mine) + self._subsample(values, theirs)
+
+    def _subsample(self, values: list[float], k: int) -> list[float]:
+        if k >= len(values):
+            return list(values)
+        return [values[i] for i in np.sort(self._rng.choice(len(values), size=k, replace=False))]
 
     def _evict(self) -> None:
         if len(self.stats) <= self.max_keys:
@@ -181,8 +205,8 @@ class InteractionMap:
             self.other.setdefault(order, KeyStats()).merge(stats, 0)
         for order, energy in other.energy.items():
             self.energy[order] = self.energy.get(order, 0.0) + energy
+        self._fold_faithfulness(other.faithfulness, self.requests, other.requests)
         self.requests += other.requests
-        self.faithfulness.extend(other.faithfulness)
         self.drift.merge(other.drift)
         for sample in other.samples:
             self._offer(sample)

@@ -128,3 +128,33 @@ def test_first_order_ndcg_known_answers():
     swapped = first_order_ndcg(base, single({"a": 1.0, "b": 2.0, "c": 3.0}), k=3)
     ideal = 3 / np.log2(2) + 2 / np.log2(3) + 1 / np.log2(4)
     assert swapped == pytest.approx((1 / np.log2(2) + 2 / np.log2(3) + 3 / np.log2(4)) / ideal)
+
+
+def _scored(faithfulness: float) -> Interactions:
+    return Interactions({(): 0.0, (0,): 1.0, (0, 1): 0.5}, 2, faithfulness=faithfulness)
+
+
+def test_faithfulness_sample_is_a_bounded_reservoir():
+    m = InteractionMap(max_requests=100, seed=3)
+    for i in range(5_000):  # value = arrival index, so the sample's mean shows whether it is uniform
+        m.add(_scored(i / 5_000), ["a", "b"])
+    assert len(m.faithfulness) == 100
+    assert np.mean(m.faithfulness) == pytest.approx(0.5, abs=0.08)  # uniform over all 5,000, not the last
+    assert m.requests == 5_000
+
+
+def test_rolling_baseline_forgets_old_faithfulness_at_the_decay_rate():
+    """A decayed baseline merged with every new window must not grow, and must favour recent windows."""
+    from spex_monitor.monitor.windows import roll_baseline
+
+    baseline = InteractionMap(max_requests=200, seed=1)
+    for window in range(300):
+        w = InteractionMap(max_requests=200, seed=window)
+        for _ in range(50):
+            w.add(_scored(float(window)), ["a", "b"])
+        baseline = roll_baseline(baseline, w, decay=0.9)
+    assert len(baseline.faithfulness) == 200
+    ages = 299 - np.asarray(baseline.faithfulness)
+    # weights decay by 0.9 per window: the mean age of a kept value is 0.9 / (1 - 0.9) = 9 windows
+    assert np.mean(ages) == pytest.approx(9.0, abs=2.5)
+    assert len(InteractionMap.from_bytes(baseline.to_bytes()).faithfulness) == 200
