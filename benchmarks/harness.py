@@ -62,8 +62,8 @@ def start_model_server(port: int) -> subprocess.Popen:
 class SidecarProcess:
     """``spex-monitor serve`` with one model, a store in ``work``, gRPC/metrics/proxy on free ports.
 
-    ``model`` is the model section (sampling rate, backend); ``server`` and ``store`` entries override
-    the defaults below.
+    ``model`` is the model section (sampling rate, backend); ``server``, ``store`` and ``baseline``
+    entries override the defaults below.
     """
 
     def __init__(
@@ -74,6 +74,7 @@ class SidecarProcess:
         upstream_port: int,
         server: dict | None = None,
         store: dict | None = None,
+        baseline: dict | None = None,
     ) -> None:
         self.grpc_port, self.metrics_port, self.proxy_port = (free_port() for _ in range(3))
         self.config = work / f"{name}.yaml"
@@ -83,6 +84,7 @@ class SidecarProcess:
                     "models": [{"name": "sentiment", **model}],
                     "engine": {"budget": 256, "max_order": 3},
                     "windows": {"seconds": 30},
+                    "baseline": baseline or {},
                     "store": {"path": str(work / f"{name}.db"), **(store or {})},
                     "server": {
                         "grpc_port": self.grpc_port,

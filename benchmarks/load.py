@@ -255,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
     parser.add_argument(
+        "--rolling-decay",
+        type=float,
+        default=None,
+        help="baseline.rolling_decay: roll the baseline every window (more state to keep bounded)",
+    )
+    parser.add_argument(
         "--observe-via",
         default="unary",
         choices=["unary", "client"],
@@ -289,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         upstream_port,
         server={"explain_in": args.explain_in},
         store={"redact": ["email", "phone", "digits"]},
+        baseline={"windows": 2, "rolling_decay": args.rolling_decay},
     )
     try:
         wait_port(upstream_port)
@@ -350,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             "explain_in": args.explain_in,
             "backend": args.backend,
             "observe_via": args.observe_via,
+            "rolling_decay": args.rolling_decay,
             "clients": args.clients,
             "offered_rps": args.rps,
             "seconds": round(elapsed, 1),

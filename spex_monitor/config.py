@@ -261,7 +261,8 @@ class ServerConfig(Strict):
         ge=1,
         description="calls the monitor's gRPC server runs or queues at once; beyond it callers get "
         "RESOURCE_EXHAUSTED at once (counted as dropped, reason overloaded) instead of waiting in an "
-        "unbounded queue; None: no limit. The proxy port never sheds: it forwards what it gets",
+        "unbounded queue; None: no limit. Health checks share the limit (a standalone pod reads not-ready "
+        "while overloaded; the chart's liveness probe uses the metrics port). The proxy port never sheds",
     )
     tls: TLSConfig | None = None
     admin_token: str | None = Field(

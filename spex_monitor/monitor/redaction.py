@@ -25,6 +25,8 @@ PRESETS: dict[str, str] = {
     "phone": r"\+?\(?\d[\d\s().-]{7,}\d",
 }
 DEFAULT_PRESETS = ("email", "phone", "digits")
+# Every preset match contains a digit or an "@": a word without either cannot match one.
+_PRESET_TRIGGER = re.compile(r"[\d@]")
 
 
 def load_hook(path: str) -> Callable[[str], str]:
@@ -54,6 +56,8 @@ class Redactor:
         chosen = set(self.presets)
         self._rules = [(re.compile(PRESETS[name]), f"<{name}>") for name in PRESETS if name in chosen]
         self._rules += [(re.compile(p), "<redacted>") for p in self.patterns]
+        # with presets only, words that cannot match skip the regexes (most words, on the serving path)
+        self._presets_only = not list(self.patterns) and self.hook is None
 
     def __call__(self, text: str) -> str:
         for pattern, placeholder in self._rules:
@@ -79,10 +83,14 @@ class Redactor:
         tainted = self.pieces(text) if text else {}
         if text and not tainted and self.hook is None:
             return list(words)  # nothing in the text matched, so no word of it can (the serving-path case)
-        return [
-            self(" ".join(tainted.get(normalize_key(part), part) for part in word.split()) or word)
-            for word in words
-        ]
+        out = []
+        for word in words:
+            if tainted:
+                word = " ".join(tainted.get(normalize_key(part), part) for part in word.split()) or word
+            if not self._presets_only or _PRESET_TRIGGER.search(word):
+                word = self(word)
+            out.append(word)
+        return out
 
     @property
     def active(self) -> bool:

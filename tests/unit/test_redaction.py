@@ -41,3 +41,26 @@ def test_bad_redaction_config_names_the_field(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_settings(config)
     assert info.value.errors[0][0] == "store.redact_patterns"
+
+
+def test_words_skips_regexes_only_where_no_preset_can_match():
+    """The fast path (presets only: a word without a digit or '@' is left alone) must give exactly what
+    running every rule on every word gives."""
+    import random
+
+    from spex_monitor.lenses.features import normalize_key
+
+    rng = random.Random(7)
+    alphabet = ["good", "not", "user", "mail", "a@b.io", "x@y", "(555)", "123-4567", "+1", "42", "ab12"]
+    alphabet += ["12345678", "order", "id:99999999", "to:x@y.com", "-", "(", ")", "e-mail", "call"]
+    redactor = Redactor()
+    for _ in range(500):
+        text = " ".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        words = text.lower().split() + [" ".join(text.lower().split()[:2])]  # a multi-word key too
+        tainted = redactor.pieces(text)
+        expected = [
+            redactor(" ".join(tainted.get(normalize_key(p), p) for p in w.split()) or w) for w in words
+        ]
+        if not tainted:
+            expected = words
+        assert redactor.words(words, text) == expected, text
