@@ -100,10 +100,10 @@ class SidecarProcess:
         )
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 120.0) -> SidecarProcess:
+    def start(self, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> SidecarProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "spex_monitor.cli", "serve", "--config", str(self.config)],
-            env=bench_env(),
+            env={**bench_env(), **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

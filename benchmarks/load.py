@@ -65,6 +65,7 @@ class OpenLoop:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.errors: dict[str, int] = {}
+        self.details: dict[str, str] = {}  # the first message seen per status: who ended the call, and why
         self._lock = threading.Lock()
 
     def _done(self, began: float):  # noqa: ANN202
@@ -77,6 +78,8 @@ class OpenLoop:
                 else:
                     name = error.code().name if isinstance(error, grpc.RpcError) else type(error).__name__
                     self.errors[name] = self.errors.get(name, 0) + 1
+                    if name not in self.details and isinstance(error, grpc.RpcError):
+                        self.details[name] = str(error.details())[:200]
 
         return callback
 
@@ -175,6 +178,7 @@ def _client(
             "issued": issued.get(kind, 0),
             "latencies": np.asarray(loop.latencies, dtype=np.float32),
             "errors": dict(loop.errors),
+            "details": dict(loop.details),
         }
         for kind, loop in loops.items()
     }
@@ -201,15 +205,18 @@ def _latencies(parts: list[dict], kind: str) -> np.ndarray:
 def _summary(parts: list[dict], seconds: float) -> dict:
     lat = np.concatenate([p["latencies"] for p in parts]) if parts else np.zeros(0)
     errors: dict[str, int] = {}
+    details: dict[str, str] = {}
     for part in parts:
         for name, count in part["errors"].items():
             errors[name] = errors.get(name, 0) + count
+        details.update(part.get("details", {}))
     issued = sum(p["issued"] for p in parts)
     return {
         "issued": issued,
         "achieved_rps": round(issued / seconds),
         "ok": int(lat.size),
         "errors": errors,
+        "error_details": details,
         "p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
         "p999_ms": round(float(np.percentile(lat, 99.9)), 3) if lat.size else None,
@@ -255,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
     parser.add_argument(
+        "--sidecar-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment for the sidecar process, e.g. MALLOC_ARENA_MAX=2 (repeatable)",
+    )
+    parser.add_argument(
         "--rolling-decay",
         type=float,
         default=None,
@@ -299,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         wait_port(upstream_port)
-        sidecar.start()
+        sidecar.start(env=dict(item.split("=", 1) for item in args.sidecar_env))
         # warm-up: fills the reservoirs, so the explain worker is saturated from the first second
         warm = _client(sidecar.grpc_port, sidecar.proxy_port, upstream_port, 100, 10, 3, index=99)
         assert not warm["observe"]["errors"], warm
@@ -358,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             "backend": args.backend,
             "observe_via": args.observe_via,
             "rolling_decay": args.rolling_decay,
+            "sidecar_env": args.sidecar_env,
             "clients": args.clients,
             "offered_rps": args.rps,
             "seconds": round(elapsed, 1),
