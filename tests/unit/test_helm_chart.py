@@ -361,6 +361,8 @@ def test_pod_is_non_root_with_read_only_root_and_writable_tmp(values_file: Path)
     assert security["readOnlyRootFilesystem"] is True
     assert security["runAsNonRoot"] is True and security["runAsUser"] > 0
     assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MALLOC_ARENA_MAX"] == "2"  # bounded heap arenas: less RSS creep under load
     volumes = {v["name"]: v for v in _pod_spec(docs)["volumes"]}
     tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
     assert "emptyDir" in volumes[tmp["name"]]
