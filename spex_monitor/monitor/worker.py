@@ -162,15 +162,23 @@ class Monitor:
     # ------------------------------------------------------------------------------------------ workers
     def explain_one(self) -> bool:
         """Take and explain one candidate; False when there is nothing to do."""
-        candidate = self.sampler.take()
-        if candidate is None:
-            return False
-        observation: Observation = candidate.payload
-        if not self.budget.acquire(self.inferences_per_explanation, self.budget_wait_s):
-            self._drop(observation.model, "budget")
-            return True
-        with self._lock:
+        with self._lock:  # counted from before the take, so drain() never sees a taken candidate as done
             self._in_flight += 1
+        try:
+            candidate = self.sampler.take()
+            if candidate is None:
+                return False
+            observation: Observation = candidate.payload
+            if not self.budget.acquire(self.inferences_per_explanation, self.budget_wait_s):
+                self._drop(observation.model, "budget")
+                return True
+            self._explain_and_fold(observation)
+            return True
+        finally:  # in flight until folded and stored
+            with self._lock:
+                self._in_flight -= 1
+
+    def _explain_and_fold(self, observation: Observation) -> None:
         began = time.perf_counter()
         try:
             result, keys = self.explainer(observation)
@@ -188,10 +196,7 @@ class Monitor:
                 request_id=observation.request_id,
                 trace_id=observation.trace_id,
             )
-            return True
-        finally:
-            with self._lock:
-                self._in_flight -= 1
+            return
         elapsed = time.perf_counter() - began
         text = observation.text
         if self.redact is not None:
@@ -227,14 +232,21 @@ class Monitor:
                     text=text,
                 ),
             )
-        return True
 
-    def drain(self) -> int:
-        """Explain every pending candidate in the calling thread; returns how many were taken."""
+    def drain(self, timeout_s: float = 120.0) -> int:
+        """Explain every pending candidate in the calling thread, then wait (up to ``timeout_s``) for the
+        ones started workers have in flight, so everything observed before the call is folded and stored.
+        Returns how many this thread took."""
         taken = 0
-        while self.explain_one():
-            taken += 1
-        return taken
+        deadline = time.monotonic() + timeout_s
+        while True:
+            while self.explain_one():
+                taken += 1
+            with self._lock:
+                idle = self._in_flight == 0
+            if idle or time.monotonic() > deadline:
+                return taken
+            time.sleep(0.01)
 
     def start(self, workers: int = 1, idle_sleep_s: float = 0.05) -> None:
         def loop() -> None:

@@ -123,3 +123,28 @@ def test_rolling_baseline_decays():
     rolled = roll_baseline(base, window, decay=0.5)
     assert rolled.requests == pytest.approx(1.5)
     assert rolled.stats[("a", "b")].sum_abs == pytest.approx(2.0)
+
+
+def test_drain_waits_for_explanations_other_workers_have_in_flight(tmp_path):
+    """A started worker may hold the last candidate when drain() finds the queue empty: drain must still
+    return only once that explanation is folded and stored (tests and shutdown rely on it)."""
+    started, release = threading.Event(), threading.Event()
+    inner = fake_explainer()
+
+    def slow(observation: Observation):
+        started.set()
+        release.wait(10)
+        return inner(observation)
+
+    monitor = _monitor(tmp_path, explainer=slow)
+    monitor.start(workers=1, idle_sleep_s=0.01)
+    try:
+        _traffic(monitor, 0, n=1)
+        assert started.wait(10)  # the worker thread has taken the only candidate
+        threading.Timer(0.3, release.set).start()
+        assert monitor.drain() == 0  # nothing left for this thread to take...
+        assert monitor.counters["explanations:ok"] == 1  # ...yet the worker's result is in
+        assert len(monitor.store.explanations("m", limit=10)) == 1
+    finally:
+        release.set()
+        monitor.shutdown()
