@@ -172,7 +172,8 @@ def _client(
     if monitor_client is not None:
         monitor_client.close()  # flushes what is queued
         for reason, count in monitor_client.dropped.items():
-            loops["observe"].errors[f"client_{reason}"] = count
+            if count:
+                loops["observe"].errors[f"client_{reason}"] = count
     return {
         kind: {
             "issued": issued.get(kind, 0),
