@@ -54,10 +54,11 @@ class Redactor:
         if unknown:
             raise ValueError(f"unknown redaction presets {unknown}; known: {sorted(PRESETS)}")
         chosen = set(self.presets)
+        custom = [(re.compile(p), "<redacted>") for p in self.patterns]
         self._rules = [(re.compile(PRESETS[name]), f"<{name}>") for name in PRESETS if name in chosen]
-        self._rules += [(re.compile(p), "<redacted>") for p in self.patterns]
+        self._rules += custom
         # with presets only, words that cannot match skip the regexes (most words, on the serving path)
-        self._presets_only = not list(self.patterns) and self.hook is None
+        self._presets_only = not custom and self.hook is None
 
     def __call__(self, text: str) -> str:
         for pattern, placeholder in self._rules:

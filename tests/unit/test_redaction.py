@@ -64,3 +64,10 @@ def test_words_skips_regexes_only_where_no_preset_can_match():
         if not tainted:
             expected = words
         assert redactor.words(words, text) == expected, text
+
+
+def test_custom_patterns_given_as_a_generator_still_turn_the_fast_path_off():
+    """Patterns are an Iterable: the redactor must not read them twice (a generator is empty the second
+    time, which once made it skip the regexes for a word like "mysecret" holding a match inside)."""
+    redactor = Redactor(presets=(), patterns=(p for p in [r"secret\w*"]))
+    assert redactor.words(["mysecretkey", "x"], "mysecretkey x") == ["my<redacted>", "x"]
