@@ -23,8 +23,6 @@ import json
 import multiprocessing
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness import free_port, wait_port  # noqa: E402
+from benchmarks.harness import free_port, spawn, stop, wait_port  # noqa: E402
 from spex_monitor.examples.embedded import model_path  # noqa: E402
 from spex_monitor.examples.sentiment import generate_corpus  # noqa: E402
 
@@ -239,12 +237,6 @@ def _scrape(port: int) -> dict[str, float]:
     return out
 
 
-def _spawn(argv: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-
-
 def _measure(port: int, args: argparse.Namespace, tag: int) -> dict:
     _load(port, 2.0, None, args.clients, args.threads, tag)  # warm-up (fills the sidecar's reservoirs)
     closed = _load(port, args.seconds, None, args.clients, args.threads, tag + 1)
@@ -279,10 +271,9 @@ def bench_http(args: argparse.Namespace) -> dict:
     ``--rounds`` (both idle when not loaded, so the ratio survives a busy machine); then the receiver with
     sampling on and its explain worker saturated, on its own (that worker burns CPU whenever it has work)."""
     work = Path(tempfile.mkdtemp(prefix="spex-events-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     bare_port = free_port()
     hot_argv, hot_port, hot_metrics = _sidecar_argv(work, "no_sampling", 0.0)
-    processes = [_spawn([sys.executable, "-c", BARE, str(bare_port)], env), _spawn(hot_argv, env)]
+    processes = [spawn([sys.executable, "-c", BARE, str(bare_port)]), spawn(hot_argv)]
     floor, hot = [], []
     try:
         wait_port(bare_port, 60)
@@ -297,10 +288,9 @@ def bench_http(args: argparse.Namespace) -> dict:
         hot_counters = _scrape(hot_metrics)
     finally:
         for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(60)
+            stop(process, 60)
     on_argv, on_port, on_metrics = _sidecar_argv(work, "sampling_on", 1.0)
-    process = _spawn(on_argv, env)
+    process = spawn(on_argv)
     try:
         wait_port(on_port, 120)
         print("receiver, sampling rate 1 (explain worker process saturated)", flush=True)
@@ -308,8 +298,7 @@ def bench_http(args: argparse.Namespace) -> dict:
         print(f"  {sampling_on}", flush=True)
         sampling_on["sidecar_counters"] = _scrape(on_metrics)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(60)
+        stop(process, 60)
     ratios = [
         h["closed_loop"]["events_per_s"] / f["closed_loop"]["events_per_s"]
         for f, h in zip(floor, hot, strict=True)

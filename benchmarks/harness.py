@@ -50,13 +50,19 @@ def bench_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def start_model_server(port: int) -> subprocess.Popen:
+def spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A quiet child in its own session, so :func:`stop` can end it with everything it started."""
     return subprocess.Popen(
-        [sys.executable, "-c", UPSTREAM, str(port)],
-        env=bench_env(),
+        argv,
+        env={**bench_env(), **(env or {})},
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def start_model_server(port: int) -> subprocess.Popen:
+    return spawn([sys.executable, "-c", UPSTREAM, str(port)])
 
 
 class SidecarProcess:
@@ -101,12 +107,8 @@ class SidecarProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> SidecarProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "spex_monitor.cli", "serve", "--config", str(self.config)],
-            env={**bench_env(), **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        self.process = spawn(
+            [sys.executable, "-m", "spex_monitor.cli", "serve", "--config", str(self.config)], env
         )
         wait_port(self.grpc_port, timeout_s)
         wait_port(self.proxy_port, timeout_s)
