@@ -1,14 +1,20 @@
-"""Grafana dashboards as code: renders grafana/dashboards/*.json with grafana-foundation-sdk.
+"""Monitoring as code: renders the Grafana dashboards, the Prometheus alert rules and the Grafana alert rules.
 
-    python scripts/build_dashboards.py           # rewrite grafana/dashboards/*.json
-    python scripts/build_dashboards.py --check   # exit 1 when the committed JSON is not what this renders
+    python scripts/build_dashboards.py           # rewrite every generated file below
+    python scripts/build_dashboards.py --check   # exit 1 when a committed file is not what this renders
 
-The JSON is committed so that `grafana/` drops into a Grafana install (and the Helm chart can glob it)
-without Python; the package scripts/dashboards/ is its only source (its docstring shows the layers).
-Datasources are dashboard variables (``DS_PROMETHEUS``, ``DS_SPEX_SIDECAR``) whose default is the uid
-provisioned by grafana/provisioning/datasources, so the same file works when provisioned, imported by hand,
-or pointed at an existing Prometheus. grafana-foundation-sdk is a dev dependency (`pip install -e ".[dev]"`),
-never a runtime one.
+Generated (the package scripts/dashboards/ is their only source; its docstring shows the layers):
+
+* grafana/dashboards/*.json: the dashboards (grafana-foundation-sdk);
+* prometheus/rules/spex-monitor.rules.yml: the alert rules (from scripts/dashboards/alerts.py);
+* grafana/provisioning/alerting/spex-monitor.yaml: the same alerts as Grafana-managed rules (SDK alerting
+  types), each linked to the dashboard panel that shows it;
+* grafana/alerting-examples/*.yaml: an example contact point and notification policy.
+
+The files are committed so that `grafana/` and `prometheus/` drop into an install (and the Helm chart can
+copy them, scripts/sync_chart_files.py) without Python. Dashboard datasources are variables
+(``DS_PROMETHEUS``, ``DS_SPEX_SIDECAR``) defaulting to the uids grafana/provisioning/datasources provisions.
+grafana-foundation-sdk is a dev dependency (`pip install -e ".[dev]"`), never a runtime one.
 """
 
 from __future__ import annotations
@@ -21,53 +27,71 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the dashboards package beside this script
 
+from dashboards import grafana_alerting, prometheus_rules  # noqa: E402
 from dashboards.alerts import RUNBOOKS  # noqa: E402
 from dashboards.layout import render  # noqa: E402
 from dashboards.model import model_drilldown  # noqa: E402
 from dashboards.overview import overview  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "grafana" / "dashboards"
+DASHBOARD_DIR = "grafana/dashboards"
 DASHBOARDS = {"spex-monitor-overview.json": overview, "spex-monitor-model.json": model_drilldown}
-__all__ = ["DASHBOARDS", "RUNBOOKS", "main", "render", "render_all"]
+# Folders whose every file of this kind must be generated here (anything else there is an orphan).
+OWNED = {DASHBOARD_DIR: "*.json", "grafana/provisioning/alerting": "*.y*ml", "grafana/alerting-examples": "*"}
+__all__ = ["DASHBOARDS", "RUNBOOKS", "main", "outputs", "render", "render_all"]
 
 
 def render_all() -> dict[str, str]:
+    """The dashboards' JSON text by file name."""
     return {name: render(build) for name, build in DASHBOARDS.items()}
 
 
-def _stale(out: Path, rendered: dict[str, str]) -> list[str]:
+def outputs() -> dict[str, str]:
+    """Every generated file's text by path relative to the repository root."""
+    files = {f"{DASHBOARD_DIR}/{name}": body for name, body in render_all().items()}
+    files[prometheus_rules.PATH] = prometheus_rules.render()
+    files.update(grafana_alerting.render_all())
+    return files
+
+
+def _stale(root: Path, rendered: dict[str, str]) -> list[str]:
     problems = []
     for name, body in rendered.items():
-        path = out / name
-        current = path.read_text() if path.exists() else ""
+        path = root / name
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
         if current != body:
             diff = difflib.unified_diff(
                 current.splitlines(), body.splitlines(), str(path), "rendered", lineterm=""
             )
             problems.append("\n".join(list(diff)[:40]))
-    extra = sorted(p.name for p in out.glob("*.json") if p.name not in rendered)
-    problems += [f"{out / name}: not produced by this script (remove it or add a builder)" for name in extra]
+    for folder, pattern in OWNED.items():
+        for path in sorted((root / folder).glob(pattern)):
+            if path.relative_to(root).as_posix() not in rendered:
+                problems.append(f"{path}: not produced by this script (remove it or add a builder)")
     return problems
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail when the committed JSON is stale")
-    parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: grafana/dashboards)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is stale")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root to write or check")
     args = parser.parse_args(argv)
-    rendered = render_all()
+    rendered = outputs()
     if args.check:
-        problems = _stale(args.out, rendered)
+        problems = _stale(args.root, rendered)
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
-            print("dashboards are stale: run python scripts/build_dashboards.py", file=sys.stderr)
+            print("generated files are stale: run python scripts/build_dashboards.py", file=sys.stderr)
         return 1 if problems else 0
-    args.out.mkdir(parents=True, exist_ok=True)
     for name, body in rendered.items():
-        (args.out / name).write_text(body)
-        print(f"wrote {args.out / name}")
+        path = args.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != body:
+            path.write_text(body, encoding="utf-8")
+            print(f"wrote {path}")
     return 0
 
 

@@ -40,9 +40,11 @@ Severity = Literal["page", "ticket", "info"]
 class Alert:
     """One alert, as both Prometheus and Grafana evaluate it.
 
-    ``labels``: the labels of the series ``query`` returns (one alert instance each); the integration test
-    checks them against a real Prometheus. ``panel``: (dashboard uid, panel title) of the time series
-    panel Grafana shows the alert on. ``meaning``: one line for the runbooks panel and the docs.
+    ``labels``: the labels every series ``query`` returns carries (one alert instance each; the integration
+    test checks them against a real Prometheus); ``optional``: labels some series carry and others do not
+    (an empty label is no label), which annotations may only use under ``{{ if }}``. ``panel``: (dashboard
+    uid, panel title) of the time series panel Grafana shows the alert on. ``meaning``: one line for the
+    runbooks panel and the docs.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Alert:
     description: str
     meaning: str
     panel: tuple[str, str]
+    optional: tuple[str, ...] = ()
 
     @property
     def expr(self) -> str:
@@ -127,12 +130,16 @@ ALERTS: tuple[Alert, ...] = (
         0.1,
         "10m",
         "ticket",
-        ("model", "reason"),
-        "spex-monitor drops {{ $labels.model }} samples ({{ $labels.reason }})",
+        ("reason",),
+        "spex-monitor drops {{ if $labels.model }}{{ $labels.model }} {{ end }}samples "
+        "({{ $labels.reason }})",
         "{{ $value | humanize }}/s observations or candidates are lost for reason {{ $labels.reason }}. "
-        "Check: spex-monitor trace --model {{ $labels.model }}",
+        "Check: {{ if $labels.model }}spex-monitor trace --model {{ $labels.model }}{{ else }}the sidecar's "
+        "log: calls refused before a configured model was known (overloaded, invalid, unknown model or a "
+        "malformed event){{ end }}",
         "observations or candidates lost (queue, budget, errors)",
         (MODEL_UID, "Dropped/s by reason"),
+        optional=("model",),
     ),
     Alert(
         "BackendReplicaDown",

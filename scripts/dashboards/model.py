@@ -120,10 +120,11 @@ def model_drilldown() -> db.Dashboard:
                 [
                     f.shift_score(S),
                     f.shift_pvalue(S),
-                    f.order_shares(S, width=8),
-                    f.ndcg(S, width=8),
-                    f.input_drift(S, width=8),
-                    f.output_drift(S, width=8),
+                    f.alarmed_windows(S),  # InteractionShiftDetected's Grafana rule shows its state here
+                    f.order_shares(S),
+                    f.ndcg(S),
+                    f.input_drift(S),
+                    f.output_drift(S),
                 ],
             ),
             (

@@ -578,6 +578,54 @@ def test_dashboards_configmap_holds_exactly_the_repositorys_dashboards():
     }
 
 
+def test_grafana_alerts_configmap_carries_the_repositorys_rules_with_the_loader_label():
+    values = _values(CHART / "ci" / "standalone-local-cpu.yaml")
+    source = yaml.safe_load(
+        (ROOT / "grafana" / "provisioning" / "alerting" / "spex-monitor.yaml").read_text()
+    )
+    assert not [
+        d
+        for d in _docs(CHART / "ci" / "standalone-local-cpu.yaml")
+        if "-grafana-alerts" in d["metadata"]["name"]
+    ]
+    docs = _render(_with(values, **{"grafanaAlerts.enabled": True}))
+    configmap = _one(docs, "ConfigMap", "-grafana-alerts")
+    assert configmap["metadata"]["labels"]["grafana_alert"] == "1"
+    _validate_manifest(configmap)
+    (body,) = configmap["data"].values()
+    assert yaml.safe_load(body) == source, "defaults: the generated file unchanged"
+    # The loader label, the datasource uid, the folder and routing labels are the installer's.
+    custom = _render(
+        _with(
+            values,
+            **{
+                "grafanaAlerts.enabled": True,
+                "grafanaAlerts.label": "alerts",
+                "grafanaAlerts.labelValue": "spex",
+                "grafanaAlerts.namespace": "monitoring",
+                "grafanaAlerts.datasourceUid": "prometheus",
+                "grafanaAlerts.folder": "ML",
+                "grafanaAlerts.ruleLabels": {"team": "ml-platform"},
+            },
+        )
+    )
+    configmap = next(d for d in custom if d["metadata"]["name"].endswith("-grafana-alerts"))
+    assert (
+        configmap["metadata"]["labels"]["alerts"] == "spex"
+        and configmap["metadata"]["namespace"] == "monitoring"
+    )
+    (group,) = yaml.safe_load(next(iter(configmap["data"].values())))["groups"]
+    assert group["folder"] == "ML"
+    (source_group,) = source["groups"]
+    assert len(group["rules"]) == len(source_group["rules"])
+    for rule, original in zip(group["rules"], source_group["rules"], strict=True):
+        assert rule["labels"] == {**original["labels"], "team": "ml-platform"}
+        query, threshold = rule["data"]
+        assert query["datasourceUid"] == query["model"]["datasource"]["uid"] == "prometheus"
+        assert threshold["datasourceUid"] == "__expr__", "server-side expressions keep their uid"
+        assert rule["data"][0]["model"]["expr"] == original["data"][0]["model"]["expr"]
+
+
 # ------------------------------------------------------------------------- one source of truth, no drift
 def test_chart_copies_of_rules_and_dashboards_are_current(capsys: pytest.CaptureFixture[str]):
     code = _script("sync_chart_files").main(["--check"])
@@ -587,6 +635,8 @@ def test_chart_copies_of_rules_and_dashboards_are_current(capsys: pytest.Capture
 def _tree(root: Path, dashboards: dict[str, str]) -> None:
     (root / "prometheus" / "rules").mkdir(parents=True)
     (root / "prometheus" / "rules" / "spex-monitor.rules.yml").write_text("groups: []\n")
+    (root / "grafana" / "provisioning" / "alerting").mkdir(parents=True)
+    (root / "grafana" / "provisioning" / "alerting" / "spex-monitor.yaml").write_text("apiVersion: 1\n")
     (root / "grafana" / "dashboards").mkdir(parents=True)
     for name, text in dashboards.items():
         (root / "grafana" / "dashboards" / name).write_text(text)
@@ -610,6 +660,14 @@ def test_sync_script_copies_detects_staleness_and_removes_orphans(tmp_path: Path
     assert sync.main(["--check", "--root", str(tmp_path)]) == 1
     (tmp_path / "grafana" / "dashboards" / "b.json").write_text("{not json")
     with pytest.raises(SystemExit, match="b.json is not valid JSON"):
+        sync.main(["--root", str(tmp_path)])
+    (tmp_path / "grafana" / "dashboards" / "b.json").unlink()
+    assert sync.main(["--root", str(tmp_path)]) == 0
+    assert (files / "grafana-alerting" / "spex-monitor.yaml").read_text() == "apiVersion: 1\n"
+    (files / "grafana-alerting" / "old.yaml").write_text("apiVersion: 1\n")
+    assert sync.main(["--check", "--root", str(tmp_path)]) == 1, "an orphaned alert-rule copy"
+    (tmp_path / "grafana" / "provisioning" / "alerting" / "spex-monitor.yaml").write_text("groups: [\n")
+    with pytest.raises(SystemExit, match="spex-monitor.yaml is not valid YAML"):
         sync.main(["--root", str(tmp_path)])
 
 
