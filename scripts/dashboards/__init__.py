@@ -7,5 +7,7 @@ Layers, each importing only those above it:
 * ``panels``, ``infinity``: the panel vocabulary (time series, single number, the Infinity JSON query);
 * ``families``, ``infrastructure``: the panels each metric family is read with, for either scope;
 * ``layout``: what every dashboard shares (variables, links, rows, rendering);
-* ``overview``, ``model``: one short file per dashboard.
+* ``overview``, ``model``: one short file per dashboard;
+* ``prometheus_rules``, ``grafana_alerting`` (with ``yamltext``): the alerts rendered for Prometheus and for
+  Grafana's alerting (rules linked to their panels, example contact point and notification policy).
 """

@@ -140,6 +140,9 @@ def _json(builder) -> dict:  # noqa: ANN001 - any SDK builder
 
 
 def file_rule(alert: Alert, panels: dict[tuple[str, str], int]) -> dict:
+    """The rule as Grafana's provisioning file writes it (AlertRuleV1), linked to its panel.
+
+    Raises KeyError when ``alert.panel`` names no time series panel of the dashboards."""
     api = _json(rule(alert))
     api["dashboardUid"], api["panelId"] = alert.panel[0], panels[alert.panel]
     first = [key for key in RULE_KEYS if key in api]  # a reviewer's order; the data queries last

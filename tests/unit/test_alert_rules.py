@@ -28,6 +28,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import alerting as am
 from grafana_foundation_sdk.models import expr as em
 from grafana_foundation_sdk.models import prometheus as pm
+from test_dashboards import metric_names
 
 from spex_monitor.server.metrics import Metrics
 
@@ -217,7 +218,6 @@ def test_grafana_annotations_use_grafana_template_values_and_no_environment_vari
 
 def test_each_grafana_rule_links_to_the_time_series_panel_that_shows_it():
     dashboards = {d["uid"]: d for d in (json.loads(p.read_text()) for p in DASHBOARDS.glob("*.json"))}
-    metric_names = _test_dashboards().metric_names
     for title, rule in _grafana_rules().items():
         panels = {p["id"]: p for p in dashboards[rule["dashboardUid"]]["panels"]}
         panel = panels[rule["panelId"]]
@@ -232,15 +232,6 @@ def test_each_grafana_rule_links_to_the_time_series_panel_that_shows_it():
                 title,
                 "per-model alerts link the drill-down",
             )
-
-
-def _test_dashboards():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location(
-        "test_dashboards_helpers", Path(__file__).parent / "test_dashboards.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_example_contact_point_and_policy_decode_into_sdk_types_and_route_the_rules():
