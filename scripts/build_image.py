@@ -379,7 +379,9 @@ def build(args: argparse.Namespace) -> str:
     else:
         base, builder = ensure_bases(args.refresh_base)
     log("collecting wheels ...")
+    step = time.monotonic()
     wheels = build_wheelhouse(args.python, args.torch)
+    log(f"{len(list(wheels.glob('*.whl')))} wheels in {BUILD / 'wheels'} in {time.monotonic() - step:.0f} s")
     reference = f"{args.repository}:{args.tag or project_version()}"
     log(f"building {reference} on {base} ...")
     podman(
