@@ -14,9 +14,10 @@ Steps (each reused when its inputs did not change, so a second run is quick and 
 3. **Image**: ``podman build --network none --pull=never`` of ``Containerfile`` (Docker format, so the
    HEALTHCHECK is kept), OCI labels from ``pyproject.toml`` and git.
 
-Prints the image reference on stdout (everything else goes to stderr) and writes it to
-``build/image/image-ref``. Needs podman, runc, mmdebstrap (``make image-deps``); as root, or rootless podman
-with subuids set up. podman is run with ``scripts/image/containers.conf`` unless ``CONTAINERS_CONF`` is set.
+Prints the image reference on stdout (everything else goes to stderr) and, for the standard image (default
+``--torch`` and base), writes it to ``build/image/image-ref`` for the image test. Needs podman, runc,
+mmdebstrap (``make image-deps``); as root, or rootless podman with subuids set up. podman is run with
+``scripts/image/containers.conf`` unless ``CONTAINERS_CONF`` is set.
 """
 
 from __future__ import annotations
@@ -412,7 +413,9 @@ def build(args: argparse.Namespace) -> str:
     )
     size = int(podman("image", "inspect", "--format", "{{.Size}}", reference, capture=True).strip() or 0)
     log(f"{reference}: {size / 1e6:.0f} MB, built in {time.monotonic() - started:.0f} s")
-    (BUILD / "image-ref").write_text(reference + "\n")
+    if args.torch == DEFAULT_TORCH and not args.base_image:
+        # The standard (CPU, Debian base) image: the one make test and tests/integration/test_image.py use.
+        (BUILD / "image-ref").write_text(reference + "\n")
     return reference
 
 
