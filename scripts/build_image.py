@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -384,33 +385,24 @@ def build(args: argparse.Namespace) -> str:
     wheels = build_wheelhouse(args.python, args.torch)
     log(f"{len(list(wheels.glob('*.whl')))} wheels in {BUILD / 'wheels'} in {time.monotonic() - step:.0f} s")
     reference = f"{args.repository}:{args.tag or project_version()}"
+    info = {
+        "VERSION": project_version(),
+        "REVISION": git_revision(),
+        "SOURCE": SOURCE_URL,
+        "TORCH": torch_version(wheels),
+        "BASE_IMAGE": base,
+    }
+    # Also copied into the image before its labels: buildah (1.28) leaves build-argument values out of a
+    # LABEL step's cache key and would keep the previous revision's labels; a changed file rebuilds the step.
+    (BUILD / "build-info.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     log(f"building {reference} on {base} ...")
+    build_args = [f"--build-arg={key}={value}" for key, value in info.items()]
     podman(
-        "build",
-        "--format",
-        "docker",
-        "--network",
-        "none",
-        "--pull=never",
-        "--layers",
-        "--file",
-        str(ROOT / "Containerfile"),
-        "--tag",
-        reference,
-        "--build-arg",
-        f"BASE_IMAGE={base}",
-        "--build-arg",
-        f"BUILDER_IMAGE={builder}",
-        "--build-arg",
-        f"VERSION={project_version()}",
-        "--build-arg",
-        f"REVISION={git_revision()}",
-        "--build-arg",
-        f"SOURCE={SOURCE_URL}",
-        "--build-arg",
-        f"TORCH={torch_version(wheels)}",
+        "build", "--format", "docker", "--network", "none", "--pull=never", "--layers",
+        "--file", str(ROOT / "Containerfile"), "--tag", reference,
+        f"--build-arg=BUILDER_IMAGE={builder}", *build_args,
         str(ROOT),
-    )
+    )  # fmt: skip
     size = int(podman("image", "inspect", "--format", "{{.Size}}", reference, capture=True).strip() or 0)
     log(f"{reference}: {size / 1e6:.0f} MB, built in {time.monotonic() - started:.0f} s")
     if args.torch == DEFAULT_TORCH and not args.base_image:

@@ -191,6 +191,12 @@ def test_image_metadata_user_and_size(image: str) -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert labels["org.opencontainers.image.version"] == version
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", labels["org.opencontainers.image.revision"])
+    # The labels describe this build, not a cached earlier one: they match the build-info file inside.
+    shown = podman("run", "--rm", "--network", "none", "--entrypoint", "cat", image,
+                   "/opt/spex-monitor/build-info.json").stdout  # fmt: skip
+    built = json.loads(shown)
+    assert labels["org.opencontainers.image.revision"] == built["REVISION"]
+    assert labels["io.spex-monitor.torch"] == built["TORCH"]
     assert labels["org.opencontainers.image.source"].startswith("https://")
     assert labels["io.spex-monitor.torch"].endswith("+cpu")
     assert config["User"] == f"{UID}:{UID}"
