@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ..attribution import ValueFunctionError
+from ..attribution import BudgetTooSmallError, ValueFunctionError
 from ..backends.oip import BackendUnavailableError, ReplicaResponseError
 from ..monitor import InteractionMap, compare_maps
 from ..monitor.windows import baseline_from_windows
@@ -133,6 +133,8 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"backend: {exc}")
         except (ValueFunctionError, ReplicaResponseError) as exc:  # the model's answer, not the request
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"model output: {exc}"[:500])
+        except BudgetTooSmallError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"budget: {exc}"[:500])
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # a model or engine failure is ours, not the caller's: say so, stay up
