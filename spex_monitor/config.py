@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import EnvSettingsSource
+from pydantic_settings import EnvSettingsSource, SettingsError
 
 from .config_server import PortTLS, ServerConfig, Strict, TLSConfig
 from .patterns import PatternError, compile_linear
@@ -434,7 +434,12 @@ def apply_env(data: dict, environ: Mapping[str, str] | None = None) -> dict:
     list and mapping fields take JSON.
     """
     environ = os.environ if environ is None else environ
-    overlay = _decode_in_lists(_Environment(environ)(), [])
+    try:
+        values = _Environment(environ)()
+    except SettingsError as exc:  # a list or mapping field given something that is not JSON
+        reason = f"{exc}; list and mapping fields take JSON"
+        raise ConfigError("environment", [("<environment>", reason)]) from exc
+    overlay = _decode_in_lists(values, [])
     return _merge(data, overlay, [])
 
 

@@ -31,8 +31,8 @@ from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from .admission import OverloadCounter
 from .explainers import class_labels
-from .metrics import Metrics, trace_exemplar
-from .observations import VersionGate
+from .metrics import Metrics, finite, trace_exemplar
+from .observations import InvalidObservation, VersionGate, build_observation
 from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
 
@@ -60,6 +60,7 @@ class Sidecar:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.metrics.model_names = frozenset(m.name for m in settings.models)
         if settings.server.explain_in == "thread" and any(m.backend.kind == "local" for m in settings.models):
             import torch
 
@@ -172,7 +173,7 @@ class Sidecar:
         elif kind == "sampled":
             m.sampled.labels(model, version).inc()
         elif kind == "dropped":
-            m.dropped.labels(model, str(data["reason"])).inc(float(data.get("count", 1)))
+            m.drop(model, str(data["reason"]), float(data.get("count", 1)))
         elif kind == "store_error":
             m.store_write_errors.inc()
             m.store_degraded.set(1.0)
@@ -180,11 +181,14 @@ class Sidecar:
             lens = self.lens.get(model, "")
             exemplar = trace_exemplar(data.get("trace_id"))
             m.explanations.labels(model, version, lens, data["status"]).inc()
-            m.explanation_duration.labels(model, lens).observe(float(data["seconds"]), exemplar)
+            seconds = finite(data["seconds"])
+            if seconds is not None:
+                m.explanation_duration.labels(model, lens).observe(seconds, exemplar)
             if data["status"] == "ok":
                 m.ablation_inferences.labels(model, lens).inc(int(data["inferences"]))
-                if data["faithfulness"] is not None and data["faithfulness"] == data["faithfulness"]:
-                    m.faithfulness.labels(model, lens).observe(float(data["faithfulness"]), exemplar)
+                faithfulness = finite(data["faithfulness"])
+                if faithfulness is not None:  # never NaN or ±inf into a histogram
+                    m.faithfulness.labels(model, lens).observe(faithfulness, exemplar)
             m.budget_utilization.labels(model).set(self.monitor.budget.utilization())
 
     def _on_window(self, result: WindowResult) -> None:
@@ -362,11 +366,18 @@ class Sidecar:
         def on_infer(request, response) -> None:  # noqa: ANN001
             model = request.model_name
             if model not in versions:
-                self.metrics.dropped.labels(model, "unknown_model").inc()
+                self.metrics.drop(model, "unknown_model")  # label "": names come from callers
                 return
             labels = self.labels[model]
             for item in observations_from_infer(request, response, model, versions[model], labels):
-                self.monitor.observe(Observation(**item))
+                try:  # the same checks and limits as Observe (text size, Unicode, input kind)
+                    observation = build_observation(
+                        versions, gate=self.version_gate, kinds=self.lens, trace_id=None, **item
+                    )
+                except InvalidObservation:
+                    self.metrics.drop(model, "invalid")
+                    continue
+                self.monitor.observe(observation)
 
         self.proxy = OIPProxy(upstream, on_infer)
         self._proxy_server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)

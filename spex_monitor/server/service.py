@@ -23,7 +23,7 @@ from ..monitor.windows import baseline_from_windows
 from ..monitor.worker import Observation
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
-from .observations import InvalidObservation, build_observation
+from .observations import InvalidObservation, build_observation, check_input
 from .runner import ExplainWorkerLostError
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 fields=dict(request.fields.values) if kind == "fields" else None,
                 trace_id=request.trace_id,
                 gate=self.sidecar.version_gate,
+                kinds=self.sidecar.lens,
             ), ""
         except InvalidObservation as exc:
             return None, str(exc)
@@ -94,7 +95,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def Observe(self, request: pb.ObserveRequest, context: grpc.ServicerContext) -> pb.ObserveResponse:
         observation, problem = self._observation(request)
         if observation is None:
-            self.sidecar.metrics.dropped.labels(request.model or "", "invalid").inc()
+            self.sidecar.metrics.drop(request.model, "invalid")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         return pb.ObserveResponse(sampled=self.sidecar.monitor.observe(observation))
 
@@ -104,7 +105,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             observation, _ = self._observation(request)
             if observation is None:
                 rejected += 1
-                self.sidecar.metrics.dropped.labels(request.model or "", "invalid").inc()
+                self.sidecar.metrics.drop(request.model, "invalid")
                 continue
             observed += 1
             sampled += int(self.sidecar.monitor.observe(observation))
@@ -114,10 +115,15 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainResponse:
         self._model(request.model, context)
         kind = request.WhichOneof("input")
-        if kind is None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input: give text or fields")
-        if kind == "text" and not request.text.strip():
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text: empty")
+        try:
+            check_input(
+                request.model,
+                self.sidecar.lens.get(request.model),
+                request.text if kind == "text" else None,
+                dict(request.fields.values) if kind == "fields" else None,
+            )
+        except InvalidObservation as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if request.budget and request.budget < 16:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "budget: at least 16 (or 0 for the default)")
         began = time.perf_counter()
