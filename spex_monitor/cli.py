@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _trace(args: argparse.Namespace) -> int:
 
     from .protocol.v1 import monitor_pb2 as pb
 
-    stub = _stub(args.target)
+    stub = _stub(args)
     since = time.time() - _duration(args.since) if args.since else 0.0
     try:
         request = pb.GetShiftReportRequest(model=args.model, version=args.version)
@@ -151,12 +152,66 @@ def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: 
     )
 
 
-def _stub(target: str):  # noqa: ANN202
+TOKEN_ENV = "SPEX_MONITOR_TOKEN"
+
+
+def _token(args: argparse.Namespace) -> str:
+    """The bearer token: ``--token-file``, else ``$SPEX_MONITOR_TOKEN``, else the deprecated ``--token``
+    (visible to every local user in ``ps``; kept working, with a warning)."""
+    if getattr(args, "token_file", ""):
+        return Path(args.token_file).read_text().strip()
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV].strip()
+    if getattr(args, "token", ""):
+        print(
+            f"spex-monitor: --token shows the token in the process list; use --token-file or ${TOKEN_ENV}",
+            file=sys.stderr,
+        )
+        return str(args.token)
+    return ""
+
+
+def _stub(args: argparse.Namespace):  # noqa: ANN202
+    """A MonitorService stub for ``--target``: TLS with ``--tls-ca`` (mutual with ``--tls-cert/--tls-key``),
+    and the bearer token (if any) on every call."""
     import grpc
 
     from .protocol.v1 import monitor_pb2_grpc as pb_grpc
 
-    return pb_grpc.MonitorServiceStub(grpc.insecure_channel(target))
+    target = args.target
+    if args.tls_ca or args.tls_cert:
+        read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
+        credentials = grpc.ssl_channel_credentials(read(args.tls_ca), read(args.tls_key), read(args.tls_cert))
+        channel = grpc.secure_channel(target, credentials)
+    else:
+        channel = grpc.insecure_channel(target)
+    token = _token(args)
+    return pb_grpc.MonitorServiceStub(_with_token(channel, token) if token else channel)
+
+
+def _with_token(channel, token: str):  # noqa: ANN001, ANN202
+    """``channel`` with ``authorization: Bearer <token>`` added to every unary call."""
+    import collections
+
+    import grpc
+
+    fields = ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    details_type = collections.namedtuple("CallDetails", fields)  # noqa: PYI024
+
+    class BearerToken(grpc.UnaryUnaryClientInterceptor):
+        def intercept_unary_unary(self, continuation, details, request):  # noqa: ANN001, ANN202
+            metadata = [*(details.metadata or []), ("authorization", f"Bearer {token}")]
+            updated = details_type(
+                details.method,
+                details.timeout,
+                metadata,
+                details.credentials,
+                getattr(details, "wait_for_ready", None),
+                getattr(details, "compression", None),
+            )
+            return continuation(updated, request)
+
+    return grpc.intercept_channel(channel, BearerToken())
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -167,7 +222,7 @@ def _explain(args: argparse.Namespace) -> int:
     from .protocol.v1 import monitor_pb2 as pb
 
     try:
-        future = _stub(args.target).Explain.future(
+        future = _stub(args).Explain.future(
             pb.ExplainRequest(model=args.model, text=args.text, budget=args.budget, top_k=args.top),
             timeout=300,
         )
@@ -251,8 +306,7 @@ def _baseline(args: argparse.Namespace) -> int:
     from .monitor import InteractionMap
     from .protocol.v1 import monitor_pb2 as pb
 
-    stub = _stub(args.target)
-    metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
+    stub = _stub(args)
     try:
         if args.action in ("show", "export"):
             reply = stub.GetInteractionMap(
@@ -280,7 +334,7 @@ def _baseline(args: argparse.Namespace) -> int:
             now = time.time()
             request.time_range.since_unix = now - _duration(args.since)
             request.time_range.until_unix = now
-        reply = stub.SetBaseline(request, metadata=metadata, timeout=60)
+        reply = stub.SetBaseline(request, timeout=60)
         print(
             f"baseline set from {reply.source}: {reply.requests:.0f} requests, {reply.key_tuples} key tuples"
         )
@@ -324,6 +378,20 @@ def render_trace(report, stub, model: str, since: float = 0.0) -> str:  # noqa: 
     return "\n".join(lines)
 
 
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection (TLS and authorization)")
+    group.add_argument("--tls-ca", default="", metavar="CA.pem", help="verify the sidecar with this CA (TLS)")
+    group.add_argument("--tls-cert", default="", metavar="CERT.pem", help="client certificate (mutual TLS)")
+    group.add_argument("--tls-key", default="", metavar="KEY.pem", help="its private key")
+    group.add_argument(
+        "--token-file",
+        default="",
+        metavar="FILE",
+        help=f"bearer token of your role (admin / readers / explain); or set ${TOKEN_ENV}",
+    )
+    group.add_argument("--token", default="", help=argparse.SUPPRESS)  # deprecated: visible in `ps`
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spex-monitor",
@@ -355,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT.html",
         help="also write a self-contained HTML report: shift over time, what moved, both maps, requests",
     )
+    _connection_options(trace)
     trace.set_defaults(func=_trace)
     explain = commands.add_parser("explain", help="explain one input now, on the sidecar's model")
     explain.add_argument("text")
@@ -364,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--html", default="", help="also write an interaction bar chart to this file")
     explain.add_argument("--png", default="", help="also write the chart as a PNG (needs matplotlib)")
     explain.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    _connection_options(explain)
     explain.set_defaults(func=_explain)
     baseline = commands.add_parser("baseline", help="show, export, import or build the baseline")
     baseline.add_argument("action", choices=["show", "export", "import", "build"])
@@ -371,8 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--version", default="")
     baseline.add_argument("--file", default="baseline.spxm", help="for export/import")
     baseline.add_argument("--since", default="1h", help="for build: windows of the last 1h / 30m / 2d")
-    baseline.add_argument("--token", default="", help="admin token for import/build")
     baseline.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    _connection_options(baseline)
     baseline.set_defaults(func=_baseline)
     bench = commands.add_parser("bench", help="benchmarks: detection power of interaction shift vs drift")
     bench.add_argument("action", choices=["detection"])

@@ -7,17 +7,15 @@ starts explain workers and a ticker that closes windows. ``stop()`` drains and p
 
 from __future__ import annotations
 
-import json
 import logging
+import socket
 import threading
 import time
 from concurrent import futures
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import make_wsgi_app
 
 from ..backends.base import BatchTiming
 from ..config import ConfigError, Settings
@@ -30,7 +28,10 @@ from ..monitor.worker import Monitor, Observation, WindowResult
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from .admission import OverloadCounter
+from .asgi_thread import ASGIThread
+from .auth import Authorizer
 from .explainers import class_labels
+from .http import create_metrics_app
 from .metrics import Metrics, finite, trace_exemplar
 from .observations import InvalidObservation, VersionGate, build_observation
 from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
@@ -39,11 +40,6 @@ from .service import MonitorServicer
 log = logging.getLogger(__name__)
 # gRPC health service name of the store: NOT_SERVING while writes fail (Observe keeps serving)
 STORE_HEALTH_SERVICE = "spex_monitor.v1.Store"
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass
 
 
 def _redactor(settings: Settings) -> Redactor | None:
@@ -116,11 +112,13 @@ class Sidecar:
             first = settings.models[0]
             self.monitor.set_baseline(first.name, first.version, pinned, source=str(settings.baseline.file))
         self.last_reports: dict[tuple[str, str], dict] = {}
+        self._reports_lock = threading.Lock()  # the ticker writes last_reports, HTTP threads read it
+        self.authorizer = Authorizer(settings.server)
         self._grpc: grpc.Server | None = None
         self._proxy_server: grpc.Server | None = None
         self.proxy = None
         self.proxy_port = 0
-        self._http: WSGIServer | None = None
+        self._http: ASGIThread | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._health_servicer: health.HealthServicer | None = None
@@ -202,7 +200,7 @@ class Sidecar:
         if result.report is None:
             return
         self.metrics.record_report(window.model, window.version, result.report)
-        self.last_reports[(window.model, window.version)] = {
+        entry = {
             "model": window.model,
             "version": window.version,
             "window_id": result.window_id,
@@ -220,6 +218,8 @@ class Sidecar:
                 for c in result.report.top_contributors(10)
             ],
         }
+        with self._reports_lock:
+            self.last_reports[(window.model, window.version)] = entry
         if result.alarm:
             top = result.report.top_contributors(1)
             log.warning(
@@ -260,36 +260,44 @@ class Sidecar:
             self._health_servicer.set(STORE_HEALTH_SERVICE, status)
 
     # -------------------------------------------------------------------------------------- endpoints
-    def _http_app(self):  # noqa: ANN202
-        prometheus = make_wsgi_app(self.metrics.registry)
+    def top_interactions(self) -> list[dict]:
+        """Rows of ``/api/top-interactions``: each model's last report's strongest moves."""
+        with self._reports_lock:
+            reports = list(self.last_reports.values())
+        rows = []
+        for report in reports:
+            for c in report["top"]:
+                rows.append(
+                    {
+                        "model": report["model"],
+                        "version": report["version"],
+                        "p_value": report["p_value"],
+                        "alarm": report["alarm"],
+                        "interaction": " × ".join(c["keys"]),
+                        "baseline": c["baseline"],
+                        "window": c["window"],
+                        "delta": c["delta"],
+                        "exemplars": ", ".join(c["exemplars"]),
+                    }
+                )
+        return rows
 
-        def app(environ, start_response):  # noqa: ANN001, ANN202
-            if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-                start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
-                return [b"read-only endpoint\n"]
-            if environ.get("PATH_INFO") == "/api/top-interactions":
-                rows = []
-                for report in self.last_reports.values():
-                    for c in report["top"]:
-                        rows.append(
-                            {
-                                "model": report["model"],
-                                "version": report["version"],
-                                "p_value": report["p_value"],
-                                "alarm": report["alarm"],
-                                "interaction": " × ".join(c["keys"]),
-                                "baseline": c["baseline"],
-                                "window": c["window"],
-                                "delta": c["delta"],
-                                "exemplars": ", ".join(c["exemplars"]),
-                            }
-                        )
-                body = json.dumps(rows).encode()
-                start_response("200 OK", [("Content-Type", "application/json")])
-                return [body]
-            return prometheus(environ, start_response)
-
-        return app
+    def readiness(self) -> str | None:
+        """``None`` when what serving needs accepts connections (the proxy port when configured, else the
+        gRPC port), else why not. A TCP connect on loopback: it takes no gRPC worker thread."""
+        if self._stopping.is_set():
+            return "stopping"
+        proxied = self.settings.server.proxy_port is not None
+        name, port = ("OIP proxy", self.proxy_port) if proxied else ("gRPC", self.grpc_port)
+        if not port:
+            return f"the {name} port is not listening yet"
+        host = self.settings.server.host
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+        except OSError as exc:
+            return f"the {name} port {port} refuses connections ({exc.strerror or exc})"
+        return None
 
     def start(self) -> Sidecar:
         server_cfg = self.settings.server
@@ -333,13 +341,16 @@ class Sidecar:
         self._grpc.start()
         for name in ("", service_name, STORE_HEALTH_SERVICE):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._http = make_server(
-            server_cfg.host, server_cfg.metrics_port, self._http_app(), handler_class=_QuietHandler
+        self._http = ASGIThread(
+            create_metrics_app(self.metrics.registry, self.top_interactions, self.readiness, self.authorizer),
+            server_cfg.host,
+            server_cfg.metrics_port,
+            name="spex-metrics",
+            tls=server_cfg.port_tls("metrics"),
+            # client certificates are verified when offered, not required: kubelet probes /healthz
+            client_cert="optional" if server_cfg.metrics_tls == "inherit" else "required",
         )
-        self.metrics_port = self._http.server_port
-        http_thread = threading.Thread(target=self._http.serve_forever, name="spex-metrics", daemon=True)
-        http_thread.start()
-        self._threads.append(http_thread)
+        self.metrics_port = self._http.start()
         self.monitor.start(workers=server_cfg.workers)
         ticker = threading.Thread(target=self._ticker, name="spex-ticker", daemon=True)
         ticker.start()
@@ -386,11 +397,11 @@ class Sidecar:
         self._proxy_server.start()
 
     def _start_events(self, host: str, port: int) -> None:
-        from .asgi_thread import ASGIThread
         from .events import EventReceiver, create_app
 
         self.events = EventReceiver.from_sidecar(self)
-        self._events_server = ASGIThread(create_app(self.events), host, port, name="spex-events")
+        tls = self.settings.server.port_tls("events")
+        self._events_server = ASGIThread(create_app(self.events), host, port, name="spex-events", tls=tls)
         self.events_port = self._events_server.start()
         log.info("KServe inference-logger receiver on http://%s:%d/", host, self.events_port)
 
@@ -407,8 +418,7 @@ class Sidecar:
         if self.runner is not None:
             self.runner.close()
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.stop(grace_s)
         for thread in self._threads:
             thread.join(grace_s)
         self.store.close()

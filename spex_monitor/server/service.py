@@ -4,12 +4,12 @@ Errors map to status codes with the offending field named: INVALID_ARGUMENT (bad
 RESOURCE_EXHAUSTED (oversized messages, enforced by the server's limits; more calls at once than
 ``server.max_concurrent_rpcs``), UNAVAILABLE (backend down), FAILED_PRECONDITION (no baseline yet; the
 model answered with NaN/inf or the wrong shape — the caller's input was fine), NOT_FOUND (no such
-window), PERMISSION_DENIED (mutations without the admin token when one is configured).
+window), PERMISSION_DENIED (a caller without the role the method needs: admin, readers or explain; see
+``auth.py``).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from ..monitor.windows import baseline_from_windows
 from ..monitor.worker import Observation
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
+from .auth import Caller, Role
 from .observations import InvalidObservation, build_observation, check_input
 from .runner import ExplainWorkerLostError
 
@@ -47,30 +48,13 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             )
         return name
 
-    def _authorize(self, context: grpc.ServicerContext) -> None:
-        """Mutating RPCs: a bearer token or an allowed client-certificate identity; with neither
-        configured, only callers on the loopback interface (an operator inside the pod)."""
-        server = self.sidecar.settings.server
-        token, identities = server.admin_token, set(server.admin_identities)
-        if token:
-            metadata = dict(context.invocation_metadata() or ())
-            if hmac.compare_digest(str(metadata.get("authorization", "")), f"Bearer {token}"):
-                return
-        if identities:
-            auth = context.auth_context() or {}
-            names = {
-                value.decode(errors="replace")
-                for key in ("x509_common_name", "x509_subject_alternative_name")
-                for value in auth.get(key, ())
-            }
-            if names & identities:
-                return
-        if not token and not identities and _is_loopback(context.peer()):
-            return
-        context.abort(
-            grpc.StatusCode.PERMISSION_DENIED,
-            "authorization: a valid admin token or an allowed client certificate is required",
-        )
+    def _require(self, context: grpc.ServicerContext, role: Role) -> Caller:
+        """The caller, if it holds ``role`` (see :mod:`.auth`); else PERMISSION_DENIED."""
+        authorizer = self.sidecar.authorizer
+        caller = authorizer.grpc_caller(context)
+        if not caller.holds(role):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, authorizer.denial(role))
+        return caller
 
     def _observation(self, request: pb.ObserveRequest) -> tuple[Observation | None, str]:
         kind = request.WhichOneof("input")
@@ -113,6 +97,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
 
     # ---------------------------------------------------------------------------------------- explain
     def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainResponse:
+        self._require(context, "explain")
         self._model(request.model, context)
         kind = request.WhichOneof("input")
         try:
@@ -165,6 +150,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def GetShiftReport(
         self, request: pb.GetShiftReportRequest, context: grpc.ServicerContext
     ) -> pb.ShiftReport:
+        self._require(context, "readers")
         self._model(request.model, context)
         version = request.version or self.sidecar.settings.model(request.model).version
         baseline = self.sidecar.monitor.baseline(request.model, version)
@@ -205,6 +191,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def GetInteractionMap(
         self, request: pb.GetInteractionMapRequest, context: grpc.ServicerContext
     ) -> pb.InteractionMapResponse:
+        self._require(context, "readers")
         self._model(request.model, context)
         version = request.version or self.sidecar.settings.model(request.model).version
         if request.baseline:
@@ -223,7 +210,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def SetBaseline(
         self, request: pb.SetBaselineRequest, context: grpc.ServicerContext
     ) -> pb.SetBaselineResponse:
-        self._authorize(context)
+        self._require(context, "admin")
         self._model(request.model, context)
         version = request.version or self.sidecar.settings.model(request.model).version
         source = request.WhichOneof("source")
@@ -254,6 +241,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def ListShiftReports(
         self, request: pb.ListShiftReportsRequest, context: grpc.ServicerContext
     ) -> pb.ListShiftReportsResponse:
+        self._require(context, "readers")
         self._model(request.model, context)
         if request.limit > MAX_REPORTS:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit: at most {MAX_REPORTS}")
@@ -268,6 +256,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def ListExplanations(
         self, request: pb.ListExplanationsRequest, context: grpc.ServicerContext
     ) -> pb.ListExplanationsResponse:
+        self._require(context, "readers")
         self._model(request.model, context)
         if request.limit > 1000:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit: at most 1000")
@@ -285,18 +274,18 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 inferences=record.inferences,
                 trace_id=record.trace_id or "",
             )
-            strongest = sorted(((t, c) for t, c in record.terms.items() if t), key=lambda tc: -abs(tc[1]))[:5]
+            ranked = sorted(((t, c) for t, c in record.terms.items() if t), key=lambda tc: -abs(tc[1]))
+            strongest = ranked[:5]
+            if key is not None:  # show the queried tuple's own terms first: why this explanation matched
+                wanted = tuple(sorted(key))
+                matching = [(t, c) for t, c in ranked if tuple(sorted(record.keys[i] for i in t)) == wanted]
+                strongest = matching + [tc for tc in strongest if tc not in matching][: 5 - len(matching)]
             for term, coef in strongest:
                 summary.top.add(keys=[record.keys[i] for i in term], features=list(term), fourier=coef)
         return response
 
 
 MAX_REPORTS = 500
-
-
-def _is_loopback(peer: str) -> bool:
-    """gRPC peer strings: ``ipv4:127.0.0.1:5123``, ``ipv6:[::1]:5123``, ``unix:/path``."""
-    return peer.startswith(("ipv4:127.", "ipv6:[::1]", "unix:"))
 
 
 def _report_message(model: str, version: str, window_id: int, report: Any, alarm: bool) -> pb.ShiftReport:

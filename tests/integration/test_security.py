@@ -172,11 +172,16 @@ def test_oip_backend_talks_tls_to_its_replica_and_refuses_an_unknown_ca(pki):
         replica.stop()
 
 
-def test_without_token_or_identities_only_loopback_callers_may_mutate():
-    from spex_monitor.server.service import _is_loopback
+def test_the_loopback_rule_trusts_exactly_127_0_0_1_and_ipv6_loopback():
+    """Issue 23 §6: any 127.* peer was trusted (a mesh hands remote callers over from 127.0.0.6), and IPv6
+    loopback as grpcio reports it (ipv6:%5B::1%5D:port) was not recognised."""
+    from spex_monitor.server.auth import is_loopback_peer
 
-    assert _is_loopback("ipv4:127.0.0.1:5000") and _is_loopback("ipv6:[::1]:5000")
-    assert not _is_loopback("ipv4:10.1.2.3:5000") and not _is_loopback("ipv6:[fe80::1]:5000")
+    for peer in ("ipv4:127.0.0.1:5000", "ipv6:%5B::1%5D:5000", "ipv6:[::1]:5000", "unix:/run/x.sock"):
+        assert is_loopback_peer(peer), peer
+    assert is_loopback_peer("ipv6:%5B::ffff:127.0.0.1%5D:5000")  # IPv4-mapped
+    for peer in ("ipv4:127.0.0.6:5000", "ipv4:10.1.2.3:5000", "ipv6:%5Bfe80::1%5D:5000", "ipv4:127.1.2.3:1"):
+        assert not is_loopback_peer(peer), peer
 
 
 def test_client_library_connects_over_mutual_tls(secure_sidecar, pki):
