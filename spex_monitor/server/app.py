@@ -32,6 +32,7 @@ from .asgi_thread import ASGIThread
 from .auth import Authorizer
 from .explainers import class_labels
 from .http import create_metrics_app
+from .limits import PriorityExecutor
 from .metrics import Metrics, finite, trace_exemplar
 from .observations import InvalidObservation, VersionGate, build_observation
 from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
@@ -115,6 +116,7 @@ class Sidecar:
         self._reports_lock = threading.Lock()  # the ticker writes last_reports, HTTP threads read it
         self.authorizer = Authorizer(settings.server)
         self._grpc: grpc.Server | None = None
+        self._servicer: MonitorServicer | None = None
         self._proxy_server: grpc.Server | None = None
         self.proxy = None
         self.proxy_port = 0
@@ -141,12 +143,16 @@ class Sidecar:
         fields: dict[str, float] | None = None,
         budget: int | None = None,
         max_order: int | None = None,
+        deadline: float | None = None,
     ) -> ExplainOutcome:
-        """Explain one input on the runner; record its backend batches and replica health."""
+        """Explain one input on the runner; record its backend batches and replica health.
+
+        ``deadline``: ``time.time()`` seconds after which the engine stops (:class:`ExplainDeadlineError`).
+        """
         if self.runner is None:
             raise RuntimeError("the sidecar is not started")
         try:
-            outcome = self.runner.explain(model, text, fields, budget, max_order)
+            outcome = self.runner.explain(model, text, fields, budget, max_order, deadline)
         except Exception as exc:
             self._health.update(getattr(exc, "health", {}))
             self._record_batches(getattr(exc, "batches", []))
@@ -313,14 +319,15 @@ class Sidecar:
             self.overload = OverloadCounter(limit, lambda _method: overloaded.inc())
             interceptors.append(self.overload)
         self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=16),
+            PriorityExecutor(server_cfg.grpc_threads),  # health checks never wait behind user calls
             options=options,
             interceptors=interceptors,
             maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs,
         )
         if self.overload is not None:
             self.overload.bind(self._grpc)
-        pb_grpc.add_MonitorServiceServicer_to_server(MonitorServicer(self), self._grpc)
+        self._servicer = MonitorServicer(self)
+        pb_grpc.add_MonitorServiceServicer_to_server(self._servicer, self._grpc)
         health_servicer = self._health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self._grpc)
         service_name = pb.DESCRIPTOR.services_by_name["MonitorService"].full_name
@@ -414,6 +421,8 @@ class Sidecar:
             self.proxy.close()
         if self._grpc is not None:
             self._grpc.stop(grace_s).wait(grace_s)
+        if self._servicer is not None:
+            self._servicer.close()
         self.monitor.shutdown()
         if self.runner is not None:
             self.runner.close()

@@ -52,6 +52,7 @@ class ExplainRunner(Protocol):
         fields: dict[str, float] | None = None,
         budget: int | None = None,
         max_order: int | None = None,
+        deadline: float | None = None,
     ) -> ExplainOutcome: ...
 
     def close(self) -> None: ...
@@ -112,8 +113,11 @@ def _run(
     fields: dict[str, float] | None,
     budget: int | None,
     max_order: int | None,
+    deadline: float | None = None,
 ) -> ExplainOutcome:
-    result, keys, target = explainer.explain(text=text, fields=fields, budget=budget, max_order=max_order)
+    result, keys, target = explainer.explain(
+        text=text, fields=fields, budget=budget, max_order=max_order, deadline=deadline
+    )
     return ExplainOutcome(result, keys, target, explainer.label_name(target), health=_health(explainer))
 
 
@@ -148,9 +152,10 @@ class ThreadRunner:
         fields: dict[str, float] | None = None,
         budget: int | None = None,
         max_order: int | None = None,
+        deadline: float | None = None,
     ) -> ExplainOutcome:
         try:
-            outcome = _run(self.explainers[model], text, fields, budget, max_order)
+            outcome = _run(self.explainers[model], text, fields, budget, max_order, deadline)
         except Exception as exc:
             exc.batches = self._drain()  # type: ignore[attr-defined]  # failed calls still used the model
             raise
@@ -199,12 +204,13 @@ def _worker_explain(
     fields: dict[str, float] | None,
     budget: int | None,
     max_order: int | None,
+    deadline: float | None = None,
 ) -> ExplainOutcome:
     _check_worker()
     _worker_batches.clear()
     explainer = _worker_explainers[model]
     try:
-        outcome = _run(explainer, text, fields, budget, max_order)
+        outcome = _run(explainer, text, fields, budget, max_order, deadline)
     except Exception as exc:
         exc.health = _health(explainer)  # type: ignore[attr-defined]  # pickled with the exception
         exc.batches = list(_worker_batches)  # type: ignore[attr-defined]
@@ -268,13 +274,14 @@ class ProcessRunner:
         fields: dict[str, float] | None = None,
         budget: int | None = None,
         max_order: int | None = None,
+        deadline: float | None = None,
     ) -> ExplainOutcome:
         with self._lock:
             if self._pool is None:
                 raise RuntimeError("explain runner is not started (or was closed)")
             pool = self._pool
         try:
-            return pool.submit(_worker_explain, model, text, fields, budget, max_order).result()
+            return pool.submit(_worker_explain, model, text, fields, budget, max_order, deadline).result()
         except BrokenProcessPool as exc:
             self._replace(pool)
             raise ExplainWorkerLostError("an explain worker process died; workers restarted") from exc

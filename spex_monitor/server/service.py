@@ -24,6 +24,8 @@ from ..monitor.worker import Observation
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from .auth import Caller, Role
+from .explain_rpc import ExplainAdmission, Refusal
+from .limits import Slots, StreamWatchdog
 from .observations import InvalidObservation, build_observation, check_input
 from .runner import ExplainWorkerLostError
 
@@ -33,9 +35,38 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _capped(method: Any) -> Any:
+    """Run a read RPC within ``server.max_concurrent_reads`` (RESOURCE_EXHAUSTED at once beyond it)."""
+
+    def wrapper(self: MonitorServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        if not self.reads.acquire():
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"reads: {self.reads.limit} read calls are running (server.max_concurrent_reads)",
+            )
+        try:
+            return method(self, request, context)
+        finally:
+            self.reads.release()
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
 class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def __init__(self, sidecar: Sidecar) -> None:
+        server = sidecar.settings.server
         self.sidecar = sidecar
+        self.reads = Slots(server.max_concurrent_reads)
+        self.streams = Slots(server.max_streams)
+        self.watchdog = StreamWatchdog(server.stream_idle_timeout_s)
+        self.stream_max_s = server.stream_max_duration_s
+        self.explain_admission = ExplainAdmission(sidecar)
+
+    def close(self) -> None:
+        self.watchdog.close()
+        self.explain_admission.close()
 
     # ---------------------------------------------------------------------------------------- helpers
     def _model(self, name: str, context: grpc.ServicerContext, field: str = "model") -> str:
@@ -84,20 +115,36 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         return pb.ObserveResponse(sampled=self.sidecar.monitor.observe(observation))
 
     def ObserveStream(self, request_iterator: Any, context: grpc.ServicerContext) -> pb.ObserveStreamResponse:
+        """Streams are capped (``server.max_streams``), cancelled after ``stream_idle_timeout_s`` without a
+        message, and answered after ``stream_max_duration_s`` (later messages are not read)."""
+        if not self.streams.acquire():
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"stream: {self.streams.limit} ObserveStream calls are open (server.max_streams)",
+            )
+        key = self.watchdog.watch(context)
+        ends = time.monotonic() + self.stream_max_s
         observed = sampled = rejected = 0
-        for request in request_iterator:
-            observation, _ = self._observation(request)
-            if observation is None:
-                rejected += 1
-                self.sidecar.metrics.drop(request.model, "invalid")
-                continue
-            observed += 1
-            sampled += int(self.sidecar.monitor.observe(observation))
+        try:
+            for request in request_iterator:
+                self.watchdog.touch(key)
+                observation, _ = self._observation(request)
+                if observation is None:
+                    rejected += 1
+                    self.sidecar.metrics.drop(request.model, "invalid")
+                else:
+                    observed += 1
+                    sampled += int(self.sidecar.monitor.observe(observation))
+                if time.monotonic() > ends:
+                    break
+        finally:
+            self.watchdog.forget(key)
+            self.streams.release()
         return pb.ObserveStreamResponse(observed=observed, sampled=sampled, rejected=rejected)
 
     # ---------------------------------------------------------------------------------------- explain
     def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainResponse:
-        self._require(context, "explain")
+        caller = self._require(context, "explain")
         self._model(request.model, context)
         kind = request.WhichOneof("input")
         try:
@@ -109,17 +156,21 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             )
         except InvalidObservation as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if request.budget and request.budget < 16:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "budget: at least 16 (or 0 for the default)")
+        admission = self.explain_admission
+        budget = admission.check_request(request.budget, request.max_order, context)
         began = time.perf_counter()
         try:
-            outcome = self.sidecar.explain(
-                request.model,
+            outcome = admission.run(
+                caller,
+                context,
+                model=request.model,
                 text=request.text if kind == "text" else None,
                 fields=dict(request.fields.values) if kind == "fields" else None,
-                budget=request.budget or None,
+                budget=budget,
                 max_order=request.max_order or None,
             )
+        except Refusal as refusal:
+            context.abort(refusal.code, refusal.details)
         except (BackendUnavailableError, ExplainWorkerLostError) as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"backend: {exc}")
         except (ValueFunctionError, ReplicaResponseError) as exc:  # the model's answer, not the request
@@ -147,6 +198,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         return response
 
     # ----------------------------------------------------------------------------------------- reports
+    @_capped
     def GetShiftReport(
         self, request: pb.GetShiftReportRequest, context: grpc.ServicerContext
     ) -> pb.ShiftReport:
@@ -188,6 +240,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no shift report yet")
         return _stored_report_message(request.model, version, reports[-1])
 
+    @_capped
     def GetInteractionMap(
         self, request: pb.GetInteractionMapRequest, context: grpc.ServicerContext
     ) -> pb.InteractionMapResponse:
@@ -238,6 +291,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         self.sidecar.monitor.set_baseline(request.model, version, baseline, source=label)
         return pb.SetBaselineResponse(requests=baseline.requests, key_tuples=len(baseline), source=label)
 
+    @_capped
     def ListShiftReports(
         self, request: pb.ListShiftReportsRequest, context: grpc.ServicerContext
     ) -> pb.ListShiftReportsResponse:
@@ -253,6 +307,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             response.reports.append(_stored_report_message(request.model, item["version"], item))
         return response
 
+    @_capped
     def ListExplanations(
         self, request: pb.ListExplanationsRequest, context: grpc.ServicerContext
     ) -> pb.ListExplanationsResponse:

@@ -8,6 +8,7 @@ import inspect
 import pickle
 import pkgutil
 
+import grpc
 import numpy as np
 import pytest
 
@@ -32,6 +33,7 @@ EXAMPLES = {
     "ReplicaResponseError": ("bad shape",),
     "PatternError": ("not RE2",),
     "MapTooLargeError": ("map: too large",),
+    "Refusal": (grpc.StatusCode.RESOURCE_EXHAUSTED, "explain: busy"),
 }
 
 
