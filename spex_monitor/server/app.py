@@ -23,6 +23,7 @@ from ..monitor.budget import Budget
 from ..monitor.redaction import Redactor, load_hook
 from ..monitor.sampling import StratifiedSampler
 from ..monitor.store import SQLiteStore
+from ..monitor.vocabulary import DocumentFrequency
 from ..monitor.windows import TumblingWindows
 from ..monitor.worker import Monitor, Observation, WindowResult
 from ..protocol.v1 import monitor_pb2 as pb
@@ -34,7 +35,7 @@ from .explainers import class_labels
 from .http import create_metrics_app
 from .limits import PriorityExecutor
 from .metrics import Metrics, finite, trace_exemplar
-from .observations import InvalidObservation, VersionGate, build_observation
+from .observations import InvalidObservation, VersionGate, build_observation, explainable
 from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
 
@@ -105,11 +106,19 @@ class Sidecar:
             on_window=self._on_window,
             on_event=self._on_event,
             redact=_redactor(settings),
+            vocabulary=DocumentFrequency(settings.store.min_document_frequency),
+            log_content=settings.server.log_request_content,
         )
         if settings.baseline.file is not None:
             from ..monitor import InteractionMap
 
             pinned = InteractionMap.from_bytes(settings.baseline.file.read_bytes())
+            if pinned.requests < settings.baseline.min_window_requests:
+                reason = (
+                    f"the map holds {pinned.requests:g} explained requests; at least "
+                    f"{settings.baseline.min_window_requests} (baseline.min_window_requests) are needed"
+                )
+                raise ConfigError("baseline.file", [("baseline.file", reason)])
             first = settings.models[0]
             self.monitor.set_baseline(first.name, first.version, pinned, source=str(settings.baseline.file))
         self.last_reports: dict[tuple[str, str], dict] = {}
@@ -133,6 +142,7 @@ class Sidecar:
 
     # ------------------------------------------------------------------------------------- monitor glue
     def _explain(self, observation: Observation):  # noqa: ANN202
+        explainable(observation.text)  # a failed (counted) explanation, not minutes of a worker's CPU
         outcome = self.explain(observation.model, text=observation.text, fields=observation.fields)
         return outcome.result, outcome.keys
 
@@ -215,7 +225,7 @@ class Sidecar:
             "alarm": result.alarm,
             "top": [
                 {
-                    "keys": list(c.key),
+                    "keys": list(self.monitor.public_key(c.key)),
                     "baseline": c.baseline,
                     "window": c.window,
                     "delta": c.delta,
@@ -228,12 +238,15 @@ class Sidecar:
             self.last_reports[(window.model, window.version)] = entry
         if result.alarm:
             top = result.report.top_contributors(1)
+            shown = self.monitor.public_key(top[0].key) if top else None
             log.warning(
-                "interaction shift: model=%s version=%s p=%.4g top=%s",
+                "interaction shift: model=%s version=%s window=%s p=%.4g%s",
                 window.model,
                 window.version,
+                result.window_id,
                 result.report.p_value,
-                top[0].key if top else None,
+                # words stay out of logs unless server.log_request_content (trace shows them to readers)
+                f" top={shown}" if self.settings.server.log_request_content else "",
             )
 
     def _update_backend_health(self) -> None:

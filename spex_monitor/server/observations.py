@@ -20,6 +20,9 @@ MAX_TEXT = 200_000
 MAX_LABEL = 128
 MAX_FIELDS = 1024
 MAX_VERSIONS_PER_MODEL = 16
+# Longest word (no whitespace) an explanation takes: the lens's key normaliser
+# (lenses.features.normalize_key) is quadratic in a word's length (21 s at 20,000 characters).
+MAX_EXPLAINED_WORD = 1000
 _VERSION = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 
 
@@ -35,6 +38,18 @@ def unicode_problem(value: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"not valid Unicode (a lone surrogate at character {exc.start})"
     return None
+
+
+def explainable(text: str | None) -> None:
+    """Refuse text the lens cannot explain in linear time: a word over :data:`MAX_EXPLAINED_WORD` chars."""
+    if text is None:
+        return
+    longest = max((len(word) for word in text.split()), default=0)
+    if longest > MAX_EXPLAINED_WORD:
+        raise InvalidObservation(
+            f"text: a word of {longest} characters without whitespace; at most {MAX_EXPLAINED_WORD} are "
+            "explained"
+        )
 
 
 def check_input(

@@ -26,7 +26,7 @@ from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from .auth import Caller, Role
 from .explain_rpc import ExplainAdmission, Refusal
 from .limits import Slots, StreamWatchdog
-from .observations import InvalidObservation, build_observation, check_input
+from .observations import InvalidObservation, build_observation, check_input, explainable
 from .runner import ExplainWorkerLostError
 
 if TYPE_CHECKING:
@@ -154,6 +154,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 request.text if kind == "text" else None,
                 dict(request.fields.values) if kind == "fields" else None,
             )
+            explainable(request.text if kind == "text" else None)
         except InvalidObservation as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         admission = self.explain_admission
@@ -226,16 +227,18 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 baseline_from_windows(maps),
                 n_permutations=self.sidecar.settings.baseline.n_permutations,
             )
-            return _report_message(
+            message = _report_message(
                 request.model,
                 version,
                 0,
                 report,
                 report.p_value < self.sidecar.settings.baseline.alarm_p_value,
             )
-        reports = [r for r in store.reports(request.model) if r["version"] == version]
-        if request.window_id:
-            reports = [r for r in reports if r["window_id"] == request.window_id]
+            for contributor in message.top_contributors:
+                public = self.sidecar.monitor.public_key(tuple(contributor.keys))
+                contributor.keys[:] = list(public)
+            return message
+        reports = store.reports(request.model, version=version, window_id=request.window_id or None, limit=1)
         if not reports:
             context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no shift report yet")
         return _stored_report_message(request.model, version, reports[-1])
@@ -252,12 +255,13 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             if found is None:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, "baseline: none yet")
         else:
-            windows = self.sidecar.store.windows(request.model, version)
-            if request.window_id:
-                windows = [w for w in windows if w[0] == request.window_id]
+            windows = self.sidecar.store.windows(
+                request.model, version, window_id=request.window_id or None, latest=not request.window_id
+            )
             if not windows:
                 context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no such window")
             found = windows[-1][3]
+        found = self.sidecar.monitor.public_map(found)  # rare words (names, PINs) never leave the process
         return pb.InteractionMapResponse(map=found.to_bytes(), requests=found.requests, key_tuples=len(found))
 
     def SetBaseline(
@@ -274,9 +278,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"map: {exc}")
             label = "uploaded map"
         elif source == "window_id":
-            windows = [
-                w for w in self.sidecar.store.windows(request.model, version) if w[0] == request.window_id
-            ]
+            windows = self.sidecar.store.windows(request.model, version, window_id=request.window_id)
             if not windows:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"window_id: no window {request.window_id}")
             baseline, label = windows[0][3], f"window {request.window_id}"
@@ -288,6 +290,13 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             baseline, label = baseline_from_windows(maps), f"windows {since:.0f}..{until:.0f}"
         else:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "source: give time_range, window_id or map")
+        minimum = self.sidecar.settings.baseline.min_window_requests
+        if baseline.requests < minimum:  # an empty baseline would silence every later alarm (p = 1)
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{source}: the baseline holds {baseline.requests:g} explained requests; at least {minimum} "
+                "(baseline.min_window_requests) are needed",
+            )
         self.sidecar.monitor.set_baseline(request.model, version, baseline, source=label)
         return pb.SetBaselineResponse(requests=baseline.requests, key_tuples=len(baseline), source=label)
 
@@ -299,11 +308,14 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         self._model(request.model, context)
         if request.limit > MAX_REPORTS:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit: at most {MAX_REPORTS}")
-        stored = self.sidecar.store.reports(request.model, since=request.since_unix)
-        if request.version:
-            stored = [r for r in stored if r["version"] == request.version]
+        stored = self.sidecar.store.reports(
+            request.model,
+            since=request.since_unix,
+            version=request.version or None,
+            limit=request.limit or MAX_REPORTS,
+        )
         response = pb.ListShiftReportsResponse()
-        for item in stored[-(request.limit or MAX_REPORTS) :]:
+        for item in stored:
             response.reports.append(_stored_report_message(request.model, item["version"], item))
         return response
 
@@ -333,14 +345,19 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             strongest = ranked[:5]
             if key is not None:  # show the queried tuple's own terms first: why this explanation matched
                 wanted = tuple(sorted(key))
-                matching = [(t, c) for t, c in ranked if tuple(sorted(record.keys[i] for i in t)) == wanted]
+                matching = [(t, c) for t, c in ranked if tuple(sorted(_key(record, i) for i in t)) == wanted]
                 strongest = matching + [tc for tc in strongest if tc not in matching][: 5 - len(matching)]
             for term, coef in strongest:
-                summary.top.add(keys=[record.keys[i] for i in term], features=list(term), fourier=coef)
+                summary.top.add(keys=[_key(record, i) for i in term], features=list(term), fourier=coef)
         return response
 
 
 MAX_REPORTS = 500
+
+
+def _key(record: Any, index: int) -> str:
+    """A stored explanation's key for feature ``index`` ("" once its words expired with the text TTL)."""
+    return record.keys[index] if index < len(record.keys) else ""
 
 
 def _report_message(model: str, version: str, window_id: int, report: Any, alarm: bool) -> pb.ShiftReport:

@@ -165,3 +165,35 @@ def test_the_proxy_path_applies_the_observe_limits(stack):
         ) or 0.0
         time.sleep(0.02)
     assert dropped == dropped_before + 2
+
+
+def test_adversarial_texts_on_each_entry_path_leave_the_serving_path_fast(stack, stub):
+    """Issue 23 §1: Observe of 100k x "a" took 10.1 s (a proxied call meanwhile 9.65 s instead of 0.011 s);
+    redaction ran a quadratic pattern on the serving thread. Generous deadlines: a quadratic path fails."""
+    import time
+
+    _, sidecar = stack
+    texts = ["a" * 199_000, "1" + "(" * 150_000 + "1", "a@" * 90_000, "1 " * 90_000]
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.proxy_port}") as channel:
+        proxy = InferenceStub(channel)
+
+        def infer(text: str, request_id: str) -> float:
+            request = oip.ModelInferRequest(model_name="sentiment", id=request_id)
+            tensor = request.inputs.add(name="input", datatype="BYTES", shape=[1])
+            tensor.contents.bytes_contents.append(text.encode())
+            began = time.perf_counter()
+            proxy.ModelInfer(request, timeout=60)
+            return time.perf_counter() - began
+
+        for i, text in enumerate(texts):
+            began = time.perf_counter()
+            stub.Observe(pb.ObserveRequest(request_id=f"adv{i}", model="sentiment", text=text), timeout=30)
+            assert time.perf_counter() - began < 1.0
+            try:  # forwarded as is; the example upstream refuses texts longer than its context
+                infer(text, f"adv-proxy-{i}")
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNKNOWN  # the upstream's status, passed through
+            assert infer("a short review", f"after-{i}") < 1.0  # the next proxied call keeps its latency
+    began = time.perf_counter()
+    sidecar.monitor.process_ingest()
+    assert time.perf_counter() - began < 5.0  # drift counting and redaction, linear, off the serving path

@@ -103,16 +103,26 @@ def test_mutual_tls_refuses_plaintext_and_clients_without_a_certificate(secure_s
 
 def test_only_an_allowed_certificate_identity_may_set_the_baseline(secure_sidecar, pki):
     port = secure_sidecar.grpc_port
+    from spex_monitor.attribution import Interactions
     from spex_monitor.monitor import InteractionMap
 
-    request = pb.SetBaselineRequest(model="sentiment", map=InteractionMap().to_bytes())
+    filled = InteractionMap()
+    for i in range(30):  # baseline.min_window_requests
+        filled.add(Interactions({(0,): 1.0, (0, 1): 0.5}, 2, 1.0, 4), ["not", "good"], f"b{i}")
+    request = pb.SetBaselineRequest(model="sentiment", map=filled.to_bytes())
     with _channel(port, pki, client="other") as channel:
         with pytest.raises(grpc.RpcError) as info:
             pb_grpc.MonitorServiceStub(channel).SetBaseline(request, timeout=10)
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with _channel(port, pki, client="admin") as channel:
-        reply = pb_grpc.MonitorServiceStub(channel).SetBaseline(request, timeout=10)
-        assert reply.source == "uploaded map"
+        stub = pb_grpc.MonitorServiceStub(channel)
+        empty = pb.SetBaselineRequest(model="sentiment", map=InteractionMap().to_bytes())
+        with pytest.raises(grpc.RpcError) as info:  # an empty baseline would silence every alarm (p = 1)
+            stub.SetBaseline(empty, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details().startswith("map: the baseline holds 0 explained requests")
+        reply = stub.SetBaseline(request, timeout=10)
+        assert reply.source == "uploaded map" and reply.requests == 30
 
 
 def test_personal_data_never_reaches_keys_vocabulary_or_stored_text(secure_sidecar, pki):

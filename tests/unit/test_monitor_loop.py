@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ def fake_explainer(strength: float = 2.0, fail_every: int = 0):
         if fail_every and calls["n"] % fail_every == 0:
             raise RuntimeError("backend down")
         words = observation.text.split()
-        rng = np.random.default_rng(abs(hash(observation.request_id)) % 2**32)
+        rng = np.random.default_rng(zlib.crc32(observation.request_id.encode()))  # hash() is salted
         terms = {(i,): float(rng.normal(0, 0.3)) for i in range(len(words))}
         terms[(0, 1)] = strength + float(rng.normal(0, 0.1))
         return Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words
@@ -64,8 +65,13 @@ def test_observe_never_raises_and_counts_internal_errors(tmp_path):
     monitor = _monitor(tmp_path)
     bad = Observation("x", "m", "v1", "pos", text=None)
     bad.tokens = lambda: (_ for _ in ()).throw(RuntimeError("boom"))  # type: ignore[method-assign]
-    assert monitor.observe(bad) is False
+    monitor.observe(bad)  # tokens are read off the caller's thread, by the ingest step
+    assert monitor.counters["dropped:internal_error"] == 0
+    assert monitor.process_ingest() == 1
     assert monitor.counters["dropped:internal_error"] == 1
+    monitor.sampler.offer_reason = lambda candidate: 1 / 0  # type: ignore[method-assign]
+    assert monitor.observe(Observation("y", "m", "v1", "pos", text="fine")) is False
+    assert monitor.counters["dropped:internal_error"] == 2
 
 
 def test_budget_and_explainer_failures_are_counted(tmp_path):
