@@ -11,7 +11,6 @@ import logging
 import socket
 import threading
 import time
-from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -35,9 +34,10 @@ from .explainers import class_labels
 from .http import create_metrics_app
 from .limits import PriorityExecutor
 from .metrics import Metrics, finite, trace_exemplar
-from .observations import InvalidObservation, VersionGate, build_observation, explainable
+from .observations import VersionGate, explainable
 from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
+from .tls import bind
 
 log = logging.getLogger(__name__)
 # gRPC health service name of the store: NOT_SERVING while writes fail (Observe keeps serving)
@@ -348,16 +348,7 @@ class Sidecar:
             (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
         )
         address = f"{server_cfg.host}:{server_cfg.grpc_port}"
-        tls = server_cfg.tls
-        if tls is not None and tls.cert_file and tls.key_file:
-            credentials = grpc.ssl_server_credentials(
-                [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-                root_certificates=tls.ca_file.read_bytes() if tls.ca_file else None,
-                require_client_auth=tls.ca_file is not None,
-            )
-            self.grpc_port = self._grpc.add_secure_port(address, credentials)
-        else:
-            self.grpc_port = self._grpc.add_insecure_port(address)
+        self.grpc_port = bind(self._grpc, address, server_cfg.tls)
         self._grpc.start()
         for name in ("", service_name, STORE_HEALTH_SERVICE):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -390,39 +381,14 @@ class Sidecar:
         return self
 
     def _start_proxy(self, host: str, port: int, upstream: str, options: list) -> None:
-        from .proxy import OIPProxy, observations_from_infer
+        from .attach import start_proxy
 
-        versions = {m.name: m.version for m in self.settings.models}
-
-        def on_infer(request, response) -> None:  # noqa: ANN001
-            model = request.model_name
-            if model not in versions:
-                self.metrics.drop(model, "unknown_model")  # label "": names come from callers
-                return
-            labels = self.labels[model]
-            for item in observations_from_infer(request, response, model, versions[model], labels):
-                try:  # the same checks and limits as Observe (text size, Unicode, input kind)
-                    observation = build_observation(
-                        versions, gate=self.version_gate, kinds=self.lens, trace_id=None, **item
-                    )
-                except InvalidObservation:
-                    self.metrics.drop(model, "invalid")
-                    continue
-                self.monitor.observe(observation)
-
-        self.proxy = OIPProxy(upstream, on_infer)
-        self._proxy_server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
-        self.proxy.register(self._proxy_server)
-        self.proxy_port = self._proxy_server.add_insecure_port(f"{host}:{port}")
-        self._proxy_server.start()
+        self.proxy, self._proxy_server, self.proxy_port = start_proxy(self, host, port, upstream, options)
 
     def _start_events(self, host: str, port: int) -> None:
-        from .events import EventReceiver, create_app
+        from .attach import start_events
 
-        self.events = EventReceiver.from_sidecar(self)
-        tls = self.settings.server.port_tls("events")
-        self._events_server = ASGIThread(create_app(self.events), host, port, name="spex-events", tls=tls)
-        self.events_port = self._events_server.start()
+        self.events, self._events_server, self.events_port = start_events(self, host, port)
         log.info("KServe inference-logger receiver on http://%s:%d/", host, self.events_port)
 
     def stop(self, grace_s: float = 5.0) -> None:

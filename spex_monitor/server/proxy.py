@@ -79,6 +79,7 @@ class OIPProxy:
         observers: int = 2,
         max_pending: int = 1000,
         default_timeout_s: float = 30.0,
+        forward_authorization: bool = True,
     ) -> None:
         self.channel = (
             grpc.secure_channel(upstream, credentials)
@@ -86,6 +87,7 @@ class OIPProxy:
             else grpc.insecure_channel(upstream)
         )
         self.stub = InferenceStub(self.channel)
+        self.forwarded = FORWARDED_METADATA if forward_authorization else FORWARDED_METADATA[1:]
         self.on_infer = on_infer
         self.default_timeout_s = default_timeout_s
         self.counters: Counter = Counter()
@@ -96,7 +98,7 @@ class OIPProxy:
         method = getattr(self.stub, name)
 
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
-            metadata = [(k, v) for k, v in (context.invocation_metadata() or ()) if k in FORWARDED_METADATA]
+            metadata = [(k, v) for k, v in (context.invocation_metadata() or ()) if k in self.forwarded]
             remaining = context.time_remaining()
             timeout = remaining if remaining is not None and remaining < 1e6 else self.default_timeout_s
             try:
