@@ -180,8 +180,18 @@ class BudgetConfig(Strict):
     inferences_per_second: float = Field(2000.0, gt=0)
     burst: float = Field(4000.0, gt=0)
     backend_seconds_per_hour: float | None = Field(None, gt=0)
-    max_latency_s: float | None = Field(None, gt=0)
-    max_queue_depth: int | None = Field(None, ge=1)
+    max_latency_s: float | None = Field(
+        None,
+        gt=0,
+        description="backpressure: no new explanation while the backend's recent seconds per ablation batch "
+        "(an EWMA of the runners' batch timings, forgotten after 30 s without a measurement) exceed this",
+    )
+    max_queue_depth: int | None = Field(
+        None,
+        ge=1,
+        description="backpressure: no new background explanation while more than this many explanations "
+        "(background workers and Explain calls) run against the backend",
+    )
     wait_s: float = Field(0.0, ge=0)
 
 

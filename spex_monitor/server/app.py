@@ -74,6 +74,8 @@ class Sidecar:
         self.version_gate = VersionGate(self.model_versions)
         self.labels = {m.name: class_labels(m.backend) for m in settings.models}
         self.runner: ExplainRunner | None = None  # built by start(): worker processes take seconds to load
+        self._running = 0  # explanations running against the backend (the budget's queue-depth signal)
+        self._running_lock = threading.Lock()
         self._health: dict[str, bool] = {}
         for m in settings.models:
             replicas = [LOCAL_REPLICA] if m.backend.kind == "local" else m.backend.endpoints
@@ -161,17 +163,29 @@ class Sidecar:
         """
         if self.runner is None:
             raise RuntimeError("the sidecar is not started")
+        gate = self.monitor.budget
+        with self._running_lock:
+            self._running += 1
+            gate.signal(queue_depth=self._running)
         try:
             outcome = self.runner.explain(model, text, fields, budget, max_order, deadline)
         except Exception as exc:
             self._health.update(getattr(exc, "health", {}))
             self._record_batches(getattr(exc, "batches", []))
             raise
+        finally:
+            with self._running_lock:
+                self._running -= 1
+                gate.signal(queue_depth=self._running)
         self._health.update(outcome.health)
         self._record_batches(outcome.batches)
         return outcome
 
     def _record_batches(self, batches: list[BatchTiming]) -> None:
+        """Per batch: the replica's latency histogram; per explanation: the budget's latency signal (mean
+        seconds per batch), which closes the gate past ``budget.max_latency_s``."""
+        if batches:
+            self.monitor.budget.signal(latency_s=sum(b.seconds for b in batches) / len(batches))
         for batch in batches:
             # local devices ("cpu", "cuda:0") are one replica; remote ones are named by their endpoint
             local = batch.device.split(":")[0] in ("cpu", "cuda", "mps")

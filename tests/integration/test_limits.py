@@ -209,3 +209,32 @@ def test_explain_spends_the_ablation_budget(tmp_path):
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "exceed budget.burst" in details
     finally:
         app.stop()
+
+
+def test_real_batch_latency_and_running_explanations_feed_the_backpressure_gate(tmp_path):
+    """Issue 15 item 11: max_latency_s / max_queue_depth were fed only by a unit test."""
+    app = _sidecar(tmp_path, budget={"inferences_per_second": 1e7, "burst": 1e7, "max_latency_s": 1e-6})
+    try:
+        gate = app.monitor.budget
+        assert gate.blocked_reason(10) is None
+        app.explain("sentiment", text="the plot was not good")  # real batches on the local model
+        assert gate._latency > 1e-6 and gate.blocked_reason(10) == "backpressure_latency"
+        assert gate._queue_depth == 0  # nothing running any more
+        started = threading.Event()
+        finished = threading.Event()
+
+        def long_one() -> None:
+            started.set()
+            app.explain("sentiment", text=LONG, budget=2000)
+            finished.set()
+
+        gate.max_latency_s = None  # now only the queue signal
+        gate.max_queue_depth = 0
+        thread = threading.Thread(target=long_one)
+        thread.start()
+        assert _wait(lambda: gate._queue_depth == 1)
+        assert gate.blocked_reason(10) == "backpressure_queue"  # one explanation runs against the backend
+        thread.join(120)
+        assert finished.is_set() and gate._queue_depth == 0 and gate.blocked_reason(10) is None
+    finally:
+        app.stop()
