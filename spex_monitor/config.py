@@ -10,16 +10,15 @@ fails at start with every bad field's path and the reason
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import EnvSettingsSource, SettingsError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .config_env import ENV_PREFIX, EnvValueError, overlay
 from .config_server import PortTLS, ServerConfig, Strict, TLSConfig
 from .patterns import PatternError, compile_linear
 
@@ -42,7 +41,6 @@ __all__ = [
     "load_settings",
 ]
 
-ENV_PREFIX = "SPEX_MONITOR_"
 
 
 class TextLens(Strict):
@@ -351,106 +349,13 @@ class ConfigError(ValueError):
         return (type(self), (self.source, self.errors), self.__dict__)
 
 
-class _Environment(EnvSettingsSource):
-    """pydantic-settings' environment source over a given mapping (``os.environ`` by default)."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(
-            Settings,  # type: ignore[arg-type]  # only its fields are read
-            case_sensitive=False,
-            env_prefix=ENV_PREFIX,
-            env_nested_delimiter="__",
-        )
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {name.lower(): value for name, value in self._environ.items()}
-
-
-def _complex(annotation: Any) -> bool:
-    """Whether a field of this type takes JSON from the environment (lists, mappings, models)."""
-    options = get_args(annotation) if get_origin(annotation) in (Annotated,) else (annotation,)
-    for option in options:
-        origin = get_origin(option)
-        if origin in (list, dict, set, tuple) or (isinstance(option, type) and issubclass(option, BaseModel)):
-            return True
-        if origin is not None and any(_complex(a) for a in get_args(option) if a is not type(None)):
-            return True
-    return False
-
-
-def _field_at(path: list[str]) -> Any:
-    """The annotation of the field at ``path`` (list indexes skipped), or ``None`` when unknown."""
-    models: list[type[BaseModel]] = [Settings]
-    annotation: Any = None
-    for part in path:
-        if part.isdigit():
-            continue
-        found = [m.model_fields[part] for m in models if part in m.model_fields]
-        if not found:
-            return None
-        annotation = found[0].annotation
-        models = []
-        stack = [annotation]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, type) and issubclass(item, BaseModel):
-                models.append(item)
-            else:
-                stack.extend(get_args(item))
-    return annotation
-
-
-def _decode_in_lists(value: Any, path: list[str]) -> Any:
-    """JSON-decode list/mapping values that sit inside list items (pydantic-settings cannot see those
-    fields' types: ``SPEX_MONITOR_MODELS__0__BACKEND__ENDPOINTS='["h:1"]'``)."""
-    if isinstance(value, dict):
-        return {k: _decode_in_lists(v, [*path, k]) for k, v in value.items()}
-    if isinstance(value, str) and any(p.isdigit() for p in path) and _complex(_field_at(path)):
-        try:
-            return json.loads(value)
-        except ValueError as exc:
-            raise ConfigError("environment", [(".".join(path), f"expected JSON: {exc}")]) from exc
-    return value
-
-
-def _merge(base: Any, overlay: Any, path: list[str]) -> Any:
-    """Overlay environment values onto the file's data; digit keys index lists (``models.0.version``)."""
-    if not isinstance(overlay, dict):
-        return overlay
-    if isinstance(base, list) or (base is None and overlay and all(k.isdigit() for k in overlay)):
-        items = list(base or [])
-        for key in sorted(overlay, key=lambda k: int(k) if k.isdigit() else -1):
-            if not key.isdigit() or int(key) > len(items):
-                where = ".".join([*path, key])
-                raise ConfigError(
-                    "environment", [(where, f"no entry {key} to set (the list has {len(items)} entries)")]
-                )
-            index = int(key)
-            if index == len(items):
-                items.append({})
-            items[index] = _merge(items[index], overlay[key], [*path, key])
-        return items
-    merged = dict(base) if isinstance(base, dict) else {}
-    for key, value in overlay.items():
-        merged[key] = _merge(merged.get(key), value, [*path, key])
-    return merged
-
-
 def apply_env(data: dict, environ: Mapping[str, str] | None = None) -> dict:
-    """Overlay ``SPEX_MONITOR_A__B__C=value`` onto the file's data, through pydantic-settings.
-
-    Values stay strings for pydantic to type by field (``"012345"`` is a token, ``"50052"`` a port);
-    list and mapping fields take JSON.
-    """
-    environ = os.environ if environ is None else environ
+    """Overlay ``SPEX_MONITOR_A__B__C=value`` onto the file's data, through pydantic-settings (see
+    :mod:`spex_monitor.config_env`): values are typed by their field; list and mapping fields take JSON."""
     try:
-        values = _Environment(environ)()
-    except SettingsError as exc:  # a list or mapping field given something that is not JSON
-        reason = f"{exc}; list and mapping fields take JSON"
-        raise ConfigError("environment", [("<environment>", reason)]) from exc
-    overlay = _decode_in_lists(values, [])
-    return _merge(data, overlay, [])
+        return overlay(Settings, data, os.environ if environ is None else environ)
+    except EnvValueError as exc:
+        raise ConfigError("environment", [(exc.path, exc.reason)]) from exc
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:

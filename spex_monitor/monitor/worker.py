@@ -12,69 +12,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ..attribution import Interactions
 from .budget import Budget
+from .closing import AUTOMATIC_SOURCE, close_window
 from .maps import InteractionMap
+from .records import Explainer, LockedCounter, Observation, WindowResult
 from .redaction import Redactor
 from .sampling import Candidate, StratifiedSampler
-from .shift import ShiftReport, compare_maps
 from .store import ExplanationRecord, Store
 from .vocabulary import DocumentFrequency, sanitize_key, sanitize_map
-from .windows import ClosedWindow, TumblingWindows, baseline_from_windows, roll_baseline
+from .windows import ClosedWindow, TumblingWindows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RECENT_RESULTS = 16
-AUTOMATIC_SOURCE = "first "  # the source of a baseline built from the first windows ("first 2 windows")
 MAX_INGEST = 10_000  # observations waiting for drift counting; beyond it they are dropped (counted)
-
-
-class LockedCounter(Counter):
-    """A ``Counter`` whose increments are atomic across threads (``c[k] += 1`` is a read and a write)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()
-
-    def add(self, key: str, amount: float = 1) -> None:
-        with self._lock:
-            self[key] += amount
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (dict(self),))
-
-
-@dataclass
-class Observation:
-    """One served request as the monitor sees it (text or fields in, label and confidence out)."""
-
-    request_id: str
-    model: str
-    version: str
-    label: str
-    confidence: float | None = None
-    text: str | None = None
-    fields: dict | None = None
-    trace_id: str | None = None
-
-    def tokens(self) -> list[str] | None:
-        return self.text.lower().split() if self.text is not None else None
-
-
-Explainer = Callable[[Observation], tuple[Interactions, list[str]]]
-
-
-@dataclass
-class WindowResult:
-    window: ClosedWindow
-    window_id: int | None
-    report: ShiftReport | None
-    alarm: bool
 
 
 @dataclass
@@ -406,65 +362,4 @@ class Monitor:
         return out
 
     def _close(self, closed: ClosedWindow) -> WindowResult:
-        window_id = None
-        if self.store is not None:
-            window_id = self.persist(
-                self.store.save_window,
-                closed.model,
-                closed.version,
-                closed.start_ts,
-                closed.end_ts,
-                self.public_map(closed.map),
-            )
-        key = (closed.model, closed.version)
-        baseline = self.baseline(*key)
-        report = None
-        alarm = False
-        if baseline is None:
-            warm = self._warmup.setdefault(key, [])
-            warm.append(closed.map)
-            if len(warm) >= self.baseline_windows:
-                self.set_baseline(
-                    *key,
-                    baseline_from_windows(warm),
-                    source=f"{AUTOMATIC_SOURCE}{len(warm)} windows",
-                    pinned=False,
-                )
-                del self._warmup[key]
-        elif closed.map.requests >= self.min_window_requests:
-            report = compare_maps(
-                baseline,
-                closed.map,
-                n_permutations=self.n_permutations,
-                seed=window_id or self.counters["windows:closed"],
-            )
-            alarm = report.p_value < self.alarm_p_value
-            if self.store is not None:
-                self.persist(
-                    self.store.save_report,
-                    closed.model,
-                    closed.version,
-                    window_id,
-                    report.score,
-                    report.p_value,
-                    {
-                        "top": [
-                            [list(self.public_key(c.key)), c.baseline, c.window, c.delta, c.exemplars]
-                            for c in report.top_contributors(10)
-                        ],
-                        "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},
-                        "first_order_ndcg": report.first_order_ndcg,
-                        "input_drift": report.input_drift,
-                        "output_drift": report.output_drift,
-                        "alarm": alarm,
-                        "window_requests": closed.map.requests,
-                    },
-                )
-            if self.rolling_decay is not None and not alarm and key not in self._pinned:
-                self._baselines[key] = roll_baseline(baseline, closed.map, self.rolling_decay)
-        else:
-            self.counters.add("windows:too_small")
-        result = WindowResult(closed, window_id, report, alarm)
-        self.results.append(result)
-        self.counters.add("windows:closed")
-        return result
+        return close_window(self, closed)

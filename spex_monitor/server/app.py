@@ -27,13 +27,14 @@ from ..monitor.windows import TumblingWindows
 from ..monitor.worker import Monitor, Observation, WindowResult
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
+from . import exporting
 from .admission import OverloadCounter
 from .asgi_thread import ASGIThread
 from .auth import Authorizer
 from .explainers import class_labels
 from .http import create_metrics_app
 from .limits import PriorityExecutor
-from .metrics import Metrics, finite, trace_exemplar
+from .metrics import Metrics
 from .observations import VersionGate, explainable
 from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
@@ -193,75 +194,14 @@ class Sidecar:
             self.metrics.backend_duration.labels(replica).observe(batch.seconds)
 
     def _on_event(self, kind: str, data: dict) -> None:
-        model = str(data.get("model", ""))
-        version = str(data.get("version", ""))
-        m = self.metrics
-        if kind == "observed":
-            m.requests_observed.labels(model, version).inc()
-        elif kind == "sampled":
-            m.sampled.labels(model, version).inc()
-        elif kind == "dropped":
-            m.drop(model, str(data["reason"]), float(data.get("count", 1)))
-        elif kind == "store_error":
-            m.store_write_errors.inc()
-            m.store_degraded.set(1.0)
-        elif kind == "explained":
-            lens = self.lens.get(model, "")
-            exemplar = trace_exemplar(data.get("trace_id"))
-            m.explanations.labels(model, version, lens, data["status"]).inc()
-            seconds = finite(data["seconds"])
-            if seconds is not None:
-                m.explanation_duration.labels(model, lens).observe(seconds, exemplar)
-            if data["status"] == "ok":
-                m.ablation_inferences.labels(model, lens).inc(int(data["inferences"]))
-                faithfulness = finite(data["faithfulness"])
-                if faithfulness is not None:  # never NaN or ±inf into a histogram
-                    m.faithfulness.labels(model, lens).observe(faithfulness, exemplar)
-            m.budget_utilization.labels(model).set(self.monitor.budget.utilization())
+        exporting.on_event(self, kind, data)
 
     def _on_window(self, result: WindowResult) -> None:
-        window = result.window
-        for alarm in (
-            "true",
-            "false",
-        ):  # both series exist from the first window, so increase() sees the first alarm
-            self.metrics.windows_closed.labels(window.model, window.version, alarm)
-        self.metrics.windows_closed.labels(window.model, window.version, str(result.alarm).lower()).inc()
-        if result.report is None:
-            return
-        self.metrics.record_report(window.model, window.version, result.report)
-        entry = {
-            "model": window.model,
-            "version": window.version,
-            "window_id": result.window_id,
-            "score": result.report.score,
-            "p_value": result.report.p_value,
-            "alarm": result.alarm,
-            "top": [
-                {
-                    "keys": list(self.monitor.public_key(c.key)),
-                    "baseline": c.baseline,
-                    "window": c.window,
-                    "delta": c.delta,
-                    "exemplars": c.exemplars,
-                }
-                for c in result.report.top_contributors(10)
-            ],
-        }
-        with self._reports_lock:
-            self.last_reports[(window.model, window.version)] = entry
-        if result.alarm:
-            top = result.report.top_contributors(1)
-            shown = self.monitor.public_key(top[0].key) if top else None
-            log.warning(
-                "interaction shift: model=%s version=%s window=%s p=%.4g%s",
-                window.model,
-                window.version,
-                result.window_id,
-                result.report.p_value,
-                # words stay out of logs unless server.log_request_content (trace shows them to readers)
-                f" top={shown}" if self.settings.server.log_request_content else "",
-            )
+        exporting.on_window(self, result)
+
+    def top_interactions(self) -> list[dict]:
+        """Rows of ``/api/top-interactions``: each model's last report's strongest moves."""
+        return exporting.top_interactions(self)
 
     def _update_backend_health(self) -> None:
         for replica, up in list(self._health.items()):
@@ -293,28 +233,6 @@ class Sidecar:
             self._health_servicer.set(STORE_HEALTH_SERVICE, status)
 
     # -------------------------------------------------------------------------------------- endpoints
-    def top_interactions(self) -> list[dict]:
-        """Rows of ``/api/top-interactions``: each model's last report's strongest moves."""
-        with self._reports_lock:
-            reports = list(self.last_reports.values())
-        rows = []
-        for report in reports:
-            for c in report["top"]:
-                rows.append(
-                    {
-                        "model": report["model"],
-                        "version": report["version"],
-                        "p_value": report["p_value"],
-                        "alarm": report["alarm"],
-                        "interaction": " × ".join(c["keys"]),
-                        "baseline": c["baseline"],
-                        "window": c["window"],
-                        "delta": c["delta"],
-                        "exemplars": ", ".join(c["exemplars"]),
-                    }
-                )
-        return rows
-
     def readiness(self) -> str | None:
         """``None`` when what serving needs accepts connections (the proxy port when configured, else the
         gRPC port), else why not. A TCP connect on loopback: it takes no gRPC worker thread."""

@@ -69,7 +69,8 @@ def start_proxy(sidecar: Sidecar, host: str, port: int, upstream: str, options: 
 
 def start_events(sidecar: Sidecar, host: str, port: int) -> tuple[Any, ASGIThread, int]:
     """Start the KServe inference-logger receiver; returns ``(receiver, server, bound port)``."""
-    from .events import EventReceiver, create_app
+    from .events import EventReceiver
+    from .events_app import create_app
 
     receiver = EventReceiver.from_sidecar(sidecar)
     tls = sidecar.settings.server.port_tls("events")

@@ -26,6 +26,7 @@ from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from .auth import Caller, Role
 from .explain_rpc import ExplainAdmission, Refusal
 from .limits import Slots, StreamWatchdog
+from .messages import report_message, stored_report_message
 from .observations import InvalidObservation, build_observation, check_input, explainable
 from .runner import ExplainWorkerLostError
 
@@ -227,7 +228,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 baseline_from_windows(maps),
                 n_permutations=self.sidecar.settings.baseline.n_permutations,
             )
-            message = _report_message(
+            message = report_message(
                 request.model,
                 version,
                 0,
@@ -241,7 +242,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         reports = store.reports(request.model, version=version, window_id=request.window_id or None, limit=1)
         if not reports:
             context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no shift report yet")
-        return _stored_report_message(request.model, version, reports[-1])
+        return stored_report_message(request.model, version, reports[-1])
 
     @_capped
     def GetInteractionMap(
@@ -316,7 +317,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         )
         response = pb.ListShiftReportsResponse()
         for item in stored:
-            response.reports.append(_stored_report_message(request.model, item["version"], item))
+            response.reports.append(stored_report_message(request.model, item["version"], item))
         return response
 
     @_capped
@@ -358,54 +359,3 @@ MAX_REPORTS = 500
 def _key(record: Any, index: int) -> str:
     """A stored explanation's key for feature ``index`` ("" once its words expired with the text TTL)."""
     return record.keys[index] if index < len(record.keys) else ""
-
-
-def _report_message(model: str, version: str, window_id: int, report: Any, alarm: bool) -> pb.ShiftReport:
-    message = pb.ShiftReport(
-        model=model,
-        version=version,
-        window_id=window_id,
-        score=report.score,
-        p_value=report.p_value,
-        alarm=alarm,
-        first_order_ndcg=report.first_order_ndcg,
-        window_requests=report.window_requests,
-    )
-    for order, (base, window) in report.order_shares.items():
-        message.order_share_baseline[str(order)] = base
-        message.order_share_window[str(order)] = window
-    message.input_drift_psi.update(report.input_drift)
-    message.output_drift_psi.update(report.output_drift)
-    for c in report.top_contributors(10):
-        message.top_contributors.add(
-            keys=list(c.key),
-            baseline=c.baseline,
-            window=c.window,
-            delta=c.delta,
-            exemplar_request_ids=c.exemplars,
-        )
-    return message
-
-
-def _stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftReport:
-    message = pb.ShiftReport(
-        model=model,
-        version=version,
-        window_id=stored["window_id"] or 0,
-        score=stored["score"],
-        p_value=stored["p_value"],
-        alarm=bool(stored.get("alarm")),
-        first_order_ndcg=stored.get("first_order_ndcg", 1.0),
-        window_requests=stored.get("window_requests", 0.0),
-        time_unix=stored["ts"],
-    )
-    for order, (base, window) in stored.get("order_shares", {}).items():
-        message.order_share_baseline[order] = base
-        message.order_share_window[order] = window
-    message.input_drift_psi.update(stored.get("input_drift", {}))
-    message.output_drift_psi.update(stored.get("output_drift", {}))
-    for keys, base, window, delta, exemplars in stored.get("top", []):
-        message.top_contributors.add(
-            keys=keys, baseline=base, window=window, delta=delta, exemplar_request_ids=exemplars
-        )
-    return message

@@ -28,7 +28,8 @@ from spex_monitor.protocol.inference import grpc_service_pb2 as oip
 from spex_monitor.protocol.oip import InferenceStub
 from spex_monitor.server.app import Sidecar
 from spex_monitor.server.asgi_thread import ASGIThread
-from spex_monitor.server.events import EventReceiver, create_app
+from spex_monitor.server.events import EventReceiver
+from spex_monitor.server.events_app import create_app
 from spex_monitor.server.metrics import Metrics
 
 pytestmark = pytest.mark.integration

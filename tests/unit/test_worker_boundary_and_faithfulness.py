@@ -33,6 +33,7 @@ EXAMPLES = {
     "ReplicaResponseError": ("bad shape",),
     "PatternError": ("not RE2",),
     "MapTooLargeError": ("map: too large",),
+    "EnvValueError": ("models.3", "no entry 3"),
     "Refusal": (grpc.StatusCode.RESOURCE_EXHAUSTED, "explain: busy"),
 }
 
