@@ -91,14 +91,17 @@ class ServerConfig(Strict):
         "port. The proxy port never sheds",
     )
     grpc_threads: int = Field(
-        32,
+        64,
         ge=4,
         le=1024,
         description="threads of the monitor's gRPC server; must exceed max_streams + explain_concurrency + "
         f"max_concurrent_reads + {RESERVED_THREADS}, so streams, Explain and reads can never hold them all",
     )
     max_streams: int = Field(
-        8, ge=1, description="ObserveStream calls open at once; more get RESOURCE_EXHAUSTED at once"
+        32,
+        ge=1,
+        description="ObserveStream calls open at once (MonitorClient opens one per batch, per process); more "
+        "get RESOURCE_EXHAUSTED at once",
     )
     stream_idle_timeout_s: float = Field(
         30.0, gt=0, description="an ObserveStream that sends nothing for this long is ended (CANCELLED)"

@@ -77,6 +77,7 @@ def busy(tmp_path_factory):
         explain_rate_per_minute=1e6,
         explain_burst=1000,
         stream_idle_timeout_s=1.0,
+        max_streams=8,
         explain_max_budget=2000,
     )
     yield app
