@@ -51,6 +51,8 @@ def sidecar(tmp_path_factory):
                 "max_message_bytes": 65536,
                 "admin_token": "s3cret",
                 "reader_tokens": ["r3ader"],
+                "explain_rate_per_minute": 1e6,  # the rate limit has its own test (test_limits)
+                "explain_burst": 1000,
             },
         }
     )
