@@ -102,10 +102,10 @@ def test_twenty_busy_explain_clients_never_delay_a_health_check(busy):
     try:
         assert _wait(lambda: busy._servicer.explain_admission.slots.active == 2)
         for _ in range(6):
-            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
             observed = stub.Observe(
-                pb.ObserveRequest(request_id="h", model="sentiment", text="fine"), timeout=2
+                pb.ObserveRequest(request_id="h", model="sentiment", text="fine"), timeout=5
             )
             assert observed.sampled is False  # sampling rate 0: answered, not sampled
     finally:
@@ -132,9 +132,9 @@ def test_idle_streams_are_capped_and_cancelled(busy):
         assert _wait(lambda: sum(call.done() for call in calls) >= 8, 10)  # beyond max_streams: refused
         early = [call.exception().code() for call in calls if call.done()]
         assert early.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 8
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        stub.Observe(pb.ObserveRequest(request_id="o", model="sentiment", text="fine"), timeout=2)
+        stub.Observe(pb.ObserveRequest(request_id="o", model="sentiment", text="fine"), timeout=5)
         assert _wait(lambda: all(call.done() for call in calls), 10)  # idle 1 s: cancelled
         assert busy._servicer.watchdog.cancelled >= 8 and busy._servicer.streams.active == 0
         assert {call.exception().code() for call in calls} <= {

@@ -1,8 +1,8 @@
 """Issue 23 §1: every pattern applied to request text runs in linear time, and Observe does no text work on
 the caller's thread. Each case below took seconds to minutes with the old backtracking patterns (the email
 preset: 10 s on 100,000 letters; a phone-like word in the key normaliser: 21 s at 20,000 characters); the
-deadlines are two orders of magnitude above what linear code needs, so they fail on a quadratic
-implementation, not on a loaded machine."""
+deadlines are an order of magnitude above what linear code needs on a loaded machine, and far below what the
+quadratic implementations took, so they fail on a quadratic implementation, not on a busy one."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from spex_monitor.monitor.windows import TumblingWindows
 from spex_monitor.monitor.worker import Monitor, Observation
 
 N = 200_000  # the largest text any entry path accepts
+# linear code needs at most ~0.8 s for any case here on a loaded 2-core machine; the backtracking versions
+# needed 40 s (email preset) to hours (the key normaliser) at this size
+DEADLINE_S = 8.0
 ADVERSARIAL = {
     "letters": "a" * N,
     "letters then @": "a" * (N - 1) + "@",
@@ -46,16 +49,16 @@ def test_every_built_in_pattern_is_linear_on_adversarial_text(name):
     text = ADVERSARIAL[name]
     for preset in PRESETS:
         redactor = Redactor(presets=(preset,))
-        _within(2.0, redactor, text)
-        _within(2.0, redactor.pieces, text)
-        _within(2.0, redactor.words, text.split()[:50], text)
-    _within(2.0, key_of, text)
+        _within(DEADLINE_S, redactor, text)
+        _within(DEADLINE_S, redactor.pieces, text)
+        _within(DEADLINE_S, redactor.words, text.split()[:50], text)
+    _within(DEADLINE_S, key_of, text)
 
 
 def test_configured_patterns_run_on_a_linear_engine_and_backtracking_ones_are_refused(tmp_path):
     redactor = Redactor(presets=(), patterns=[r"(a+)+b", r"(x|xx)+y"])  # exponential under `re`
-    assert _within(2.0, redactor, "a" * N) == "a" * N
-    assert _within(2.0, redactor, "x" * N) == "x" * N
+    assert _within(DEADLINE_S, redactor, "a" * N) == "a" * N
+    assert _within(DEADLINE_S, redactor, "x" * N) == "x" * N
     assert redactor("aaab") == "<redacted>"
     config = tmp_path / "c.yaml"
     config.write_text(
@@ -84,7 +87,7 @@ def test_observe_does_no_text_work_on_the_callers_thread():
     )
     texts = [ADVERSARIAL[name] for name in ("digits and separators", "many @", "spaced digits")]
     for i, text in enumerate(texts):
-        _within(0.05, monitor.observe, Observation(f"r{i}", "m", "v1", "pos", text=text))
+        _within(0.5, monitor.observe, Observation(f"r{i}", "m", "v1", "pos", text=text))
     assert monitor.process_ingest() == len(texts)  # the ingest thread's work, done here
     closed = monitor.windows.close_due(force=True)
     assert closed[0].map.drift.observed == len(texts)
