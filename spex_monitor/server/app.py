@@ -26,7 +26,6 @@ from ..monitor.vocabulary import DocumentFrequency
 from ..monitor.windows import TumblingWindows
 from ..monitor.worker import Monitor, Observation, WindowResult
 from ..protocol.v1 import monitor_pb2 as pb
-from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from . import exporting
 from .admission import OverloadCounter
 from .asgi_thread import ASGIThread
@@ -36,6 +35,7 @@ from .http import create_metrics_app
 from .limits import PriorityExecutor
 from .metrics import Metrics
 from .observations import VersionGate, explainable
+from .registration import add_monitor_service
 from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
 from .tls import bind
@@ -272,7 +272,7 @@ class Sidecar:
         if self.overload is not None:
             self.overload.bind(self._grpc)
         self._servicer = MonitorServicer(self)
-        pb_grpc.add_MonitorServiceServicer_to_server(self._servicer, self._grpc)
+        add_monitor_service(self._servicer, self._grpc)  # undecodable requests: INVALID_ARGUMENT
         health_servicer = self._health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self._grpc)
         service_name = pb.DESCRIPTOR.services_by_name["MonitorService"].full_name

@@ -28,6 +28,7 @@ from .explain_rpc import ExplainAdmission, Refusal
 from .limits import Slots, StreamWatchdog
 from .messages import report_message, stored_report_message
 from .observations import InvalidObservation, build_observation, check_input, explainable
+from .registration import BadMessage, valid_items
 from .runner import ExplainWorkerLostError
 
 if TYPE_CHECKING:
@@ -126,8 +127,14 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         key = self.watchdog.watch(context)
         ends = time.monotonic() + self.stream_max_s
         observed = sampled = rejected = 0
+        undecodable = [0]
+
+        def bad(message: BadMessage) -> None:
+            undecodable[0] += 1
+            self.sidecar.metrics.drop("", "invalid")
+
         try:
-            for request in request_iterator:
+            for request in valid_items(request_iterator, bad):
                 self.watchdog.touch(key)
                 observation, _ = self._observation(request)
                 if observation is None:
@@ -141,6 +148,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         finally:
             self.watchdog.forget(key)
             self.streams.release()
+        rejected += undecodable[0]
         return pb.ObserveStreamResponse(observed=observed, sampled=sampled, rejected=rejected)
 
     # ---------------------------------------------------------------------------------------- explain

@@ -197,3 +197,21 @@ def test_adversarial_texts_on_each_entry_path_leave_the_serving_path_fast(stack,
     began = time.perf_counter()
     sidecar.monitor.process_ingest()
     assert time.perf_counter() - began < 20.0  # drift counting and redaction: linear, off the serving path
+
+
+def test_bytes_that_are_not_the_message_are_invalid_argument_not_internal(stack):
+    """grpcio answers INTERNAL when a request cannot be deserialized (invalid UTF-8 in a string field, a
+    truncated message); the service now parses requests itself and names the message."""
+    _, sidecar = stack
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}") as channel:
+        raw_observe = channel.unary_unary("/spex_monitor.v1.MonitorService/Observe")
+        invalid_utf8 = b"\x0a\x01r\x12\x09sentiment\x22\x03\xff\xfe\xfd"  # request_id, model, text=bytes
+        for payload in (invalid_utf8, b"\x0a\xff\xff\xff\xff"):
+            with pytest.raises(grpc.RpcError) as info:
+                raw_observe(payload, timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.details().startswith("request: not a valid ObserveRequest message")
+        raw_stream = channel.stream_unary("/spex_monitor.v1.MonitorService/ObserveStream")
+        good = pb.ObserveRequest(request_id="g", model="sentiment", text="fine").SerializeToString()
+        reply = pb.ObserveStreamResponse.FromString(raw_stream(iter([good, invalid_utf8, good]), timeout=10))
+        assert (reply.observed, reply.rejected) == (2, 1)
