@@ -172,3 +172,43 @@ def test_trace_exemplar_keeps_only_ids_that_fit_openmetrics():
     }
     assert trace_exemplar("") is None and trace_exemplar(None) is None
     assert trace_exemplar("x" * 200) is None  # a truncated id would point at the wrong trace
+
+
+def test_no_non_finite_value_reaches_a_metric():
+    """Issue 15 item 2: faithfulness -inf (and NaN scores) must never be exported."""
+    from types import SimpleNamespace
+
+    metrics = Metrics()
+    metrics.model_names = frozenset({"m"})
+    report = SimpleNamespace(
+        score=float("nan"),
+        p_value=0.5,
+        order_shares={1: (0.5, float("inf"))},
+        first_order_ndcg=float("-inf"),
+        input_drift={"tokens": 0.1},
+        output_drift={"label": float("nan")},
+    )
+    metrics.record_report("m", "v1", report)
+    import math
+
+    values = [sample.value for family in metrics.registry.collect() for sample in family.samples]
+    assert values and all(math.isfinite(v) for v in values)
+    text = generate_latest(metrics.registry).decode()
+    assert 'spex_monitor_interaction_shift_pvalue{model="m",version="v1"} 0.5' in text
+    metrics.drop("some-caller-chosen-name", "invalid")
+    assert 'model="some-caller-chosen-name"' not in generate_latest(metrics.registry).decode()
+
+
+def test_the_torch_floor_is_past_the_weights_only_bypasses():
+    """Issue 23 §6: torch>=2.3 admitted CVE-2025-32434 (fixed in 2.6) and CVE-2026-24747 (fixed in 2.10)."""
+    import tomllib
+    from pathlib import Path
+
+    import torch
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    (torch_req,) = [Requirement(r) for r in project["dependencies"] if r.startswith("torch")]
+    assert not torch_req.specifier.contains("2.9.1") and not torch_req.specifier.contains("2.5.1")
+    assert torch_req.specifier.contains(Version(torch.__version__.split("+")[0]))

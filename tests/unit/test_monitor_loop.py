@@ -154,3 +154,18 @@ def test_drain_waits_for_explanations_other_workers_have_in_flight(tmp_path):
     finally:
         release.set()
         monitor.shutdown()
+
+
+def test_a_failed_explanation_logs_its_reason_not_only_its_type(tmp_path, caplog):
+    """Issue 15 item 12: the log said only 'ValueError'."""
+
+    def explainer(observation: Observation):
+        raise ValueError("text: a word of 20001 characters without whitespace")
+
+    monitor = _monitor(tmp_path, explainer=explainer)
+    monitor.observe(Observation("r1", "m", "v1", "pos", 0.9, text="not good"))
+    with caplog.at_level("WARNING"):
+        monitor.drain()
+    assert monitor.counters["explanations:failed"] == 1
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("r1" in m and "a word of 20001 characters" in m for m in messages)
