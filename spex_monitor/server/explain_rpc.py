@@ -80,22 +80,23 @@ class ExplainAdmission:
                 f"explain: this caller's rate limit ({self.rate_per_minute:g} per minute, "
                 f"server.explain_rate_per_minute) is reached; retry in {wait:.0f}s",
             )
-        budget_gate = self.sidecar.monitor.budget
-        reason = budget_gate.blocked_reason(budget)
-        if reason == "larger_than_burst":
-            raise Refusal(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"budget: {budget} inferences exceed budget.burst ({budget_gate.burst:g})",
-            )
-        if not budget_gate.acquire(budget, 0.0):
-            raise Refusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"budget: the ablation budget has no room now ({reason or 'rate'}); retry later",
-            )
-        if not self.slots.acquire():
+        if not self.slots.acquire():  # before the budget: a refused call must not spend inferences
             raise Refusal(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"explain: {self.slots.limit} explanations are running (server.explain_concurrency)",
+            )
+        budget_gate = self.sidecar.monitor.budget
+        reason = budget_gate.blocked_reason(budget)
+        if reason == "larger_than_burst" or not budget_gate.acquire(budget, 0.0):
+            self.slots.release()
+            if reason == "larger_than_burst":
+                raise Refusal(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"budget: {budget} inferences exceed budget.burst ({budget_gate.burst:g})",
+                )
+            raise Refusal(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"budget: the ablation budget has no room now ({reason or 'rate'}); retry later",
             )
         try:
             remaining = context.time_remaining()
