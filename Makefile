@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv test demo lint bench bench-quick bench-detection clean system-deps image image-deps
+.PHONY: venv test test-fast demo lint bench bench-quick bench-detection clean system-deps image image-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ $(IMAGE_STAMP): $(VENV)/.installed $(IMAGE_INPUTS) | image-deps
 test: $(VENV)/.installed system-deps $(IMAGE_STAMP)
 	$(VENV)/bin/ruff check spex_monitor tests benchmarks scripts
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# Unit tests only (no servers, no slow ground-truth checks): under a minute on 2 cores.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -n 2 -m "unit and not slow" --timeout 120
 
 demo: $(VENV)/.installed
 	$(PY) -m spex_monitor.demo

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_connect import connection_options as _connection_options
+from .cli_connect import stub as _stub
 from .config import ConfigError, load_settings
 
 
@@ -86,7 +88,7 @@ def _trace(args: argparse.Namespace) -> int:
 
     from .protocol.v1 import monitor_pb2 as pb
 
-    stub = _stub(args.target)
+    stub = _stub(args)
     since = time.time() - _duration(args.since) if args.since else 0.0
     try:
         request = pb.GetShiftReportRequest(model=args.model, version=args.version)
@@ -151,14 +153,6 @@ def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: 
     )
 
 
-def _stub(target: str):  # noqa: ANN202
-    import grpc
-
-    from .protocol.v1 import monitor_pb2_grpc as pb_grpc
-
-    return pb_grpc.MonitorServiceStub(grpc.insecure_channel(target))
-
-
 def _explain(args: argparse.Namespace) -> int:
     import html
 
@@ -167,7 +161,7 @@ def _explain(args: argparse.Namespace) -> int:
     from .protocol.v1 import monitor_pb2 as pb
 
     try:
-        future = _stub(args.target).Explain.future(
+        future = _stub(args).Explain.future(
             pb.ExplainRequest(model=args.model, text=args.text, budget=args.budget, top_k=args.top),
             timeout=300,
         )
@@ -251,8 +245,7 @@ def _baseline(args: argparse.Namespace) -> int:
     from .monitor import InteractionMap
     from .protocol.v1 import monitor_pb2 as pb
 
-    stub = _stub(args.target)
-    metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
+    stub = _stub(args)
     try:
         if args.action in ("show", "export"):
             reply = stub.GetInteractionMap(
@@ -280,7 +273,7 @@ def _baseline(args: argparse.Namespace) -> int:
             now = time.time()
             request.time_range.since_unix = now - _duration(args.since)
             request.time_range.until_unix = now
-        reply = stub.SetBaseline(request, metadata=metadata, timeout=60)
+        reply = stub.SetBaseline(request, timeout=60)
         print(
             f"baseline set from {reply.source}: {reply.requests:.0f} requests, {reply.key_tuples} key tuples"
         )
@@ -355,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT.html",
         help="also write a self-contained HTML report: shift over time, what moved, both maps, requests",
     )
+    _connection_options(trace)
     trace.set_defaults(func=_trace)
     explain = commands.add_parser("explain", help="explain one input now, on the sidecar's model")
     explain.add_argument("text")
@@ -364,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--html", default="", help="also write an interaction bar chart to this file")
     explain.add_argument("--png", default="", help="also write the chart as a PNG (needs matplotlib)")
     explain.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    _connection_options(explain)
     explain.set_defaults(func=_explain)
     baseline = commands.add_parser("baseline", help="show, export, import or build the baseline")
     baseline.add_argument("action", choices=["show", "export", "import", "build"])
@@ -371,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--version", default="")
     baseline.add_argument("--file", default="baseline.spxm", help="for export/import")
     baseline.add_argument("--since", default="1h", help="for build: windows of the last 1h / 30m / 2d")
-    baseline.add_argument("--token", default="", help="admin token for import/build")
     baseline.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    _connection_options(baseline)
     baseline.set_defaults(func=_baseline)
     bench = commands.add_parser("bench", help="benchmarks: detection power of interaction shift vs drift")
     bench.add_argument("action", choices=["detection"])

@@ -41,6 +41,8 @@ class MonitorClient:
         self.batch = batch
         self.dropped: Counter = Counter()
         self.sent = 0
+        self._unsettled = 0  # queued or being sent: flush() waits for 0
+        self._settled = threading.Condition()
         self._queue: queue.Queue[pb.ObserveRequest | None] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._pump, name="spex-client", daemon=True)
         self._thread.start()
@@ -71,7 +73,13 @@ class MonitorClient:
                 request.text = text
             elif fields is not None:
                 request.fields.values.update({k: float(v) for k, v in fields.items()})
-            self._queue.put_nowait(request)
+            with self._settled:
+                self._unsettled += 1
+            try:
+                self._queue.put_nowait(request)
+            except queue.Full:
+                self._settle(1)
+                raise
             return True
         except queue.Full:
             self.dropped["queue_full"] += 1
@@ -94,6 +102,11 @@ class MonitorClient:
             items.append(item)
         return items
 
+    def _settle(self, count: int) -> None:
+        with self._settled:
+            self._unsettled -= count
+            self._settled.notify_all()
+
     def _pump(self) -> None:
         while True:
             items = self._drain()
@@ -108,15 +121,16 @@ class MonitorClient:
             except Exception:
                 log.exception("observe stream failed")
                 self.dropped["internal_error"] += len(items)
+            finally:
+                self._settle(len(items))
 
-    def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait (up to ``timeout_s``) until the queue is empty and the last batch has been sent."""
-        pause = threading.Event()
-        waited = 0.0
-        while not self._queue.empty() and waited < timeout_s:
-            pause.wait(0.02)
-            waited += 0.02
-        pause.wait(0.2)  # the batch taken last is in flight
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait (up to ``timeout_s``) until every queued observation was sent (or counted as dropped).
+
+        Returns whether that happened in time. (It used to sleep 0.2 s after the queue emptied and hope the
+        last batch had arrived.)"""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._unsettled <= 0, timeout_s)
 
     def close(self) -> None:
         self.flush()

@@ -1,25 +1,46 @@
 """Sidecar configuration: one YAML file plus ``SPEX_MONITOR_*`` environment overrides, validated by pydantic.
 
-Environment variables override the file, nested with ``__``: ``SPEX_MONITOR_SERVER__GRPC_PORT=50052``,
-``SPEX_MONITOR_ENGINE__BUDGET=1000``. Invalid configuration fails at start with every bad field's path and
-the reason (``models.0.backend.endpoints: at least one replica host:port is required``).
+Environment variables override the file, nested with ``__`` and read by pydantic-settings:
+``SPEX_MONITOR_SERVER__GRPC_PORT=50052``, ``SPEX_MONITOR_MODELS__0__VERSION=1.10``. A value is typed by the
+field it sets (a token ``012345`` stays the string ``"012345"``, a version ``1.10`` stays ``"1.10"``); list
+and mapping fields take JSON (``SPEX_MONITOR_SERVER__READER_TOKENS='["a", "b"]'``). Invalid configuration
+fails at start with every bad field's path and the reason
+(``models.0.backend.endpoints: at least one replica host:port is required``).
 """
 
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-ENV_PREFIX = "SPEX_MONITOR_"
+from .config_env import ENV_PREFIX, EnvValueError, overlay
+from .config_server import PortTLS, ServerConfig, Strict, TLSConfig
+from .patterns import PatternError, compile_linear
 
+__all__ = [
+    "BaselineConfig",
+    "BudgetConfig",
+    "ConfigError",
+    "EngineConfig",
+    "EventsMapping",
+    "FieldsLens",
+    "LocalBackendConfig",
+    "ModelConfig",
+    "OIPBackendConfig",
+    "PortTLS",
+    "ServerConfig",
+    "Settings",
+    "StoreConfig",
+    "TLSConfig",
+    "TextLens",
+    "load_settings",
+]
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TextLens(Strict):
@@ -42,12 +63,6 @@ class LocalBackendConfig(Strict):
     task: Literal["sequence-classification", "causal-lm"] = "sequence-classification"
     device: str = "auto"
     token_budget: int = Field(16384, ge=1)
-
-
-class TLSConfig(Strict):
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    ca_file: Path | None = None
 
 
 class OIPBackendConfig(Strict):
@@ -163,8 +178,18 @@ class BudgetConfig(Strict):
     inferences_per_second: float = Field(2000.0, gt=0)
     burst: float = Field(4000.0, gt=0)
     backend_seconds_per_hour: float | None = Field(None, gt=0)
-    max_latency_s: float | None = Field(None, gt=0)
-    max_queue_depth: int | None = Field(None, ge=1)
+    max_latency_s: float | None = Field(
+        None,
+        gt=0,
+        description="backpressure: no new explanation while the backend's recent seconds per ablation batch "
+        "(an EWMA of the runners' batch timings, forgotten after 30 s without a measurement) exceed this",
+    )
+    max_queue_depth: int | None = Field(
+        None,
+        ge=1,
+        description="backpressure: no new background explanation while more than this many explanations "
+        "(background workers and Explain calls) run against the backend",
+    )
     wait_s: float = Field(0.0, ge=0)
 
 
@@ -196,14 +221,21 @@ class StoreConfig(Strict):
         description="presets replaced by <email>/<phone>/<digits> in keys, vocabulary and stored text",
     )
     redact_patterns: list[str] = Field(
-        default_factory=list, description="extra regular expressions replaced by <redacted>"
+        default_factory=list,
+        description="extra regular expressions replaced by <redacted>; RE2 syntax (linear time: no "
+        "backreferences or lookaround)",
     )
     redact_hook: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
         description="'module:function' (str -> str) applied after the regexes, for in-house rules",
     )
-    text_ttl_s: float = Field(86_400.0, gt=0, description="stored text (store_text) is erased after this")
+    text_ttl_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="stored text (store_text) and each explanation's words (its strongest key tuples) are "
+        "erased after this; aggregate window maps keep only words of min_document_frequency",
+    )
     retention_days: float = Field(30.0, gt=0, description="explanations, windows, reports older are deleted")
     max_bytes: int | None = Field(
         None,
@@ -212,100 +244,23 @@ class StoreConfig(Strict):
     )
     purge_interval_s: float = Field(300.0, gt=0, description="how often retention and text TTL are applied")
 
+    min_document_frequency: int = Field(
+        2,
+        ge=1,
+        description="a word seen in fewer requests than this is replaced by <rare> in every map, report and "
+        "reply that leaves the process or reaches the store (a name seen once is personal data; a word "
+        "seen in thousands of requests is vocabulary); 1: off",
+    )
+
     @field_validator("redact_patterns")
     @classmethod
     def _patterns_compile(cls, value: list[str]) -> list[str]:
-        for pattern in value:
+        for index, pattern in enumerate(value):
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
+                compile_linear(pattern)
+            except PatternError as exc:
+                raise ValueError(f"[{index}] {pattern!r}: {exc}") from exc
         return value
-
-
-class ServerConfig(Strict):
-    host: str = "127.0.0.1"
-    grpc_port: int = Field(50051, ge=0, le=65535)
-    metrics_port: int = Field(9464, ge=0, le=65535)
-    proxy_port: int | None = Field(None, ge=0, le=65535)
-    events_port: int | None = Field(
-        None,
-        ge=0,
-        le=65535,
-        description="HTTP port of the CloudEvents receiver for KServe's inference logger "
-        "(predictor.logger.url); None: off, 0: any free port",
-    )
-    events_mode: Literal["all", "request"] = Field(
-        "all",
-        description="the InferenceService's logger.mode: all pairs each request with its response by ce-id; "
-        "request observes requests alone (no predicted label, so no output drift)",
-    )
-    events_max_bytes: int = Field(
-        1024 * 1024, ge=1024, description="largest event body accepted; larger ones get 413"
-    )
-    events_pair_ttl_s: float = Field(
-        30.0, gt=0, description="how long a request (or response) waits for its partner before it is dropped"
-    )
-    events_max_pending: int = Field(
-        10_000, ge=1, description="most events waiting for their partner; the oldest is dropped beyond it"
-    )
-    events_max_pending_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, description="cap on the body bytes held by events waiting for a partner"
-    )
-    upstream: str | None = Field(None, description="host:port of the OIP-V2 model server (proxy mode)")
-    workers: int = Field(1, ge=1, le=64)
-    queue_per_label: int = Field(64, ge=1)
-    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    max_concurrent_rpcs: int | None = Field(
-        128,
-        ge=1,
-        description="calls the monitor's gRPC server runs or queues at once; beyond it callers get "
-        "RESOURCE_EXHAUSTED at once (counted as dropped, reason overloaded) instead of waiting in an "
-        "unbounded queue; None: no limit. Health checks share the limit (a standalone pod reads not-ready "
-        "while overloaded; the chart's liveness probe uses the metrics port). The proxy port never sheds",
-    )
-    tls: TLSConfig | None = None
-    admin_token: str | None = Field(
-        None, description="required as 'authorization: Bearer <token>' on SetBaseline"
-    )
-    admin_identities: list[str] = Field(
-        default_factory=list,
-        description="client-certificate names (CN or SAN) allowed to call SetBaseline; needs tls.ca_file",
-    )
-    tick_s: float = Field(1.0, gt=0, description="how often windows are checked for closing")
-    torch_threads: int = Field(
-        1,
-        ge=1,
-        le=256,
-        description="intra-op threads for local models (1: leave the cores to the serving process)",
-    )
-    explain_in: Literal["process", "thread"] = Field(
-        "process",
-        description="where explanations run: 'process' (worker processes, at lower CPU priority, so model "
-        "forwards and fits never hold the serving process's GIL) or 'thread' (in-process: no start-up "
-        "cost, for tests and tiny models)",
-    )
-    worker_nice: int = Field(
-        10, ge=0, le=19, description="niceness added to explain worker processes (0: same priority)"
-    )
-
-    @model_validator(mode="after")
-    def _proxy_needs_upstream(self) -> ServerConfig:
-        if self.proxy_port is not None and not self.upstream:
-            raise ValueError("proxy_port is set but upstream (the model server's host:port) is not")
-        if self.admin_identities and (self.tls is None or self.tls.ca_file is None):
-            raise ValueError(
-                "admin_identities needs mutual TLS: set tls.cert_file, tls.key_file and tls.ca_file"
-            )
-        if self.tls is not None and (self.tls.cert_file is None) != (self.tls.key_file is None):
-            raise ValueError("tls: cert_file and key_file go together")
-        return self
-
-    @model_validator(mode="after")
-    def _events_bounds(self) -> ServerConfig:
-        if self.events_max_pending_bytes < self.events_max_bytes:
-            raise ValueError("events_max_pending_bytes: must be at least events_max_bytes (one whole event)")
-        return self
 
 
 class Settings(Strict):
@@ -334,6 +289,18 @@ class Settings(Strict):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _engine_budget_pays_for_the_design(self) -> Settings:
+        """An engine budget below the minimum design for a model's feature cap would fail every sampled
+        request (each one counted as a failed explanation); refuse it here instead."""
+        for model in self.models:
+            n = _feature_cap(model)
+            engine = self.engine
+            problem = n and engine_budget_problem(engine.kind, engine.budget, engine.max_order, n)
+            if problem:
+                raise ValueError(f"engine.budget: {problem}; model {model.name!r} has up to {n} features")
+        return self
+
     def model(self, name: str) -> ModelConfig:
         for model in self.models:
             if model.name == name:
@@ -341,40 +308,54 @@ class Settings(Strict):
         raise KeyError(name)
 
 
+def _feature_cap(model: ModelConfig) -> int:
+    """Most features one input of ``model`` can have (0: unknown until requests arrive)."""
+    if isinstance(model.lens, TextLens):
+        return model.lens.max_features
+    return len(model.events.fields) or len(model.lens.defaults)
+
+
+def engine_budget_problem(kind: str, budget: int, max_order: int, n_features: int) -> str | None:
+    """Why ``budget`` cannot explain ``n_features`` with engine ``kind`` (``None`` when it can).
+
+    Inputs of ``n <= 16`` features whose ``2^n`` masks fit the budget are measured exactly; larger ones need
+    the engine's minimum design (ProxySPEX: a fixed floor; SPEX: groups x buckets x BCH delays).
+    """
+    from .attribution import SPEX, BudgetTooSmallError
+    from .attribution.proxyspex import MIN_BUDGET
+
+    if n_features <= 16 and 2**n_features <= budget:
+        return None
+    try:
+        if kind == "spex":
+            SPEX(budget=budget, max_order=max_order).design(n_features)
+        elif budget < MIN_BUDGET:
+            raise BudgetTooSmallError("ProxySPEX", budget, MIN_BUDGET, "or 2^n_features for exact")
+    except BudgetTooSmallError as exc:
+        return str(exc)
+    return None
+
+
 class ConfigError(ValueError):
     """Invalid configuration; ``errors`` holds ``(field path, reason)`` pairs."""
 
     def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
+        self.source = source
         self.errors = errors
         lines = "\n".join(f"  {path}: {reason}" for path, reason in errors)
         super().__init__(f"invalid configuration ({source}):\n{lines}")
 
-
-def _set_path(data: dict, path: list[str], value: str) -> None:
-    node = data
-    for part in path[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    last = path[-1]
-    parsed = yaml.safe_load(value)  # "1000" -> 1000, "true" -> True, "[a, b]" -> list
-    if isinstance(node, list):
-        node[int(last)] = parsed
-    else:
-        node[last] = parsed
+    def __reduce__(self) -> tuple:  # survives pickling (it is raised inside explain worker processes)
+        return (type(self), (self.source, self.errors), self.__dict__)
 
 
-def apply_env(data: dict, environ: dict[str, str] | None = None) -> dict:
-    """Overlay ``SPEX_MONITOR_A__B__C=value`` onto the file's data (lower-cased keys, YAML-typed values)."""
-    environ = dict(os.environ) if environ is None else environ
-    for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
-        if path:
-            try:
-                _set_path(data, path, value)
-            except (IndexError, ValueError, TypeError) as exc:
-                raise ConfigError(f"environment {name}", [(".".join(path), str(exc))]) from exc
-    return data
+def apply_env(data: dict, environ: Mapping[str, str] | None = None) -> dict:
+    """Overlay ``SPEX_MONITOR_A__B__C=value`` onto the file's data, through pydantic-settings (see
+    :mod:`spex_monitor.config_env`): values are typed by their field; list and mapping fields take JSON."""
+    try:
+        return overlay(Settings, data, os.environ if environ is None else environ)
+    except EnvValueError as exc:
+        raise ConfigError("environment", [(exc.path, exc.reason)]) from exc
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -394,9 +375,24 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(source, [("<root>", "the file must hold a mapping")])
         data = loaded or {}
+    if any(name.upper().startswith(ENV_PREFIX) for name in (os.environ if environ is None else environ)):
+        source += " + SPEX_MONITOR_* environment"
     data = apply_env(data, environ)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        errors = [(".".join(str(p) for p in e["loc"]) or "<root>", e["msg"]) for e in exc.errors()]
-        raise ConfigError(source, errors) from exc
+        raise ConfigError(source, validation_errors(exc)) from exc
+
+
+def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field path, reason)`` per error; a whole-object check that names its field (``"engine.budget:
+    ..."``) is reported under that field."""
+    errors = []
+    for error in exc.errors():
+        path = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        head, sep, rest = message.partition(": ")
+        if sep and head.replace(".", "").replace("_", "").isalnum() and " " not in head:
+            path, message = ".".join(p for p in (path, head) if p), rest
+        errors.append((path or "<root>", message))
+    return errors

@@ -17,19 +17,35 @@ from .metrics import r2_score
 DEFAULT_RIDGE = 1e-6
 
 
-def _solve(gram: np.ndarray, rhs: np.ndarray, ridge: float) -> np.ndarray:
+def _solve(gram: np.ndarray, rhs: np.ndarray, ridge: float, free: np.ndarray | None = None) -> np.ndarray:
     k = gram.shape[0]
     scale = max(float(np.trace(gram)) / max(k, 1), 1.0)
-    reg = gram + ridge * scale * np.eye(k)
+    penalty = np.full(k, ridge * scale)
+    if free is not None:
+        penalty[free] = 0.0
+    reg = gram + np.diag(penalty)
     try:
         return cho_solve(cho_factor(reg, check_finite=False), rhs, check_finite=False)
     except LinAlgError:
         return np.linalg.lstsq(reg, rhs, rcond=None)[0]
 
 
+def _constant_columns(x: np.ndarray) -> np.ndarray:
+    """Indices of non-zero columns whose entries are all equal: the intercept (the empty term's column)."""
+    if x.shape[0] == 0:
+        return np.zeros(0, dtype=int)
+    first = x[:1]
+    return np.nonzero(np.all(x == first, axis=0) & (first[0] != 0))[0]
+
+
 def fit_ridge(x: np.ndarray, y: np.ndarray, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
-    """Ridge-regularised least squares ``argmin |Xw - y|^2 + ridge * mean(diag(X^T X)) |w|^2``."""
-    return _solve(x.T @ x, x.T @ y, ridge)
+    """Ridge-regularised least squares ``argmin |Xw - y|^2 + ridge * mean(diag(X^T X)) |w_S|^2``.
+
+    ``S`` is every column except constant ones: the intercept is never penalised. Shrinking it would make
+    the fit depend on a constant offset of the value function (a constant 3.0 would be "explained" as
+    2.999997, and ``20 + small signal`` would lose its signal's R² to the shrunk offset).
+    """
+    return _solve(x.T @ x, x.T @ y, ridge, _constant_columns(x))
 
 
 def refit_with_holdout(

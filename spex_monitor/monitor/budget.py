@@ -2,12 +2,18 @@
 
 A token bucket refills ``inferences_per_second`` up to ``burst``; a sliding hour of backend seconds caps
 accelerator time; and a backpressure gate closes while the backend's recent latency or queue depth is
-above its threshold. ``acquire(n)`` waits up to ``max_wait_s`` for room and returns False otherwise: the
+above its threshold. The sidecar feeds both signals from real work (:meth:`signal`): latency is the mean
+seconds per ablation batch of each finished explanation (``BatchTiming`` records from the runners), queue
+depth the number of explanations running against the backend at once (background workers plus Explain
+calls). A latency signal older than ``signal_ttl_s`` no longer closes the gate, so one explanation goes
+through and measures again — a gate closed by latency would otherwise never see a new measurement.
+``acquire(n)`` waits up to ``max_wait_s`` for room and returns False otherwise: the
 caller counts the request as dropped (reason ``budget``), never loses it silently.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -22,12 +28,14 @@ class Budget:
     backend_seconds_per_hour: float | None = None
     max_latency_s: float | None = None
     max_queue_depth: int | None = None
+    signal_ttl_s: float = 30.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     _tokens: float = field(init=False)
     _last: float = field(init=False)
     _spent: deque = field(init=False, default_factory=deque)
     _latency: float = field(init=False, default=0.0)
+    _latency_at: float = field(init=False, default=float("-inf"))
     _queue_depth: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -55,7 +63,8 @@ class Budget:
             self._refill()
             if inferences > self.burst:
                 return "larger_than_burst"
-            if self.max_latency_s is not None and self._latency > self.max_latency_s:
+            fresh = self.clock() - self._latency_at < self.signal_ttl_s
+            if self.max_latency_s is not None and fresh and self._latency > self.max_latency_s:
                 return "backpressure_latency"
             if self.max_queue_depth is not None and self._queue_depth > self.max_queue_depth:
                 return "backpressure_queue"
@@ -88,8 +97,16 @@ class Budget:
         """Account finished backend work and the backend's health signals (latency: an EWMA)."""
         with self._lock:
             self._spent.append((self.clock(), backend_seconds))
-            if latency_s is not None:
-                self._latency = latency_s if self._latency == 0 else 0.8 * self._latency + 0.2 * latency_s
+        self.signal(latency_s, queue_depth)
+
+    def signal(self, latency_s: float | None = None, queue_depth: int | None = None) -> None:
+        """The backend's health signals without spent seconds: ``latency_s`` (seconds per ablation batch,
+        folded into an EWMA) and ``queue_depth`` (explanations running against the backend now)."""
+        with self._lock:
+            if latency_s is not None and math.isfinite(latency_s):
+                stale = self.clock() - self._latency_at >= self.signal_ttl_s
+                self._latency = latency_s if stale else 0.8 * self._latency + 0.2 * latency_s
+                self._latency_at = self.clock()
             if queue_depth is not None:
                 self._queue_depth = queue_depth
 

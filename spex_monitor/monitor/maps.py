@@ -25,6 +25,14 @@ from .drift import DriftCounters
 FORMAT_VERSION = 1
 _MAGIC = b"SPXM"
 KeyTuple = tuple[str, ...]
+# An encoded map is read from uploads (SetBaseline) and files: bound what decoding it may cost. A full map
+# (10,000 key tuples, 2,000 request samples, a 4,000-token vocabulary) is a few MB of JSON.
+MAX_DECODED_BYTES = 64 * 1024 * 1024
+MAX_LIMITS = (1_000_000, 1_000, 1_000_000)  # max_keys, max_exemplars, max_requests
+
+
+class MapTooLargeError(ValueError):
+    """An encoded map that would decompress past :data:`MAX_DECODED_BYTES` (or declares larger limits)."""
 
 
 def key_tuple_coefficients(
@@ -285,17 +293,37 @@ class InteractionMap:
         return _MAGIC + FORMAT_VERSION.to_bytes(2, "big") + body
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> InteractionMap:
+    def from_bytes(cls, data: bytes, max_decoded_bytes: int = MAX_DECODED_BYTES) -> InteractionMap:
+        """Decode :meth:`to_bytes` output. Raises ``ValueError`` (bad magic, corrupt data) and
+        :class:`MapTooLargeError` (past ``max_decoded_bytes`` decompressed, or oversized limits) — after
+        decompressing at most ``max_decoded_bytes``, whatever the input claims."""
         if data[:4] != _MAGIC:
             raise ValueError("not an InteractionMap encoding (bad magic)")
         version = int.from_bytes(data[4:6], "big")
         if version > FORMAT_VERSION:
             raise ValueError(f"InteractionMap format v{version} is newer than this build (v{FORMAT_VERSION})")
+        inflater = zlib.decompressobj()
         try:
-            payload = json.loads(zlib.decompress(data[6:]))
-        except (zlib.error, json.JSONDecodeError) as exc:
+            raw = inflater.decompress(data[6:], max_decoded_bytes)
+            if inflater.unconsumed_tail:
+                raise MapTooLargeError(
+                    f"map: decompresses to more than {max_decoded_bytes} bytes (the most a map may hold)"
+                )
+            payload = json.loads(raw)
+        except (zlib.error, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"corrupt InteractionMap encoding: {exc}") from exc
-        max_keys, max_exemplars, max_requests = payload["limits"]
+        try:
+            return cls._from_payload(payload)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            if isinstance(exc, MapTooLargeError):
+                raise
+            raise ValueError(f"corrupt InteractionMap encoding: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def _from_payload(cls, payload: dict) -> InteractionMap:
+        max_keys, max_exemplars, max_requests = (int(v) for v in payload["limits"])
+        if any(v > cap for v, cap in zip((max_keys, max_exemplars, max_requests), MAX_LIMITS, strict=True)):
+            raise MapTooLargeError(f"map: limits {payload['limits']} exceed {list(MAX_LIMITS)}")
         out = cls(max_keys=max_keys, max_exemplars=max_exemplars, max_requests=max_requests)
         out.requests = payload["requests"]
         out.energy = {int(k): v for k, v in payload["energy"].items()}

@@ -1,8 +1,13 @@
 """Durable store: explanations, windows, baselines and shift reports in SQLite (WAL).
 
 Behind the small :class:`Store` protocol so a shared PostgreSQL can follow. Schema changes are numbered
-migrations applied at open. Raw request text is **not** stored unless ``store_text=True`` (and then it
-expires with ``text_ttl_s``); key tuples and sparse coefficients are, within the retention window.
+migrations applied at open.
+
+What is kept (docs/security.md): raw request text only with ``store_text=True``; per explanation only its
+strongest terms (``terms_per_explanation``) and the words of the features those terms name — never the
+whole word sequence — and both text and words expire after ``text_ttl_s`` (the coefficients stay, without
+words, for the retention window). Deleted content is overwritten (``secure_delete``) and the WAL is
+truncated after each purge, so an expired word is in no database page.
 """
 
 from __future__ import annotations
@@ -57,6 +62,18 @@ def key_text(key: KeyTuple) -> str:
     return json.dumps(list(key), ensure_ascii=False)
 
 
+def _keys_list(stored: list | dict) -> list[str]:
+    """Feature keys by index: stored as ``{index: key}`` for the features the kept terms name ("" for the
+    others, and for all of them once the words expired); older rows hold the whole list."""
+    if isinstance(stored, list):
+        return [str(k) for k in stored]
+    size = 1 + max((int(i) for i in stored), default=-1)
+    out = [""] * size
+    for index, key in stored.items():
+        out[int(index)] = str(key)
+    return out
+
+
 @dataclass
 class ExplanationRecord:
     request_id: str
@@ -107,12 +124,14 @@ class SQLiteStore:
         retention_s: float = 30 * 86_400.0,
         interaction_keys_per_explanation: int = 20,
         max_bytes: int | None = None,
+        terms_per_explanation: int = 20,
     ) -> None:
         self.path = str(path)
         self.store_text = store_text
         self.text_ttl_s = text_ttl_s
         self.retention_s = retention_s
         self.keys_per_explanation = interaction_keys_per_explanation
+        self.terms_per_explanation = terms_per_explanation
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -121,6 +140,7 @@ class SQLiteStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA secure_delete=ON")  # deleted or updated content is overwritten
             self._migrate()
             if max_bytes is not None:
                 # a hard cap on the file: writes beyond it fail with SQLITE_FULL, like a full disk would
@@ -152,7 +172,14 @@ class SQLiteStore:
 
     # ----------------------------------------------------------------------------------- explanations
     def add_explanation(self, record: ExplanationRecord) -> int:
-        terms = [[list(k), v] for k, v in record.terms.items()]
+        """Store the strongest terms and the words of their features only (see the module docstring)."""
+        ranked = sorted((t for t in record.terms if t), key=lambda t: -abs(record.terms[t]))
+        kept = ranked[: self.terms_per_explanation]
+        if () in record.terms:
+            kept.append(())
+        terms = [[list(k), record.terms[k]] for k in kept]
+        named = sorted({i for term in kept for i in term})
+        keys = {str(i): record.keys[i] for i in named if i < len(record.keys)}
         text = record.text if self.store_text else None
         per_key = key_tuple_coefficients(record.terms, record.keys, min_order=2)
         nonzero = [(k, c) for k, c in per_key.items() if abs(c) > 1e-12]
@@ -168,7 +195,7 @@ class SQLiteStore:
                         record.ts,
                         record.model,
                         record.version,
-                        json.dumps(record.keys, ensure_ascii=False),
+                        json.dumps(keys, ensure_ascii=False),
                         json.dumps(terms),
                         record.faithfulness,
                         record.inferences,
@@ -213,7 +240,7 @@ class SQLiteStore:
                 r[0],
                 r[1],
                 r[2],
-                json.loads(r[3]),
+                _keys_list(json.loads(r[3])),
                 {tuple(k): v for k, v in json.loads(r[4])},
                 r[5],
                 r[6],
@@ -235,14 +262,27 @@ class SQLiteStore:
             return int(cursor.lastrowid or 0)
 
     def windows(
-        self, model: str, version: str, since: float = 0.0, until: float = float("inf")
+        self,
+        model: str,
+        version: str,
+        since: float = 0.0,
+        until: float = float("inf"),
+        window_id: int | None = None,
+        latest: bool = False,
     ) -> list[tuple[int, float, float, InteractionMap]]:
+        """Stored windows in time order, filtered in SQL: by time range, one ``window_id``, or only the
+        ``latest`` (only the maps returned are decoded)."""
+        sql = "SELECT id, start_ts, end_ts, map FROM windows WHERE model = ? AND version = ?"
+        args: list[object] = [model, version]
+        if window_id is not None:
+            sql += " AND id = ?"
+            args.append(window_id)
+        if since > 0 or until != float("inf"):
+            sql += " AND end_ts >= ? AND start_ts <= ?"
+            args += [since, until if until != float("inf") else 1e300]
+        sql += " ORDER BY end_ts DESC, id DESC LIMIT 1" if latest else " ORDER BY end_ts, id"
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, start_ts, end_ts, map FROM windows"
-                " WHERE model = ? AND version = ? AND end_ts >= ? AND start_ts <= ? ORDER BY end_ts",
-                (model, version, since, until if until != float("inf") else 1e300),
-            ).fetchall()
+            rows = self._conn.execute(sql, args).fetchall()
         return [(r[0], r[1], r[2], InteractionMap.from_bytes(r[3])) for r in rows]
 
     def set_baseline(self, model: str, version: str, m: InteractionMap, source: str) -> None:
@@ -255,11 +295,15 @@ class SQLiteStore:
             )
 
     def baseline(self, model: str, version: str) -> InteractionMap | None:
+        found = self.baseline_with_source(model, version)
+        return found[0] if found else None
+
+    def baseline_with_source(self, model: str, version: str) -> tuple[InteractionMap, str] | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT map FROM baselines WHERE model = ? AND version = ?", (model, version)
+                "SELECT map, source FROM baselines WHERE model = ? AND version = ?", (model, version)
             ).fetchone()
-        return InteractionMap.from_bytes(row[0]) if row else None
+        return (InteractionMap.from_bytes(row[0]), str(row[1])) if row else None
 
     def baselines(self) -> list[tuple[str, str, float, str]]:
         with self._lock:
@@ -277,13 +321,29 @@ class SQLiteStore:
             )
             return int(cursor.lastrowid or 0)
 
-    def reports(self, model: str, since: float = 0.0) -> list[dict]:
+    def reports(
+        self,
+        model: str,
+        since: float = 0.0,
+        version: str | None = None,
+        window_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Stored reports in time order, filtered in SQL; with ``limit``, the newest ``limit`` of them."""
+        sql = "SELECT id, version, ts, window_id, score, p_value, body FROM reports"
+        sql += " WHERE model = ? AND ts >= ?"
+        args: list[object] = [model, since]
+        if version is not None:
+            sql += " AND version = ?"
+            args.append(version)
+        if window_id is not None:
+            sql += " AND window_id = ?"
+            args.append(window_id)
+        sql += " ORDER BY ts DESC, id DESC" + (" LIMIT ?" if limit is not None else "")
+        if limit is not None:
+            args.append(int(limit))
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, version, ts, window_id, score, p_value, body FROM reports"
-                " WHERE model = ? AND ts >= ? ORDER BY ts",
-                (model, since),
-            ).fetchall()
+            rows = self._conn.execute(sql, args).fetchall()[::-1]
         return [
             {
                 "id": r[0],
@@ -299,19 +359,33 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------------------------------- retention
     def purge(self, now: float | None = None) -> int:
-        """Delete explanations, windows and reports older than the retention; expire stored text."""
+        """Delete explanations, windows and reports older than the retention; past ``text_ttl_s`` erase
+        stored text and each explanation's words (its keys and key tuples). All or nothing: a failure rolls
+        back. Then the WAL is checkpointed and truncated, so erased content leaves the files too."""
         now = time.time() if now is None else now
         cutoff = now - self.retention_s
+        expired = now - self.text_ttl_s
         with self._lock:
             self._conn.execute("BEGIN")
-            deleted = self._conn.execute("DELETE FROM explanations WHERE ts < ?", (cutoff,)).rowcount
-            self._conn.execute("DELETE FROM windows WHERE end_ts < ?", (cutoff,))
-            self._conn.execute("DELETE FROM reports WHERE ts < ?", (cutoff,))
-            self._conn.execute(
-                "UPDATE explanations SET text = NULL WHERE text IS NOT NULL AND ts < ?",
-                (now - self.text_ttl_s,),
-            )
-            self._conn.execute("COMMIT")
+            try:
+                deleted = self._conn.execute("DELETE FROM explanations WHERE ts < ?", (cutoff,)).rowcount
+                self._conn.execute("DELETE FROM windows WHERE end_ts < ?", (cutoff,))
+                self._conn.execute("DELETE FROM reports WHERE ts < ?", (cutoff,))
+                self._conn.execute(
+                    "DELETE FROM explanation_keys WHERE explanation_id IN"
+                    " (SELECT id FROM explanations WHERE ts < ?)",
+                    (expired,),
+                )
+                self._conn.execute(
+                    "UPDATE explanations SET text = NULL, keys = '{}'"
+                    " WHERE ts < ? AND (text IS NOT NULL OR keys != '{}')",
+                    (expired,),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return int(deleted)
 
     def close(self) -> None:

@@ -12,51 +12,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ..attribution import Interactions
 from .budget import Budget
+from .closing import AUTOMATIC_SOURCE, close_window
 from .maps import InteractionMap
+from .records import Explainer, LockedCounter, Observation, WindowResult
 from .redaction import Redactor
 from .sampling import Candidate, StratifiedSampler
-from .shift import ShiftReport, compare_maps
 from .store import ExplanationRecord, Store
-from .windows import ClosedWindow, TumblingWindows, baseline_from_windows, roll_baseline
+from .vocabulary import DocumentFrequency, sanitize_key, sanitize_map
+from .windows import ClosedWindow, TumblingWindows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RECENT_RESULTS = 16
-
-
-@dataclass
-class Observation:
-    """One served request as the monitor sees it (text or fields in, label and confidence out)."""
-
-    request_id: str
-    model: str
-    version: str
-    label: str
-    confidence: float | None = None
-    text: str | None = None
-    fields: dict | None = None
-    trace_id: str | None = None
-
-    def tokens(self) -> list[str] | None:
-        return self.text.lower().split() if self.text is not None else None
-
-
-Explainer = Callable[[Observation], tuple[Interactions, list[str]]]
-
-
-@dataclass
-class WindowResult:
-    window: ClosedWindow
-    window_id: int | None
-    report: ShiftReport | None
-    alarm: bool
+MAX_INGEST = 10_000  # observations waiting for drift counting; beyond it they are dropped (counted)
 
 
 @dataclass
@@ -77,11 +51,23 @@ class Monitor:
     on_event: Callable[[str, dict], None] | None = None
     # applied to every vocabulary token, interaction key and stored text
     redact: Redactor | None = None
-    counters: Counter = field(default_factory=Counter)
+    counters: LockedCounter = field(default_factory=LockedCounter)
+    max_ingest: int = MAX_INGEST
+    # words seen in fewer requests are replaced by <rare> in whatever leaves the process (None: off)
+    vocabulary: DocumentFrequency | None = None
+    # let log lines carry request words (the top interaction of an alarm); off: ids and numbers only
+    log_content: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.counters, LockedCounter):
+            self.counters = LockedCounter(self.counters)
         self._baselines: dict[tuple[str, str], InteractionMap] = {}
+        self._pinned: set[tuple[str, str]] = set()  # set by an operator: the rolling baseline leaves them
         self._warmup: dict[tuple[str, str], list[InteractionMap]] = {}
+        # observations waiting for drift counting (tokenising and redacting run off the caller's thread)
+        self._ingest: deque[Observation] = deque()
+        self._ingest_lock = threading.Lock()
+        self._ingest_wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._in_flight = 0
@@ -110,7 +96,7 @@ class Monitor:
         try:
             value = write(*args)
         except Exception as exc:
-            self.counters["store_errors"] += 1
+            self.counters.add("store_errors")
             if self.store_error is None:
                 log.error("store write failed (%s); continuing without persistence", exc)
             self.store_error = f"{type(exc).__name__}: {exc}"
@@ -122,27 +108,29 @@ class Monitor:
         return value
 
     def _drop(self, model: str, reason: str) -> None:
-        self.counters[f"dropped:{reason}"] += 1
+        self.counters.add(f"dropped:{reason}")
         self._emit("dropped", model=model, reason=reason)
 
     def observe(self, observation: Observation) -> bool:
-        """O(1) and never raises into the caller: True when the request became an explanation candidate."""
+        """O(1) and never raises into the caller: True when the request became an explanation candidate.
+
+        Only the sampling decision runs on the caller's thread; tokenising, redacting and drift counting
+        happen on the ingest thread (:meth:`process_ingest`), so a long text never holds a serving thread.
+        """
         try:
-            self.counters["observed"] += 1
+            self.counters.add("observed")
             self._emit("observed", model=observation.model, version=observation.version)
             if self._stop.is_set():
                 self._drop(observation.model, "shutdown")
                 return False
-            tokens = observation.tokens()
-            if tokens is not None and self.redact is not None:
-                tokens = self.redact.words(tokens, observation.text)
-            self.windows.observe(
-                observation.model,
-                observation.version,
-                tokens,
-                observation.label,
-                observation.confidence,
-            )
+            with self._ingest_lock:
+                queued = len(self._ingest) < self.max_ingest
+                if queued:
+                    self._ingest.append(observation)
+            if queued:
+                self._ingest_wake.set()
+            else:
+                self._drop(observation.model, "ingest_full")  # drift not counted; sampling goes on
             outcome = self.sampler.offer_reason(
                 Candidate(observation.request_id, observation.model, observation.label, observation)
             )
@@ -151,13 +139,39 @@ class Monitor:
                 return False
             if outcome == "reservoir_replaced":
                 self._drop(observation.model, outcome)
-            self.counters["sampled"] += 1
+            self.counters.add("sampled")
             self._emit("sampled", model=observation.model, version=observation.version)
             return True
         except Exception:  # the serving path must never see our failures
             log.exception("observe failed")
             self._drop(str(getattr(observation, "model", "")), "internal_error")
             return False
+
+    def process_ingest(self, limit: int | None = None) -> int:
+        """Count waiting observations into their windows' drift counters (tokens redacted first).
+
+        Runs on the ingest thread, and in :meth:`drain` / :meth:`tick` so nothing observed before them is
+        left out. Returns how many were processed."""
+        done = 0
+        while limit is None or done < limit:
+            with self._ingest_lock:
+                if not self._ingest:
+                    break
+                observation = self._ingest.popleft()
+            try:
+                tokens = observation.tokens()
+                if tokens is not None and self.redact is not None:
+                    tokens = self.redact.words(tokens, observation.text)
+                if tokens is not None and self.vocabulary is not None:
+                    self.vocabulary.add(tokens)
+                self.windows.observe(
+                    observation.model, observation.version, tokens, observation.label, observation.confidence
+                )
+            except Exception:  # one bad observation must not stop the others
+                log.exception("drift counting of %s failed", observation.request_id)
+                self._drop(observation.model, "internal_error")
+            done += 1
+        return done
 
     # ------------------------------------------------------------------------------------------ workers
     def explain_one(self) -> bool:
@@ -183,8 +197,11 @@ class Monitor:
         try:
             result, keys = self.explainer(observation)
         except Exception as exc:
-            log.warning("explanation of %s failed: %s", observation.request_id, type(exc).__name__)
-            self.counters["explanations:failed"] += 1
+            # type and message (ours name limits and shapes, not request words), never the text itself
+            log.warning(
+                "explanation of %s failed: %s: %s", observation.request_id, type(exc).__name__, str(exc)[:300]
+            )
+            self.counters.add("explanations:failed")
             self._emit(
                 "explained",
                 model=observation.model,
@@ -203,8 +220,8 @@ class Monitor:
             keys = self.redact.words(keys, observation.text)
             text = self.redact(text) if text is not None else None
         self.budget.record(elapsed)
-        self.counters["explanations:ok"] += 1
-        self.counters["ablation_inferences"] += result.inferences_used
+        self.counters.add("explanations:ok")
+        self.counters.add("ablation_inferences", result.inferences_used)
         self._emit(
             "explained",
             model=observation.model,
@@ -239,6 +256,7 @@ class Monitor:
         Returns how many this thread took."""
         taken = 0
         deadline = time.monotonic() + timeout_s
+        self.process_ingest()
         while True:
             while self.explain_one():
                 taken += 1
@@ -255,15 +273,24 @@ class Monitor:
                     busy = self.explain_one()
                 except Exception:  # a worker thread that dies silently would stop all explanation
                     log.exception("explain worker step failed")
-                    self.counters["worker_errors"] += 1
+                    self.counters.add("worker_errors")
                     busy = False
                 if not busy:
                     self._stop.wait(idle_sleep_s)
+
+        def ingest() -> None:
+            while not self._stop.is_set():
+                self._ingest_wake.wait(idle_sleep_s)
+                self._ingest_wake.clear()
+                self.process_ingest()
 
         for index in range(workers):
             thread = threading.Thread(target=loop, name=f"spex-explain-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        thread = threading.Thread(target=ingest, name="spex-ingest", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Stop taking work, let in-flight explanations finish, persist open windows."""
@@ -271,88 +298,68 @@ class Monitor:
         for thread in self._threads:
             thread.join(timeout_s)
         left = self.sampler.new_window()
-        self.counters["dropped:shutdown"] += left
+        self.counters.add("dropped:shutdown", left)
         if left:
             self._emit("dropped", model="", reason="shutdown", count=left)
         self.tick(force=True)
 
+    # ------------------------------------------------------------------------------------ what leaves
+    def public_map(self, m: InteractionMap) -> InteractionMap:
+        """``m`` as it may leave the process or reach the store: rare words replaced by ``<rare>``."""
+        return m if self.vocabulary is None else sanitize_map(m, self.vocabulary.common)
+
+    def public_key(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        return key if self.vocabulary is None else sanitize_key(key, self.vocabulary.common)
+
     # -------------------------------------------------------------------------------------- windows
-    def set_baseline(self, model: str, version: str, baseline: InteractionMap, source: str = "api") -> None:
-        self._baselines[(model, version)] = baseline
+    def set_baseline(
+        self, model: str, version: str, baseline: InteractionMap, source: str = "api", pinned: bool = True
+    ) -> None:
+        """Use ``baseline`` from now on. ``pinned`` (an operator's choice: the API, a file) keeps the rolling
+        baseline from drifting it; the automatic first-windows baseline is not pinned."""
+        key = (model, version)
+        self._baselines[key] = baseline
+        if pinned:
+            self._pinned.add(key)
+        else:
+            self._pinned.discard(key)
         if self.store is not None:
-            self.persist(self.store.set_baseline, model, version, baseline, source)
+            self.persist(self.store.set_baseline, model, version, self.public_map(baseline), source)
 
     def baseline(self, model: str, version: str) -> InteractionMap | None:
         key = (model, version)
         if key not in self._baselines and self.store is not None:
-            stored = self.store.baseline(model, version)
+            stored = self.store.baseline_with_source(model, version)
             if stored is not None:
-                self._baselines[key] = stored
+                self._baselines[key] = stored[0]
+                if not stored[1].startswith(AUTOMATIC_SOURCE):
+                    self._pinned.add(key)
         return self._baselines.get(key)
 
     def tick(self, force: bool = False) -> list[WindowResult]:
-        """Close due windows; compare each with its baseline (building one from the first windows)."""
+        """Close due windows; compare each with its baseline (building one from the first windows).
+
+        A failure in one window (or in ``on_window``) is logged and counted; the other windows popped in
+        the same tick are still compared, stored and reported."""
+        self.process_ingest()
         out = []
         for closed in self.windows.close_due(force=force):
             if closed.map.requests == 0 and closed.map.drift.observed == 0:
                 continue
-            window_id = None
-            if self.store is not None:
-                window_id = self.persist(
-                    self.store.save_window,
-                    closed.model,
-                    closed.version,
-                    closed.start_ts,
-                    closed.end_ts,
-                    closed.map,
-                )
-            key = (closed.model, closed.version)
-            baseline = self.baseline(*key)
-            report = None
-            alarm = False
-            if baseline is None:
-                warm = self._warmup.setdefault(key, [])
-                warm.append(closed.map)
-                if len(warm) >= self.baseline_windows:
-                    self.set_baseline(*key, baseline_from_windows(warm), source=f"first {len(warm)} windows")
-                    del self._warmup[key]
-            elif closed.map.requests >= self.min_window_requests:
-                report = compare_maps(
-                    baseline,
-                    closed.map,
-                    n_permutations=self.n_permutations,
-                    seed=window_id or self.counters["windows:closed"],
-                )
-                alarm = report.p_value < self.alarm_p_value
-                if self.store is not None:
-                    self.persist(
-                        self.store.save_report,
-                        closed.model,
-                        closed.version,
-                        window_id,
-                        report.score,
-                        report.p_value,
-                        {
-                            "top": [
-                                [list(c.key), c.baseline, c.window, c.delta, c.exemplars]
-                                for c in report.top_contributors(10)
-                            ],
-                            "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},
-                            "first_order_ndcg": report.first_order_ndcg,
-                            "input_drift": report.input_drift,
-                            "output_drift": report.output_drift,
-                            "alarm": alarm,
-                            "window_requests": closed.map.requests,
-                        },
-                    )
-                if self.rolling_decay is not None and not alarm:
-                    self._baselines[key] = roll_baseline(baseline, closed.map, self.rolling_decay)
-            else:
-                self.counters["windows:too_small"] += 1
-            result = WindowResult(closed, window_id, report, alarm)
-            self.results.append(result)
-            self.counters["windows:closed"] += 1
+            try:
+                result = self._close(closed)
+            except Exception:
+                log.exception("closing the window of %s %s failed", closed.model, closed.version)
+                self.counters.add("windows:failed")
+                continue
             out.append(result)
             if self.on_window is not None:
-                self.on_window(result)
+                try:
+                    self.on_window(result)
+                except Exception:
+                    log.exception("window hook failed for %s %s", closed.model, closed.version)
+                    self.counters.add("windows:hook_failed")
         return out
+
+    def _close(self, closed: ClosedWindow) -> WindowResult:
+        return close_window(self, closed)

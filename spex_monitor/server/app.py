@@ -7,17 +7,14 @@ starts explain workers and a ticker that closes windows. ``stop()`` drains and p
 
 from __future__ import annotations
 
-import json
 import logging
+import socket
 import threading
 import time
-from concurrent import futures
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import make_wsgi_app
 
 from ..backends.base import BatchTiming
 from ..config import ConfigError, Settings
@@ -25,25 +22,27 @@ from ..monitor.budget import Budget
 from ..monitor.redaction import Redactor, load_hook
 from ..monitor.sampling import StratifiedSampler
 from ..monitor.store import SQLiteStore
+from ..monitor.vocabulary import DocumentFrequency
 from ..monitor.windows import TumblingWindows
 from ..monitor.worker import Monitor, Observation, WindowResult
 from ..protocol.v1 import monitor_pb2 as pb
-from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
+from . import exporting
 from .admission import OverloadCounter
+from .asgi_thread import ASGIThread
+from .auth import Authorizer
 from .explainers import class_labels
-from .metrics import Metrics, trace_exemplar
-from .observations import VersionGate
+from .http import create_metrics_app
+from .limits import PriorityExecutor
+from .metrics import Metrics
+from .observations import VersionGate, explainable
+from .registration import add_monitor_service
 from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
+from .tls import bind
 
 log = logging.getLogger(__name__)
 # gRPC health service name of the store: NOT_SERVING while writes fail (Observe keeps serving)
 STORE_HEALTH_SERVICE = "spex_monitor.v1.Store"
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass
 
 
 def _redactor(settings: Settings) -> Redactor | None:
@@ -60,6 +59,7 @@ class Sidecar:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.metrics.model_names = frozenset(m.name for m in settings.models)
         if settings.server.explain_in == "thread" and any(m.backend.kind == "local" for m in settings.models):
             import torch
 
@@ -75,6 +75,8 @@ class Sidecar:
         self.version_gate = VersionGate(self.model_versions)
         self.labels = {m.name: class_labels(m.backend) for m in settings.models}
         self.runner: ExplainRunner | None = None  # built by start(): worker processes take seconds to load
+        self._running = 0  # explanations running against the backend (the budget's queue-depth signal)
+        self._running_lock = threading.Lock()
         self._health: dict[str, bool] = {}
         for m in settings.models:
             replicas = [LOCAL_REPLICA] if m.backend.kind == "local" else m.backend.endpoints
@@ -107,19 +109,30 @@ class Sidecar:
             on_window=self._on_window,
             on_event=self._on_event,
             redact=_redactor(settings),
+            vocabulary=DocumentFrequency(settings.store.min_document_frequency),
+            log_content=settings.server.log_request_content,
         )
         if settings.baseline.file is not None:
             from ..monitor import InteractionMap
 
             pinned = InteractionMap.from_bytes(settings.baseline.file.read_bytes())
+            if pinned.requests < settings.baseline.min_window_requests:
+                reason = (
+                    f"the map holds {pinned.requests:g} explained requests; at least "
+                    f"{settings.baseline.min_window_requests} (baseline.min_window_requests) are needed"
+                )
+                raise ConfigError("baseline.file", [("baseline.file", reason)])
             first = settings.models[0]
             self.monitor.set_baseline(first.name, first.version, pinned, source=str(settings.baseline.file))
         self.last_reports: dict[tuple[str, str], dict] = {}
+        self._reports_lock = threading.Lock()  # the ticker writes last_reports, HTTP threads read it
+        self.authorizer = Authorizer(settings.server)
         self._grpc: grpc.Server | None = None
+        self._servicer: MonitorServicer | None = None
         self._proxy_server: grpc.Server | None = None
         self.proxy = None
         self.proxy_port = 0
-        self._http: WSGIServer | None = None
+        self._http: ASGIThread | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._health_servicer: health.HealthServicer | None = None
@@ -132,6 +145,7 @@ class Sidecar:
 
     # ------------------------------------------------------------------------------------- monitor glue
     def _explain(self, observation: Observation):  # noqa: ANN202
+        explainable(observation.text)  # a failed (counted) explanation, not minutes of a worker's CPU
         outcome = self.explain(observation.model, text=observation.text, fields=observation.fields)
         return outcome.result, outcome.keys
 
@@ -142,21 +156,37 @@ class Sidecar:
         fields: dict[str, float] | None = None,
         budget: int | None = None,
         max_order: int | None = None,
+        deadline: float | None = None,
     ) -> ExplainOutcome:
-        """Explain one input on the runner; record its backend batches and replica health."""
+        """Explain one input on the runner; record its backend batches and replica health.
+
+        ``deadline``: ``time.time()`` seconds after which the engine stops (:class:`ExplainDeadlineError`).
+        """
         if self.runner is None:
             raise RuntimeError("the sidecar is not started")
+        gate = self.monitor.budget
+        with self._running_lock:
+            self._running += 1
+            gate.signal(queue_depth=self._running)
         try:
-            outcome = self.runner.explain(model, text, fields, budget, max_order)
+            outcome = self.runner.explain(model, text, fields, budget, max_order, deadline)
         except Exception as exc:
             self._health.update(getattr(exc, "health", {}))
             self._record_batches(getattr(exc, "batches", []))
             raise
+        finally:
+            with self._running_lock:
+                self._running -= 1
+                gate.signal(queue_depth=self._running)
         self._health.update(outcome.health)
         self._record_batches(outcome.batches)
         return outcome
 
     def _record_batches(self, batches: list[BatchTiming]) -> None:
+        """Per batch: the replica's latency histogram; per explanation: the budget's latency signal (mean
+        seconds per batch), which closes the gate past ``budget.max_latency_s``."""
+        if batches:
+            self.monitor.budget.signal(latency_s=sum(b.seconds for b in batches) / len(batches))
         for batch in batches:
             # local devices ("cpu", "cuda:0") are one replica; remote ones are named by their endpoint
             local = batch.device.split(":")[0] in ("cpu", "cuda", "mps")
@@ -164,67 +194,14 @@ class Sidecar:
             self.metrics.backend_duration.labels(replica).observe(batch.seconds)
 
     def _on_event(self, kind: str, data: dict) -> None:
-        model = str(data.get("model", ""))
-        version = str(data.get("version", ""))
-        m = self.metrics
-        if kind == "observed":
-            m.requests_observed.labels(model, version).inc()
-        elif kind == "sampled":
-            m.sampled.labels(model, version).inc()
-        elif kind == "dropped":
-            m.dropped.labels(model, str(data["reason"])).inc(float(data.get("count", 1)))
-        elif kind == "store_error":
-            m.store_write_errors.inc()
-            m.store_degraded.set(1.0)
-        elif kind == "explained":
-            lens = self.lens.get(model, "")
-            exemplar = trace_exemplar(data.get("trace_id"))
-            m.explanations.labels(model, version, lens, data["status"]).inc()
-            m.explanation_duration.labels(model, lens).observe(float(data["seconds"]), exemplar)
-            if data["status"] == "ok":
-                m.ablation_inferences.labels(model, lens).inc(int(data["inferences"]))
-                if data["faithfulness"] is not None and data["faithfulness"] == data["faithfulness"]:
-                    m.faithfulness.labels(model, lens).observe(float(data["faithfulness"]), exemplar)
-            m.budget_utilization.labels(model).set(self.monitor.budget.utilization())
+        exporting.on_event(self, kind, data)
 
     def _on_window(self, result: WindowResult) -> None:
-        window = result.window
-        for alarm in (
-            "true",
-            "false",
-        ):  # both series exist from the first window, so increase() sees the first alarm
-            self.metrics.windows_closed.labels(window.model, window.version, alarm)
-        self.metrics.windows_closed.labels(window.model, window.version, str(result.alarm).lower()).inc()
-        if result.report is None:
-            return
-        self.metrics.record_report(window.model, window.version, result.report)
-        self.last_reports[(window.model, window.version)] = {
-            "model": window.model,
-            "version": window.version,
-            "window_id": result.window_id,
-            "score": result.report.score,
-            "p_value": result.report.p_value,
-            "alarm": result.alarm,
-            "top": [
-                {
-                    "keys": list(c.key),
-                    "baseline": c.baseline,
-                    "window": c.window,
-                    "delta": c.delta,
-                    "exemplars": c.exemplars,
-                }
-                for c in result.report.top_contributors(10)
-            ],
-        }
-        if result.alarm:
-            top = result.report.top_contributors(1)
-            log.warning(
-                "interaction shift: model=%s version=%s p=%.4g top=%s",
-                window.model,
-                window.version,
-                result.report.p_value,
-                top[0].key if top else None,
-            )
+        exporting.on_window(self, result)
+
+    def top_interactions(self) -> list[dict]:
+        """Rows of ``/api/top-interactions``: each model's last report's strongest moves."""
+        return exporting.top_interactions(self)
 
     def _update_backend_health(self) -> None:
         for replica, up in list(self._health.items()):
@@ -256,36 +233,22 @@ class Sidecar:
             self._health_servicer.set(STORE_HEALTH_SERVICE, status)
 
     # -------------------------------------------------------------------------------------- endpoints
-    def _http_app(self):  # noqa: ANN202
-        prometheus = make_wsgi_app(self.metrics.registry)
-
-        def app(environ, start_response):  # noqa: ANN001, ANN202
-            if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-                start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
-                return [b"read-only endpoint\n"]
-            if environ.get("PATH_INFO") == "/api/top-interactions":
-                rows = []
-                for report in self.last_reports.values():
-                    for c in report["top"]:
-                        rows.append(
-                            {
-                                "model": report["model"],
-                                "version": report["version"],
-                                "p_value": report["p_value"],
-                                "alarm": report["alarm"],
-                                "interaction": " × ".join(c["keys"]),
-                                "baseline": c["baseline"],
-                                "window": c["window"],
-                                "delta": c["delta"],
-                                "exemplars": ", ".join(c["exemplars"]),
-                            }
-                        )
-                body = json.dumps(rows).encode()
-                start_response("200 OK", [("Content-Type", "application/json")])
-                return [body]
-            return prometheus(environ, start_response)
-
-        return app
+    def readiness(self) -> str | None:
+        """``None`` when what serving needs accepts connections (the proxy port when configured, else the
+        gRPC port), else why not. A TCP connect on loopback: it takes no gRPC worker thread."""
+        if self._stopping.is_set():
+            return "stopping"
+        proxied = self.settings.server.proxy_port is not None
+        name, port = ("OIP proxy", self.proxy_port) if proxied else ("gRPC", self.grpc_port)
+        if not port:
+            return f"the {name} port is not listening yet"
+        host = self.settings.server.host
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+        except OSError as exc:
+            return f"the {name} port {port} refuses connections ({exc.strerror or exc})"
+        return None
 
     def start(self) -> Sidecar:
         server_cfg = self.settings.server
@@ -301,14 +264,15 @@ class Sidecar:
             self.overload = OverloadCounter(limit, lambda _method: overloaded.inc())
             interceptors.append(self.overload)
         self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=16),
+            PriorityExecutor(server_cfg.grpc_threads),  # health checks never wait behind user calls
             options=options,
             interceptors=interceptors,
             maximum_concurrent_rpcs=server_cfg.max_concurrent_rpcs,
         )
         if self.overload is not None:
             self.overload.bind(self._grpc)
-        pb_grpc.add_MonitorServiceServicer_to_server(MonitorServicer(self), self._grpc)
+        self._servicer = MonitorServicer(self)
+        add_monitor_service(self._servicer, self._grpc)  # undecodable requests: INVALID_ARGUMENT
         health_servicer = self._health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self._grpc)
         service_name = pb.DESCRIPTOR.services_by_name["MonitorService"].full_name
@@ -316,26 +280,20 @@ class Sidecar:
             (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
         )
         address = f"{server_cfg.host}:{server_cfg.grpc_port}"
-        tls = server_cfg.tls
-        if tls is not None and tls.cert_file and tls.key_file:
-            credentials = grpc.ssl_server_credentials(
-                [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-                root_certificates=tls.ca_file.read_bytes() if tls.ca_file else None,
-                require_client_auth=tls.ca_file is not None,
-            )
-            self.grpc_port = self._grpc.add_secure_port(address, credentials)
-        else:
-            self.grpc_port = self._grpc.add_insecure_port(address)
+        self.grpc_port = bind(self._grpc, address, server_cfg.tls)
         self._grpc.start()
         for name in ("", service_name, STORE_HEALTH_SERVICE):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._http = make_server(
-            server_cfg.host, server_cfg.metrics_port, self._http_app(), handler_class=_QuietHandler
+        self._http = ASGIThread(
+            create_metrics_app(self.metrics.registry, self.top_interactions, self.readiness, self.authorizer),
+            server_cfg.host,
+            server_cfg.metrics_port,
+            name="spex-metrics",
+            tls=server_cfg.port_tls("metrics"),
+            # client certificates are verified when offered, not required: kubelet probes /healthz
+            client_cert="optional" if server_cfg.metrics_tls == "inherit" else "required",
         )
-        self.metrics_port = self._http.server_port
-        http_thread = threading.Thread(target=self._http.serve_forever, name="spex-metrics", daemon=True)
-        http_thread.start()
-        self._threads.append(http_thread)
+        self.metrics_port = self._http.start()
         self.monitor.start(workers=server_cfg.workers)
         ticker = threading.Thread(target=self._ticker, name="spex-ticker", daemon=True)
         ticker.start()
@@ -355,32 +313,14 @@ class Sidecar:
         return self
 
     def _start_proxy(self, host: str, port: int, upstream: str, options: list) -> None:
-        from .proxy import OIPProxy, observations_from_infer
+        from .attach import start_proxy
 
-        versions = {m.name: m.version for m in self.settings.models}
-
-        def on_infer(request, response) -> None:  # noqa: ANN001
-            model = request.model_name
-            if model not in versions:
-                self.metrics.dropped.labels(model, "unknown_model").inc()
-                return
-            labels = self.labels[model]
-            for item in observations_from_infer(request, response, model, versions[model], labels):
-                self.monitor.observe(Observation(**item))
-
-        self.proxy = OIPProxy(upstream, on_infer)
-        self._proxy_server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
-        self.proxy.register(self._proxy_server)
-        self.proxy_port = self._proxy_server.add_insecure_port(f"{host}:{port}")
-        self._proxy_server.start()
+        self.proxy, self._proxy_server, self.proxy_port = start_proxy(self, host, port, upstream, options)
 
     def _start_events(self, host: str, port: int) -> None:
-        from .asgi_thread import ASGIThread
-        from .events import EventReceiver, create_app
+        from .attach import start_events
 
-        self.events = EventReceiver.from_sidecar(self)
-        self._events_server = ASGIThread(create_app(self.events), host, port, name="spex-events")
-        self.events_port = self._events_server.start()
+        self.events, self._events_server, self.events_port = start_events(self, host, port)
         log.info("KServe inference-logger receiver on http://%s:%d/", host, self.events_port)
 
     def stop(self, grace_s: float = 5.0) -> None:
@@ -392,12 +332,13 @@ class Sidecar:
             self.proxy.close()
         if self._grpc is not None:
             self._grpc.stop(grace_s).wait(grace_s)
+        if self._servicer is not None:
+            self._servicer.close()
         self.monitor.shutdown()
         if self.runner is not None:
             self.runner.close()
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.stop(grace_s)
         for thread in self._threads:
             thread.join(grace_s)
         self.store.close()

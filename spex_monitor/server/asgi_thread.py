@@ -8,10 +8,13 @@ lets in-flight requests finish within the grace period, and joins the thread: no
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 
 import uvicorn
+
+from ..config import TLSConfig
 
 
 class ASGIThread:
@@ -20,12 +23,23 @@ class ASGIThread:
     host, port: where to listen (port 0: any free port; read ``port`` after ``start()``).
     name: the thread's name (shows up in thread dumps).
     limit_concurrency: connections plus in-flight requests beyond which uvicorn answers 503 at once.
+    tls: serve HTTPS with this certificate; with ``ca_file`` client certificates are verified and
+        required (``client_cert="required"``) or verified when offered (``"optional"``).
     """
 
     def __init__(
-        self, app: object, host: str, port: int, name: str = "spex-asgi", limit_concurrency: int = 1024
+        self,
+        app: object,
+        host: str,
+        port: int,
+        name: str = "spex-asgi",
+        limit_concurrency: int = 1024,
+        tls: TLSConfig | None = None,
+        client_cert: str = "required",
     ) -> None:
         self.app = app
+        self.tls = tls
+        self.client_cert = client_cert
         self.host = host
         self.port = port
         self.name = name
@@ -48,8 +62,18 @@ class ASGIThread:
             raise
         self._socket = sock
         self.port = sock.getsockname()[1]
+        tls = {}
+        if self.tls is not None and self.tls.cert_file is not None:
+            required = ssl.CERT_REQUIRED if self.client_cert == "required" else ssl.CERT_OPTIONAL
+            tls = {
+                "ssl_certfile": str(self.tls.cert_file),
+                "ssl_keyfile": str(self.tls.key_file),
+                "ssl_ca_certs": str(self.tls.ca_file) if self.tls.ca_file else None,
+                "ssl_cert_reqs": required if self.tls.ca_file else ssl.CERT_NONE,
+            }
         config = uvicorn.Config(
             self.app,
+            **tls,
             lifespan="on",
             log_level="warning",
             access_log=False,

@@ -13,25 +13,19 @@ counted in ``spex_monitor_dropped_total{reason}``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cloudevents.exceptions import GenericException
 from cloudevents.http import from_http
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from ..config import ModelConfig, Settings
 from ..monitor.pairing import Half, PairingBuffer, PendingHalf
-from .observations import InvalidObservation, VersionGate, build_observation
+from .observations import InvalidObservation, VersionGate, build_observation, unicode_problem
 from .payloads import (
     DecodedRequest,
     DecodedResponse,
@@ -52,6 +46,35 @@ RESPONSE_SUFFIX = ".inference.response"  # KServe: org.kubeflow.serving.inferenc
 MAX_EVENT_ID = 200  # leaves room for the "-<row>" suffix of batched requests within MAX_ID
 _MAX_DETAIL = 300
 _MAX_UNKNOWN_LOGGED = 100
+_REQUIRED = ("id", "source", "specversion", "type")
+# attributes the receiver reads (and may echo in a reply): each must be valid Unicode text
+_READ_ATTRIBUTES = ("id", "type", "source", "inferenceservicename", "namespace", "endpoint")
+
+
+def missing_attribute(headers: Mapping[str, str], body: bytes) -> str | None:
+    """The detail for a CloudEvent without a required attribute (``ce-id: missing ...``), else ``None``.
+
+    The SDK answers "Failed to find specversion" for any missing binary-mode header, even ``ce-id``;
+    docs/kserve-logger.md promises a detail that names the field.
+    """
+    lowered = {str(k).lower(): v for k, v in headers.items()}
+    content_type = str(lowered.get("content-type", "")).lower()
+    if content_type.startswith("application/cloudevents"):
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return None  # the SDK's own parse error names the body
+        if not isinstance(event, dict):
+            return "cloudevent: a structured-mode event is a JSON object"
+        for name in _REQUIRED:
+            if name not in event:
+                return f"{name}: missing (structured-mode CloudEvents need {', '.join(_REQUIRED)})"
+        return None
+    for name in _REQUIRED:
+        if f"ce-{name}" not in lowered:
+            needed = ", ".join(f"ce-{n}" for n in _REQUIRED)
+            return f"ce-{name}: missing header (binary-mode CloudEvents need {needed})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -191,11 +214,21 @@ class EventReceiver:
     def _handle(self, headers: Mapping[str, str], body: bytes) -> Reply:
         if len(body) > self.max_bytes:
             return self.too_large(len(body))
+        missing = missing_attribute(headers, body)
+        if missing is not None:
+            self.metrics.events_received.labels("unknown").inc()
+            return self._reject(400, "event_malformed", missing)
         try:
             event = from_http(headers, body)
         except (GenericException, ValueError, TypeError, KeyError, AttributeError) as exc:
             self.metrics.events_received.labels("unknown").inc()
             return self._reject(400, "event_malformed", f"cloudevent: {exc}")
+        for name in _READ_ATTRIBUTES:  # before anything is kept: a bad id must not leave a half pending
+            value = event.get(name)
+            problem = unicode_problem(value) if isinstance(value, str) else None
+            if problem:
+                self.metrics.events_received.labels("unknown").inc()
+                return self._reject(400, "event_malformed", f"{name}: {problem}")
         event_type = str(event.get("type") or "")
         half: Half
         if event_type.endswith(REQUEST_SUFFIX):
@@ -316,6 +349,7 @@ class EventReceiver:
                         fields=values.fields,
                         trace_id=request.trace_id,
                         gate=self.gate,
+                        kinds={model.name: model.lens.kind},
                     )
                 )
             except InvalidObservation as exc:
@@ -324,55 +358,3 @@ class EventReceiver:
         return Reply(
             200, {"status": "observed", "id": event_id, "observed": len(observations), "sampled": sampled}
         )
-
-
-def create_app(receiver: EventReceiver, sweep_s: float | None = None) -> Starlette:
-    """The ASGI app: ``POST`` any path (KServe posts to the logger URL as given) and ``GET /healthz``.
-
-    The body is read in chunks and abandoned as soon as it passes ``events_max_bytes``, so an oversized
-    event costs at most that much memory. A background task expires unpaired halves every ``sweep_s``.
-    """
-    sweep_every = sweep_s if sweep_s is not None else min(1.0, receiver.pairing.ttl_s / 4)
-
-    async def receive(request: Request) -> JSONResponse:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > receiver.max_bytes:
-            reply = receiver.too_large(int(declared))
-            return JSONResponse(reply.body, status_code=reply.status, headers={"Connection": "close"})
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > receiver.max_bytes:
-                reply = receiver.too_large(None)
-                return JSONResponse(reply.body, status_code=reply.status, headers={"Connection": "close"})
-        reply = receiver.handle(request.headers, bytes(body))
-        return JSONResponse(reply.body, status_code=reply.status)
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "pending": receiver.pairing.pending})
-
-    async def sweeper() -> None:
-        while True:
-            await asyncio.sleep(sweep_every)
-            try:
-                receiver.sweep()
-            except Exception:  # keep sweeping; a failure here must not stop the receiver
-                log.exception("expiring unpaired events failed")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(sweeper())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return Starlette(
-        routes=[
-            Route("/healthz", health, methods=["GET"]),
-            Route("/{path:path}", receive, methods=["POST"]),
-        ],
-        lifespan=lifespan,
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,20 +58,52 @@ def class_labels(config: LocalBackendConfig | OIPBackendConfig) -> dict[int, str
     return {int(index): str(name) for index, name in id2label.items()} or None
 
 
+class ExplainDeadlineError(TimeoutError):
+    """An explanation passed its deadline; it stopped after the batch in flight."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"deadline: the explanation was stopped after {seconds:.1f}s")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.seconds,), self.__dict__)
+
+
+# rows per value-function call when a deadline is set: small enough to stop soon after the deadline,
+# large enough to keep a remote backend's concurrent batches full (4 x 64 rows by default)
+DEADLINE_BATCH_ROWS = 256
+
+
+def _deadline_check(deadline: float) -> Any:
+    started = time.time()
+
+    def progress(used: int, budget: int) -> None:
+        if time.time() > deadline:
+            raise ExplainDeadlineError(time.time() - started)
+
+    return progress
+
+
 def make_engine(
     engine: EngineConfig,
     n_features: int,
     budget: int | None = None,
     max_order: int | None = None,
     seed: int = 0,
+    deadline: float | None = None,
 ) -> ProxySPEX | SPEX:
+    """The configured engine for one input. ``deadline`` (``time.time()`` seconds) makes it check the clock
+    after every batch of :data:`DEADLINE_BATCH_ROWS` rows and raise :class:`ExplainDeadlineError` past it."""
     budget = budget or engine.budget
     if n_features <= 16:
         budget = min(budget, 2**n_features)  # small inputs: every mask, exactly
     order = max_order or engine.max_order
+    limits: dict[str, Any] = {}
+    if deadline is not None:
+        limits = {"batch_size": DEADLINE_BATCH_ROWS, "progress": _deadline_check(deadline)}
     if engine.kind == "spex":
-        return SPEX(budget=budget, max_order=order, seed=seed)
-    return ProxySPEX(budget=budget, max_order=order, seed=seed)
+        return SPEX(budget=budget, max_order=order, seed=seed, **limits)
+    return ProxySPEX(budget=budget, max_order=order, seed=seed, **limits)
 
 
 @dataclass
@@ -137,6 +170,7 @@ class ModelExplainer:
         fields: dict[str, float] | None = None,
         budget: int | None = None,
         max_order: int | None = None,
+        deadline: float | None = None,
     ) -> tuple[Interactions, list[str], int]:
         if text is not None:
             value_fn, keys, target = self._text_value_fn(text)
@@ -146,7 +180,9 @@ class ModelExplainer:
             raise ValueError("input: give text or fields")
         if not keys:
             raise ValueError("input: nothing to explain (no features)")
-        engine = make_engine(self.engine, len(keys), budget, max_order, self.seed)
+        if deadline is not None and time.time() > deadline:
+            raise ExplainDeadlineError(0.0)
+        engine = make_engine(self.engine, len(keys), budget, max_order, self.seed, deadline)
         return engine.explain(value_fn, len(keys)), keys, target
 
     def label_name(self, target: int) -> str:

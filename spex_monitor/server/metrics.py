@@ -7,6 +7,8 @@ order, feature, kind): never request text, so cardinality stays bounded.
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -36,6 +38,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        # configured model names: the only values a ``model`` label may take besides "" (see model_label)
+        self.model_names: frozenset[str] = frozenset()
         r = self.registry
         mv = ["model", "version"]
         self.requests_observed = Counter(
@@ -145,14 +149,39 @@ class Metrics:
             registry=r,
         )
 
+    def model_label(self, name: str) -> str:
+        """``name`` when it is a configured model, else ``""``: callers choose model names, and a label per
+        unknown name would grow the exposition (and Prometheus) by one series per name sent."""
+        return name if name in self.model_names else ""
+
+    def drop(self, model: str, reason: str, count: float = 1.0) -> None:
+        """Count a drop under the model's label (``""`` for unknown models)."""
+        self.dropped.labels(self.model_label(model), reason).inc(count)
+
     def record_report(self, model: str, version: str, report: object) -> None:
-        """Export a :class:`~spex_monitor.monitor.ShiftReport`."""
-        self.shift_score.labels(model, version).set(report.score)  # type: ignore[attr-defined]
-        self.shift_pvalue.labels(model, version).set(report.p_value)  # type: ignore[attr-defined]
+        """Export a :class:`~spex_monitor.monitor.ShiftReport`; a non-finite value is never exported (the
+        gauge keeps its last finite value)."""
+        _set(self.shift_score.labels(model, version), report.score)  # type: ignore[attr-defined]
+        _set(self.shift_pvalue.labels(model, version), report.p_value)  # type: ignore[attr-defined]
         for order, (_, window) in report.order_shares.items():  # type: ignore[attr-defined]
-            self.order_share.labels(model, version, str(order)).set(window)
-        self.rank_ndcg.labels(model, version).set(report.first_order_ndcg)  # type: ignore[attr-defined]
+            _set(self.order_share.labels(model, version, str(order)), window)
+        _set(self.rank_ndcg.labels(model, version), report.first_order_ndcg)  # type: ignore[attr-defined]
         for feature, value in report.input_drift.items():  # type: ignore[attr-defined]
-            self.input_drift.labels(model, version, feature).set(value)
+            _set(self.input_drift.labels(model, version, feature), value)
         for kind, value in report.output_drift.items():  # type: ignore[attr-defined]
-            self.output_drift.labels(model, version, kind).set(value)
+            _set(self.output_drift.labels(model, version, kind), value)
+
+
+def finite(value: object) -> float | None:
+    """``value`` as a float when it is a finite number, else ``None``."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _set(gauge: object, value: object) -> None:
+    number = finite(value)
+    if number is not None:
+        gauge.set(number)  # type: ignore[attr-defined]

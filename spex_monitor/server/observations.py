@@ -20,11 +20,62 @@ MAX_TEXT = 200_000
 MAX_LABEL = 128
 MAX_FIELDS = 1024
 MAX_VERSIONS_PER_MODEL = 16
+# Longest word (no whitespace) an explanation takes: the lens's key normaliser
+# (lenses.features.normalize_key) is quadratic in a word's length (21 s at 20,000 characters).
+MAX_EXPLAINED_WORD = 1000
 _VERSION = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 
 
 class InvalidObservation(ValueError):
     """A request the monitor cannot take; the message starts with the offending field."""
+
+
+def unicode_problem(value: str) -> str | None:
+    """Why ``value`` is not valid Unicode text (a lone surrogate, which JSON escapes like ``\\ud800``
+    can carry and which no tokenizer, JSON encoder or database accepts), else ``None``. O(len(value))."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not valid Unicode (a lone surrogate at character {exc.start})"
+    return None
+
+
+def explainable(text: str | None) -> None:
+    """Refuse text the lens cannot explain in linear time: a word over :data:`MAX_EXPLAINED_WORD` chars."""
+    if text is None:
+        return
+    longest = max((len(word) for word in text.split()), default=0)
+    if longest > MAX_EXPLAINED_WORD:
+        raise InvalidObservation(
+            f"text: a word of {longest} characters without whitespace; at most {MAX_EXPLAINED_WORD} are "
+            "explained"
+        )
+
+
+def check_input(
+    model: str,
+    kind: str | None,
+    text: str | None,
+    fields: Mapping[str, float] | None,
+) -> None:
+    """The input checks every entry path shares (Observe, the proxies, events, Explain).
+
+    ``kind`` is the model's lens kind (``text`` or ``fields``); ``None`` skips that check.
+    Raises :class:`InvalidObservation` naming the field.
+    """
+    if text is None and fields is None:
+        raise InvalidObservation("input: give text or fields")
+    if kind is not None and (text is not None) != (kind == "text"):
+        given, wanted = ("text", "fields") if text is not None else ("fields", "text")
+        raise InvalidObservation(f"{given}: model {model!r} takes {wanted} (its lens.kind is {kind!r})")
+    if text is not None:
+        if len(text) > MAX_TEXT:
+            raise InvalidObservation(f"text: longer than {MAX_TEXT} characters")
+        problem = unicode_problem(text)
+        if problem:
+            raise InvalidObservation(f"text: {problem}")
+        if not text.strip():
+            raise InvalidObservation("text: empty or only whitespace (nothing to explain)")
 
 
 class VersionGate:
@@ -62,16 +113,19 @@ def build_observation(
     fields: dict[str, float] | None = None,
     trace_id: str | None = None,
     gate: VersionGate | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> Observation:
-    """Validate and build an observation; ``versions`` maps each configured model to its default version."""
+    """Validate and build an observation; ``versions`` maps each configured model to its default version,
+    ``kinds`` (optional) each model to its lens kind (``text`` / ``fields``)."""
     if not request_id or len(request_id) > MAX_ID:
         raise InvalidObservation(f"request_id: required, at most {MAX_ID} characters")
+    for name, value in (("request_id", request_id), ("label", label), ("trace_id", trace_id)):
+        problem = unicode_problem(value or "")
+        if problem:
+            raise InvalidObservation(f"{name}: {problem}")
     if model not in versions:
-        raise InvalidObservation(f"model: unknown model {model!r}")
-    if text is None and fields is None:
-        raise InvalidObservation("input: give text or fields")
-    if text is not None and len(text) > MAX_TEXT:
-        raise InvalidObservation(f"text: longer than {MAX_TEXT} characters")
+        raise InvalidObservation(f"model: unknown model {model[:100]!r}")
+    check_input(model, (kinds or {}).get(model), text, fields)
     if version and not _VERSION.match(version):
         raise InvalidObservation("version: 1 to 64 of the characters A-Z a-z 0-9 _ . : + -")
     if len(label or "") > MAX_LABEL:
@@ -84,8 +138,9 @@ def build_observation(
         if not fields or len(fields) > MAX_FIELDS:
             raise InvalidObservation(f"fields: 1 to {MAX_FIELDS} fields")
         for name, value in fields.items():
-            if not name or len(name) > MAX_LABEL:
-                raise InvalidObservation(f"fields: names of 1 to {MAX_LABEL} characters (got {name[:40]!r})")
+            if not name or len(name) > MAX_LABEL or unicode_problem(name):
+                shown = name[:40].encode("utf-8", "backslashreplace").decode()
+                raise InvalidObservation(f"fields: names of 1 to {MAX_LABEL} valid characters ({shown!r})")
             if not math.isfinite(value):
                 raise InvalidObservation(f"fields.{name}: not a finite number ({value!r})")
     if gate is not None and version and not gate.admit(model, version):

@@ -13,7 +13,6 @@ import logging
 import struct
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from ..monitor.records import LockedCounter
 from ..protocol.inference import grpc_service_pb2 as pb
 from ..protocol.oip import METHODS, InferenceStub, add_inference_servicer
 from .observations import label_from_logits
@@ -79,6 +79,7 @@ class OIPProxy:
         observers: int = 2,
         max_pending: int = 1000,
         default_timeout_s: float = 30.0,
+        forward_authorization: bool = True,
     ) -> None:
         self.channel = (
             grpc.secure_channel(upstream, credentials)
@@ -86,9 +87,10 @@ class OIPProxy:
             else grpc.insecure_channel(upstream)
         )
         self.stub = InferenceStub(self.channel)
+        self.forwarded = FORWARDED_METADATA if forward_authorization else FORWARDED_METADATA[1:]
         self.on_infer = on_infer
         self.default_timeout_s = default_timeout_s
-        self.counters: Counter = Counter()
+        self.counters = LockedCounter()  # incremented from the handler and observer threads
         self._executor = ThreadPoolExecutor(max_workers=observers, thread_name_prefix="spex-proxy-observe")
         self._pending = threading.BoundedSemaphore(max_pending)
 
@@ -96,15 +98,15 @@ class OIPProxy:
         method = getattr(self.stub, name)
 
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
-            metadata = [(k, v) for k, v in (context.invocation_metadata() or ()) if k in FORWARDED_METADATA]
+            metadata = [(k, v) for k, v in (context.invocation_metadata() or ()) if k in self.forwarded]
             remaining = context.time_remaining()
             timeout = remaining if remaining is not None and remaining < 1e6 else self.default_timeout_s
             try:
                 response = method(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as error:  # upstream failures pass through unchanged
-                self.counters[f"upstream_{error.code().name.lower()}"] += 1
+                self.counters.add(f"upstream_{error.code().name.lower()}")
                 context.abort(error.code(), error.details() or "")
-            self.counters[f"forwarded_{name}"] += 1
+            self.counters.add(f"forwarded_{name}")
             if name == "ModelInfer" and self.on_infer is not None:
                 self._observe_later(request, response)
             return response
@@ -113,14 +115,14 @@ class OIPProxy:
 
     def _observe_later(self, request: Any, response: Any) -> None:
         if not self._pending.acquire(blocking=False):
-            self.counters["observe_dropped_busy"] += 1
+            self.counters.add("observe_dropped_busy")
             return
 
         def run() -> None:
             try:
                 self.on_infer(request, response)  # type: ignore[misc]
             except Exception:
-                self.counters["observe_failed"] += 1
+                self.counters.add("observe_failed")
                 log.exception("proxy observation failed (the forwarded call was unaffected)")
             finally:
                 self._pending.release()
@@ -129,7 +131,7 @@ class OIPProxy:
             self._executor.submit(run)
         except RuntimeError:  # shutting down
             self._pending.release()
-            self.counters["observe_dropped_shutdown"] += 1
+            self.counters.add("observe_dropped_shutdown")
 
     def register(self, server: grpc.Server) -> None:
         servicer = type(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -51,6 +52,7 @@ class ExplainRunner(Protocol):
         fields: dict[str, float] | None = None,
         budget: int | None = None,
         max_order: int | None = None,
+        deadline: float | None = None,
     ) -> ExplainOutcome: ...
 
     def close(self) -> None: ...
@@ -58,6 +60,39 @@ class ExplainRunner(Protocol):
 
 class ExplainWorkerLostError(RuntimeError):
     """A worker process died mid-explanation (killed, out of memory); the pool was restarted."""
+
+
+class ExplainWorkerError(RuntimeError):
+    """Stands in for an exception raised in a worker process that could not be pickled back.
+
+    ``kind`` is the original exception's class name; the message is its text. Our own exceptions all
+    round-trip (a test pickles every one), so this only shows up for third-party errors.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(f"{kind}: {message}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.kind, str(self).partition(": ")[2]), self.__dict__)
+
+
+def picklable(exc: BaseException) -> BaseException:
+    """``exc`` itself when it survives a pickle round trip, else an :class:`ExplainWorkerError` carrying its
+    class name, message and the ``health``/``batches`` attributes the serving process reads.
+
+    An exception that cannot be unpickled in the parent breaks the process pool for every caller
+    (``BrokenProcessPool``), so the worker checks before raising.
+    """
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any failure to round-trip means: send a stand-in
+        stand_in = ExplainWorkerError(type(exc).__name__, str(exc)[:2000])
+        for name in ("health", "batches"):
+            if hasattr(exc, name):
+                setattr(stand_in, name, getattr(exc, name))
+        return stand_in
 
 
 def _health(explainer: ModelExplainer) -> dict[str, bool]:
@@ -78,8 +113,11 @@ def _run(
     fields: dict[str, float] | None,
     budget: int | None,
     max_order: int | None,
+    deadline: float | None = None,
 ) -> ExplainOutcome:
-    result, keys, target = explainer.explain(text=text, fields=fields, budget=budget, max_order=max_order)
+    result, keys, target = explainer.explain(
+        text=text, fields=fields, budget=budget, max_order=max_order, deadline=deadline
+    )
     return ExplainOutcome(result, keys, target, explainer.label_name(target), health=_health(explainer))
 
 
@@ -114,9 +152,10 @@ class ThreadRunner:
         fields: dict[str, float] | None = None,
         budget: int | None = None,
         max_order: int | None = None,
+        deadline: float | None = None,
     ) -> ExplainOutcome:
         try:
-            outcome = _run(self.explainers[model], text, fields, budget, max_order)
+            outcome = _run(self.explainers[model], text, fields, budget, max_order, deadline)
         except Exception as exc:
             exc.batches = self._drain()  # type: ignore[attr-defined]  # failed calls still used the model
             raise
@@ -165,16 +204,20 @@ def _worker_explain(
     fields: dict[str, float] | None,
     budget: int | None,
     max_order: int | None,
+    deadline: float | None = None,
 ) -> ExplainOutcome:
     _check_worker()
     _worker_batches.clear()
     explainer = _worker_explainers[model]
     try:
-        outcome = _run(explainer, text, fields, budget, max_order)
+        outcome = _run(explainer, text, fields, budget, max_order, deadline)
     except Exception as exc:
         exc.health = _health(explainer)  # type: ignore[attr-defined]  # pickled with the exception
         exc.batches = list(_worker_batches)  # type: ignore[attr-defined]
-        raise
+        safe = picklable(exc)
+        if safe is exc:
+            raise
+        raise safe from None
     outcome.batches = list(_worker_batches)
     return outcome
 
@@ -231,13 +274,14 @@ class ProcessRunner:
         fields: dict[str, float] | None = None,
         budget: int | None = None,
         max_order: int | None = None,
+        deadline: float | None = None,
     ) -> ExplainOutcome:
         with self._lock:
             if self._pool is None:
                 raise RuntimeError("explain runner is not started (or was closed)")
             pool = self._pool
         try:
-            return pool.submit(_worker_explain, model, text, fields, budget, max_order).result()
+            return pool.submit(_worker_explain, model, text, fields, budget, max_order, deadline).result()
         except BrokenProcessPool as exc:
             self._replace(pool)
             raise ExplainWorkerLostError("an explain worker process died; workers restarted") from exc

@@ -4,26 +4,31 @@ Errors map to status codes with the offending field named: INVALID_ARGUMENT (bad
 RESOURCE_EXHAUSTED (oversized messages, enforced by the server's limits; more calls at once than
 ``server.max_concurrent_rpcs``), UNAVAILABLE (backend down), FAILED_PRECONDITION (no baseline yet; the
 model answered with NaN/inf or the wrong shape — the caller's input was fine), NOT_FOUND (no such
-window), PERMISSION_DENIED (mutations without the admin token when one is configured).
+window), PERMISSION_DENIED (a caller without the role the method needs: admin, readers or explain; see
+``auth.py``).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ..attribution import ValueFunctionError
+from ..attribution import BudgetTooSmallError, ValueFunctionError
 from ..backends.oip import BackendUnavailableError, ReplicaResponseError
 from ..monitor import InteractionMap, compare_maps
 from ..monitor.windows import baseline_from_windows
 from ..monitor.worker import Observation
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
-from .observations import InvalidObservation, build_observation
+from .auth import Caller, Role
+from .explain_rpc import ExplainAdmission, Refusal
+from .limits import Slots, StreamWatchdog
+from .messages import report_message, stored_report_message
+from .observations import InvalidObservation, build_observation, check_input, explainable
+from .registration import BadMessage, valid_items
 from .runner import ExplainWorkerLostError
 
 if TYPE_CHECKING:
@@ -32,9 +37,38 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _capped(method: Any) -> Any:
+    """Run a read RPC within ``server.max_concurrent_reads`` (RESOURCE_EXHAUSTED at once beyond it)."""
+
+    def wrapper(self: MonitorServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        if not self.reads.acquire():
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"reads: {self.reads.limit} read calls are running (server.max_concurrent_reads)",
+            )
+        try:
+            return method(self, request, context)
+        finally:
+            self.reads.release()
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
 class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def __init__(self, sidecar: Sidecar) -> None:
+        server = sidecar.settings.server
         self.sidecar = sidecar
+        self.reads = Slots(server.max_concurrent_reads)
+        self.streams = Slots(server.max_streams)
+        self.watchdog = StreamWatchdog(server.stream_idle_timeout_s)
+        self.stream_max_s = server.stream_max_duration_s
+        self.explain_admission = ExplainAdmission(sidecar)
+
+    def close(self) -> None:
+        self.watchdog.close()
+        self.explain_admission.close()
 
     # ---------------------------------------------------------------------------------------- helpers
     def _model(self, name: str, context: grpc.ServicerContext, field: str = "model") -> str:
@@ -47,30 +81,13 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             )
         return name
 
-    def _authorize(self, context: grpc.ServicerContext) -> None:
-        """Mutating RPCs: a bearer token or an allowed client-certificate identity; with neither
-        configured, only callers on the loopback interface (an operator inside the pod)."""
-        server = self.sidecar.settings.server
-        token, identities = server.admin_token, set(server.admin_identities)
-        if token:
-            metadata = dict(context.invocation_metadata() or ())
-            if hmac.compare_digest(str(metadata.get("authorization", "")), f"Bearer {token}"):
-                return
-        if identities:
-            auth = context.auth_context() or {}
-            names = {
-                value.decode(errors="replace")
-                for key in ("x509_common_name", "x509_subject_alternative_name")
-                for value in auth.get(key, ())
-            }
-            if names & identities:
-                return
-        if not token and not identities and _is_loopback(context.peer()):
-            return
-        context.abort(
-            grpc.StatusCode.PERMISSION_DENIED,
-            "authorization: a valid admin token or an allowed client certificate is required",
-        )
+    def _require(self, context: grpc.ServicerContext, role: Role) -> Caller:
+        """The caller, if it holds ``role`` (see :mod:`.auth`); else PERMISSION_DENIED."""
+        authorizer = self.sidecar.authorizer
+        caller = authorizer.grpc_caller(context)
+        if not caller.holds(role):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, authorizer.denial(role))
+        return caller
 
     def _observation(self, request: pb.ObserveRequest) -> tuple[Observation | None, str]:
         kind = request.WhichOneof("input")
@@ -86,6 +103,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 fields=dict(request.fields.values) if kind == "fields" else None,
                 trace_id=request.trace_id,
                 gate=self.sidecar.version_gate,
+                kinds=self.sidecar.lens,
             ), ""
         except InvalidObservation as exc:
             return None, str(exc)
@@ -94,45 +112,81 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def Observe(self, request: pb.ObserveRequest, context: grpc.ServicerContext) -> pb.ObserveResponse:
         observation, problem = self._observation(request)
         if observation is None:
-            self.sidecar.metrics.dropped.labels(request.model or "", "invalid").inc()
+            self.sidecar.metrics.drop(request.model, "invalid")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         return pb.ObserveResponse(sampled=self.sidecar.monitor.observe(observation))
 
     def ObserveStream(self, request_iterator: Any, context: grpc.ServicerContext) -> pb.ObserveStreamResponse:
+        """Streams are capped (``server.max_streams``), cancelled after ``stream_idle_timeout_s`` without a
+        message, and answered after ``stream_max_duration_s`` (later messages are not read)."""
+        if not self.streams.acquire():
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"stream: {self.streams.limit} ObserveStream calls are open (server.max_streams)",
+            )
+        key = self.watchdog.watch(context)
+        ends = time.monotonic() + self.stream_max_s
         observed = sampled = rejected = 0
-        for request in request_iterator:
-            observation, _ = self._observation(request)
-            if observation is None:
-                rejected += 1
-                self.sidecar.metrics.dropped.labels(request.model or "", "invalid").inc()
-                continue
-            observed += 1
-            sampled += int(self.sidecar.monitor.observe(observation))
+        undecodable = [0]
+
+        def bad(message: BadMessage) -> None:
+            undecodable[0] += 1
+            self.sidecar.metrics.drop("", "invalid")
+
+        try:
+            for request in valid_items(request_iterator, bad):
+                self.watchdog.touch(key)
+                observation, _ = self._observation(request)
+                if observation is None:
+                    rejected += 1
+                    self.sidecar.metrics.drop(request.model, "invalid")
+                else:
+                    observed += 1
+                    sampled += int(self.sidecar.monitor.observe(observation))
+                if time.monotonic() > ends:
+                    break
+        finally:
+            self.watchdog.forget(key)
+            self.streams.release()
+        rejected += undecodable[0]
         return pb.ObserveStreamResponse(observed=observed, sampled=sampled, rejected=rejected)
 
     # ---------------------------------------------------------------------------------------- explain
     def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainResponse:
+        caller = self._require(context, "explain")
         self._model(request.model, context)
         kind = request.WhichOneof("input")
-        if kind is None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input: give text or fields")
-        if kind == "text" and not request.text.strip():
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "text: empty")
-        if request.budget and request.budget < 16:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "budget: at least 16 (or 0 for the default)")
+        try:
+            check_input(
+                request.model,
+                self.sidecar.lens.get(request.model),
+                request.text if kind == "text" else None,
+                dict(request.fields.values) if kind == "fields" else None,
+            )
+            explainable(request.text if kind == "text" else None)
+        except InvalidObservation as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        admission = self.explain_admission
+        budget = admission.check_request(request.budget, request.max_order, context)
         began = time.perf_counter()
         try:
-            outcome = self.sidecar.explain(
-                request.model,
+            outcome = admission.run(
+                caller,
+                context,
+                model=request.model,
                 text=request.text if kind == "text" else None,
                 fields=dict(request.fields.values) if kind == "fields" else None,
-                budget=request.budget or None,
+                budget=budget,
                 max_order=request.max_order or None,
             )
+        except Refusal as refusal:
+            context.abort(refusal.code, refusal.details)
         except (BackendUnavailableError, ExplainWorkerLostError) as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"backend: {exc}")
         except (ValueFunctionError, ReplicaResponseError) as exc:  # the model's answer, not the request
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"model output: {exc}"[:500])
+        except BudgetTooSmallError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"budget: {exc}"[:500])
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # a model or engine failure is ours, not the caller's: say so, stay up
@@ -154,9 +208,11 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         return response
 
     # ----------------------------------------------------------------------------------------- reports
+    @_capped
     def GetShiftReport(
         self, request: pb.GetShiftReportRequest, context: grpc.ServicerContext
     ) -> pb.ShiftReport:
+        self._require(context, "readers")
         self._model(request.model, context)
         version = request.version or self.sidecar.settings.model(request.model).version
         baseline = self.sidecar.monitor.baseline(request.model, version)
@@ -180,23 +236,27 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 baseline_from_windows(maps),
                 n_permutations=self.sidecar.settings.baseline.n_permutations,
             )
-            return _report_message(
+            message = report_message(
                 request.model,
                 version,
                 0,
                 report,
                 report.p_value < self.sidecar.settings.baseline.alarm_p_value,
             )
-        reports = [r for r in store.reports(request.model) if r["version"] == version]
-        if request.window_id:
-            reports = [r for r in reports if r["window_id"] == request.window_id]
+            for contributor in message.top_contributors:
+                public = self.sidecar.monitor.public_key(tuple(contributor.keys))
+                contributor.keys[:] = list(public)
+            return message
+        reports = store.reports(request.model, version=version, window_id=request.window_id or None, limit=1)
         if not reports:
             context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no shift report yet")
-        return _stored_report_message(request.model, version, reports[-1])
+        return stored_report_message(request.model, version, reports[-1])
 
+    @_capped
     def GetInteractionMap(
         self, request: pb.GetInteractionMapRequest, context: grpc.ServicerContext
     ) -> pb.InteractionMapResponse:
+        self._require(context, "readers")
         self._model(request.model, context)
         version = request.version or self.sidecar.settings.model(request.model).version
         if request.baseline:
@@ -204,18 +264,19 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             if found is None:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, "baseline: none yet")
         else:
-            windows = self.sidecar.store.windows(request.model, version)
-            if request.window_id:
-                windows = [w for w in windows if w[0] == request.window_id]
+            windows = self.sidecar.store.windows(
+                request.model, version, window_id=request.window_id or None, latest=not request.window_id
+            )
             if not windows:
                 context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no such window")
             found = windows[-1][3]
+        found = self.sidecar.monitor.public_map(found)  # rare words (names, PINs) never leave the process
         return pb.InteractionMapResponse(map=found.to_bytes(), requests=found.requests, key_tuples=len(found))
 
     def SetBaseline(
         self, request: pb.SetBaselineRequest, context: grpc.ServicerContext
     ) -> pb.SetBaselineResponse:
-        self._authorize(context)
+        self._require(context, "admin")
         self._model(request.model, context)
         version = request.version or self.sidecar.settings.model(request.model).version
         source = request.WhichOneof("source")
@@ -226,9 +287,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"map: {exc}")
             label = "uploaded map"
         elif source == "window_id":
-            windows = [
-                w for w in self.sidecar.store.windows(request.model, version) if w[0] == request.window_id
-            ]
+            windows = self.sidecar.store.windows(request.model, version, window_id=request.window_id)
             if not windows:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"window_id: no window {request.window_id}")
             baseline, label = windows[0][3], f"window {request.window_id}"
@@ -240,26 +299,40 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             baseline, label = baseline_from_windows(maps), f"windows {since:.0f}..{until:.0f}"
         else:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "source: give time_range, window_id or map")
+        minimum = self.sidecar.settings.baseline.min_window_requests
+        if baseline.requests < minimum:  # an empty baseline would silence every later alarm (p = 1)
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{source}: the baseline holds {baseline.requests:g} explained requests; at least {minimum} "
+                "(baseline.min_window_requests) are needed",
+            )
         self.sidecar.monitor.set_baseline(request.model, version, baseline, source=label)
         return pb.SetBaselineResponse(requests=baseline.requests, key_tuples=len(baseline), source=label)
 
+    @_capped
     def ListShiftReports(
         self, request: pb.ListShiftReportsRequest, context: grpc.ServicerContext
     ) -> pb.ListShiftReportsResponse:
+        self._require(context, "readers")
         self._model(request.model, context)
         if request.limit > MAX_REPORTS:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit: at most {MAX_REPORTS}")
-        stored = self.sidecar.store.reports(request.model, since=request.since_unix)
-        if request.version:
-            stored = [r for r in stored if r["version"] == request.version]
+        stored = self.sidecar.store.reports(
+            request.model,
+            since=request.since_unix,
+            version=request.version or None,
+            limit=request.limit or MAX_REPORTS,
+        )
         response = pb.ListShiftReportsResponse()
-        for item in stored[-(request.limit or MAX_REPORTS) :]:
-            response.reports.append(_stored_report_message(request.model, item["version"], item))
+        for item in stored:
+            response.reports.append(stored_report_message(request.model, item["version"], item))
         return response
 
+    @_capped
     def ListExplanations(
         self, request: pb.ListExplanationsRequest, context: grpc.ServicerContext
     ) -> pb.ListExplanationsResponse:
+        self._require(context, "readers")
         self._model(request.model, context)
         if request.limit > 1000:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit: at most 1000")
@@ -277,66 +350,20 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 inferences=record.inferences,
                 trace_id=record.trace_id or "",
             )
-            strongest = sorted(((t, c) for t, c in record.terms.items() if t), key=lambda tc: -abs(tc[1]))[:5]
+            ranked = sorted(((t, c) for t, c in record.terms.items() if t), key=lambda tc: -abs(tc[1]))
+            strongest = ranked[:5]
+            if key is not None:  # show the queried tuple's own terms first: why this explanation matched
+                wanted = tuple(sorted(key))
+                matching = [(t, c) for t, c in ranked if tuple(sorted(_key(record, i) for i in t)) == wanted]
+                strongest = matching + [tc for tc in strongest if tc not in matching][: 5 - len(matching)]
             for term, coef in strongest:
-                summary.top.add(keys=[record.keys[i] for i in term], features=list(term), fourier=coef)
+                summary.top.add(keys=[_key(record, i) for i in term], features=list(term), fourier=coef)
         return response
 
 
 MAX_REPORTS = 500
 
 
-def _is_loopback(peer: str) -> bool:
-    """gRPC peer strings: ``ipv4:127.0.0.1:5123``, ``ipv6:[::1]:5123``, ``unix:/path``."""
-    return peer.startswith(("ipv4:127.", "ipv6:[::1]", "unix:"))
-
-
-def _report_message(model: str, version: str, window_id: int, report: Any, alarm: bool) -> pb.ShiftReport:
-    message = pb.ShiftReport(
-        model=model,
-        version=version,
-        window_id=window_id,
-        score=report.score,
-        p_value=report.p_value,
-        alarm=alarm,
-        first_order_ndcg=report.first_order_ndcg,
-        window_requests=report.window_requests,
-    )
-    for order, (base, window) in report.order_shares.items():
-        message.order_share_baseline[str(order)] = base
-        message.order_share_window[str(order)] = window
-    message.input_drift_psi.update(report.input_drift)
-    message.output_drift_psi.update(report.output_drift)
-    for c in report.top_contributors(10):
-        message.top_contributors.add(
-            keys=list(c.key),
-            baseline=c.baseline,
-            window=c.window,
-            delta=c.delta,
-            exemplar_request_ids=c.exemplars,
-        )
-    return message
-
-
-def _stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftReport:
-    message = pb.ShiftReport(
-        model=model,
-        version=version,
-        window_id=stored["window_id"] or 0,
-        score=stored["score"],
-        p_value=stored["p_value"],
-        alarm=bool(stored.get("alarm")),
-        first_order_ndcg=stored.get("first_order_ndcg", 1.0),
-        window_requests=stored.get("window_requests", 0.0),
-        time_unix=stored["ts"],
-    )
-    for order, (base, window) in stored.get("order_shares", {}).items():
-        message.order_share_baseline[order] = base
-        message.order_share_window[order] = window
-    message.input_drift_psi.update(stored.get("input_drift", {}))
-    message.output_drift_psi.update(stored.get("output_drift", {}))
-    for keys, base, window, delta, exemplars in stored.get("top", []):
-        message.top_contributors.add(
-            keys=keys, baseline=base, window=window, delta=delta, exemplar_request_ids=exemplars
-        )
-    return message
+def _key(record: Any, index: int) -> str:
+    """A stored explanation's key for feature ``index`` ("" once its words expired with the text TTL)."""
+    return record.keys[index] if index < len(record.keys) else ""

@@ -33,6 +33,7 @@ def test_replica_killed_and_restarted_breaker_opens_and_recovers(tmp_path):
             "models": [
                 {
                     "name": "sentiment",
+                    "lens": {"kind": "text", "max_features": 5},  # 2^5 masks: exact within budget 32
                     "sampling_rate": 1.0,
                     "backend": {
                         "kind": "oip",

@@ -48,6 +48,19 @@ def test_process_runner_matches_the_thread_runner(runner):
     assert there.health == {"local": True}
 
 
+def test_a_budget_below_the_minimum_fails_that_call_and_keeps_the_pool(runner):
+    """BudgetTooSmallError once could not be unpickled in the parent, which broke the pool: every later
+    call answered 'an explain worker process died' and the workers were restarted."""
+    from spex_monitor.attribution import BudgetTooSmallError
+
+    pids = list(runner.worker_pids)
+    with pytest.raises(BudgetTooSmallError, match="budget is too small; the minimum is 40"):
+        runner.explain("sentiment", text="the plot was not very good", budget=16)
+    again = runner.explain("sentiment", text="the plot was not good")
+    assert again.label == "negative" and runner.worker_pids == pids
+    assert runner._pool is not None and not runner._pool._broken
+
+
 def test_thread_runner_returns_each_batch_once_even_from_concurrent_explanations():
     """Both runners hand batches back in the outcome; the thread runner's come from backend threads."""
     here = ThreadRunner(_settings(str(model_path("sentiment-base"))))

@@ -59,7 +59,7 @@ def test_a_full_store_degrades_persistence_but_never_observe(tmp_path):
                 ),
                 timeout=5,
             )
-            assert reply.sampled in (True, False)  # every Observe answered
+            assert reply.sampled  # rate 1.0 and room in the reservoir: every one is a candidate
         sidecar.monitor.drain()
         sidecar.monitor.tick(force=True)
         assert sidecar.monitor.counters["store_errors"] > 0

@@ -59,6 +59,7 @@ def stack(tmp_path_factory):
             "models": [
                 {
                     "name": "sentiment",
+                    "lens": {"kind": "text", "max_features": 5},  # 2^5 masks: exact within budget 32
                     "sampling_rate": 1.0,
                     "backend": {"kind": "oip", "endpoints": [f"127.0.0.1:{port}"], "model_name": "m"},
                 }
@@ -66,7 +67,14 @@ def stack(tmp_path_factory):
             "engine": {"budget": 32, "max_order": 2},
             "budget": {"inferences_per_second": 1e7, "burst": 1e7},
             "store": {"path": str(tmp_path_factory.mktemp("faults") / "spex.db")},
-            "server": {"grpc_port": 0, "metrics_port": 0, "tick_s": 0.1, "explain_in": "process"},
+            "server": {
+                "grpc_port": 0,
+                "metrics_port": 0,
+                "tick_s": 0.1,
+                "explain_in": "process",
+                "explain_rate_per_minute": 1e6,  # the rate limit has its own test (test_limits)
+                "explain_burst": 1000,
+            },
         }
     )
     sidecar = Sidecar(settings).start()

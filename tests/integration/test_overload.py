@@ -53,6 +53,15 @@ def _overloaded(app: Sidecar) -> float:
     return value or 0.0
 
 
+def _settles_to_zero(app: Sidecar, timeout_s: float = 10.0) -> bool:
+    """gRPC frees a call's slot in its own bookkeeping shortly *after* the caller has the reply: asserting
+    ``active == 0`` right after a reply raced it (9 failures in 17 runs). Wait for it, with a deadline."""
+    deadline = time.monotonic() + timeout_s
+    while app.overload.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return app.overload.active == 0
+
+
 def _observation(i: int) -> pb.ObserveRequest:
     return pb.ObserveRequest(request_id=f"r{i}", model="sentiment", label="positive", text="not bad at all")
 
@@ -83,10 +92,7 @@ def test_calls_past_the_limit_are_refused_at_once_counted_and_the_server_recover
 
     gate.set()
     assert [call.result(timeout=30).observed for call in held_calls] == [1, 1]
-    deadline = time.monotonic() + 10
-    while app.overload.active and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert app.overload.active == 0
+    assert _settles_to_zero(app)
     assert stub.Observe(_observation(11), timeout=10).sampled is False  # sampling rate 0: observed only
     assert _overloaded(app) == before + 2
     channel.close()
@@ -98,7 +104,7 @@ def test_a_handler_that_fails_still_frees_its_slot(app):
         with pytest.raises(grpc.RpcError) as invalid:
             stub.Observe(pb.ObserveRequest(model="sentiment"), timeout=10)
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert app.overload.active == 0
+    assert _settles_to_zero(app)
     assert stub.Observe(_observation(12), timeout=10).sampled is False
 
 
@@ -123,5 +129,5 @@ def test_every_refusal_is_counted_exactly_while_calls_come_and_go(app):
         thread.join(120)
     assert refused, "6 callers on a limit of 2 must see refusals"
     assert _overloaded(app) - before == len(refused)
-    assert app.overload.active == 0
+    assert _settles_to_zero(app)
     assert stub.Observe(_observation(99), timeout=10).sampled is False

@@ -103,16 +103,26 @@ def test_mutual_tls_refuses_plaintext_and_clients_without_a_certificate(secure_s
 
 def test_only_an_allowed_certificate_identity_may_set_the_baseline(secure_sidecar, pki):
     port = secure_sidecar.grpc_port
+    from spex_monitor.attribution import Interactions
     from spex_monitor.monitor import InteractionMap
 
-    request = pb.SetBaselineRequest(model="sentiment", map=InteractionMap().to_bytes())
+    filled = InteractionMap()
+    for i in range(30):  # baseline.min_window_requests
+        filled.add(Interactions({(0,): 1.0, (0, 1): 0.5}, 2, 1.0, 4), ["not", "good"], f"b{i}")
+    request = pb.SetBaselineRequest(model="sentiment", map=filled.to_bytes())
     with _channel(port, pki, client="other") as channel:
         with pytest.raises(grpc.RpcError) as info:
             pb_grpc.MonitorServiceStub(channel).SetBaseline(request, timeout=10)
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with _channel(port, pki, client="admin") as channel:
-        reply = pb_grpc.MonitorServiceStub(channel).SetBaseline(request, timeout=10)
-        assert reply.source == "uploaded map"
+        stub = pb_grpc.MonitorServiceStub(channel)
+        empty = pb.SetBaselineRequest(model="sentiment", map=InteractionMap().to_bytes())
+        with pytest.raises(grpc.RpcError) as info:  # an empty baseline would silence every alarm (p = 1)
+            stub.SetBaseline(empty, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details().startswith("map: the baseline holds 0 explained requests")
+        reply = stub.SetBaseline(request, timeout=10)
+        assert reply.source == "uploaded map" and reply.requests == 30
 
 
 def test_personal_data_never_reaches_keys_vocabulary_or_stored_text(secure_sidecar, pki):
@@ -172,11 +182,16 @@ def test_oip_backend_talks_tls_to_its_replica_and_refuses_an_unknown_ca(pki):
         replica.stop()
 
 
-def test_without_token_or_identities_only_loopback_callers_may_mutate():
-    from spex_monitor.server.service import _is_loopback
+def test_the_loopback_rule_trusts_exactly_127_0_0_1_and_ipv6_loopback():
+    """Issue 23 §6: any 127.* peer was trusted (a mesh hands remote callers over from 127.0.0.6), and IPv6
+    loopback as grpcio reports it (ipv6:%5B::1%5D:port) was not recognised."""
+    from spex_monitor.server.auth import is_loopback_peer
 
-    assert _is_loopback("ipv4:127.0.0.1:5000") and _is_loopback("ipv6:[::1]:5000")
-    assert not _is_loopback("ipv4:10.1.2.3:5000") and not _is_loopback("ipv6:[fe80::1]:5000")
+    for peer in ("ipv4:127.0.0.1:5000", "ipv6:%5B::1%5D:5000", "ipv6:[::1]:5000", "unix:/run/x.sock"):
+        assert is_loopback_peer(peer), peer
+    assert is_loopback_peer("ipv6:%5B::ffff:127.0.0.1%5D:5000")  # IPv4-mapped
+    for peer in ("ipv4:127.0.0.6:5000", "ipv4:10.1.2.3:5000", "ipv6:%5Bfe80::1%5D:5000", "ipv4:127.1.2.3:1"):
+        assert not is_loopback_peer(peer), peer
 
 
 def test_client_library_connects_over_mutual_tls(secure_sidecar, pki):

@@ -50,6 +50,9 @@ def sidecar(tmp_path_factory):
                 "queue_per_label": 500,
                 "max_message_bytes": 65536,
                 "admin_token": "s3cret",
+                "reader_tokens": ["r3ader"],
+                "explain_rate_per_minute": 1e6,  # the rate limit has its own test (test_limits)
+                "explain_burst": 1000,
             },
         }
     )
@@ -58,9 +61,28 @@ def sidecar(tmp_path_factory):
     app.stop()
 
 
+class _Bearer(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def intercept_unary_unary(self, continuation, details, request):  # noqa: ANN001, ANN201
+        metadata = [*(details.metadata or []), ("authorization", f"Bearer {self.token}")]
+        return continuation(details._replace(metadata=metadata), request)
+
+
+@pytest.fixture(scope="module")
+def bare(sidecar):
+    """No credentials: Observe only (auth is configured, so every role is default-deny)."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}")
+    yield pb_grpc.MonitorServiceStub(channel)
+    channel.close()
+
+
 @pytest.fixture(scope="module")
 def stub(sidecar):
-    channel = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}")
+    """An admin caller (admins hold every role)."""
+    plain = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}")
+    channel = grpc.intercept_channel(plain, _Bearer("s3cret"))
     yield pb_grpc.MonitorServiceStub(channel)
     channel.close()
 
@@ -127,7 +149,8 @@ def test_traffic_windows_reports_lookups_and_metrics(sidecar, stub):
     hits = stub.ListExplanations(
         pb.ListExplanationsRequest(model="sentiment", key_tuple=["good", "not"]), timeout=10
     ).explanations
-    assert all(any(set(t.keys) == {"good", "not"} for t in e.top) or e.top for e in hits)
+    assert hits, "('good', 'not') is the strongest pair of this traffic"
+    assert all(any(set(t.keys) == {"good", "not"} for t in e.top) for e in hits)
     base = f"http://127.0.0.1:{sidecar.metrics_port}"
     body = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
     assert 'spex_monitor_requests_observed_total{model="sentiment",version="v1"}' in body
@@ -143,100 +166,80 @@ def test_traffic_windows_reports_lookups_and_metrics(sidecar, stub):
     assert any(line.startswith("spex_monitor_explanation_faithfulness_r2_bucket") for line in exemplar_lines)
     traces = {line.split('trace_id="')[1].split('"')[0] for line in exemplar_lines}
     assert traces <= {f"{i:032x}" for i in range(len(texts))}
-    rows = json.loads(urllib.request.urlopen(f"{base}/api/top-interactions", timeout=5).read())
+    with pytest.raises(urllib.error.HTTPError) as forbidden:  # readers role, like the read RPCs
+        urllib.request.urlopen(f"{base}/api/top-interactions", timeout=5)
+    assert forbidden.value.code == 403
+    authorization = {"Authorization": "Bearer r3ader"}
+    reader = urllib.request.Request(f"{base}/api/top-interactions", headers=authorization)
+    rows = json.loads(urllib.request.urlopen(reader, timeout=5).read())
     assert rows and {"interaction", "delta", "exemplars"} <= set(rows[0])
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(urllib.request.Request(f"{base}/metrics", data=b"x", method="POST"), timeout=5)
     assert info.value.code == 405
 
 
-def test_set_baseline_needs_the_admin_token(sidecar, stub):
+def test_set_baseline_needs_the_admin_token(sidecar, stub, bare):
     current = stub.GetInteractionMap(
         pb.GetInteractionMapRequest(model="sentiment", baseline=True), timeout=10
     )
     request = pb.SetBaselineRequest(model="sentiment", map=current.map)
-    code, details = _code(stub.SetBaseline, request, timeout=10)
+    code, details = _code(bare.SetBaseline, request, timeout=10)
     assert code == grpc.StatusCode.PERMISSION_DENIED and details.startswith("authorization")
-    reply = stub.SetBaseline(request, metadata=[("authorization", "Bearer s3cret")], timeout=10)
+    reader = [("authorization", "Bearer r3ader")]
+    code, details = _code(bare.SetBaseline, request, metadata=reader, timeout=10)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "admin role" in details
+    reply = bare.SetBaseline(request, metadata=[("authorization", "Bearer s3cret")], timeout=10)
     assert reply.source == "uploaded map" and reply.requests == current.requests
-    code, details = _code(
-        stub.SetBaseline,
-        pb.SetBaselineRequest(model="sentiment", map=b"garbage"),
-        metadata=[("authorization", "Bearer s3cret")],
-        timeout=10,
-    )
+    garbage = pb.SetBaselineRequest(model="sentiment", map=b"garbage")
+    code, details = _code(stub.SetBaseline, garbage, timeout=10)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("map")
 
 
-def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys):
+def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys, monkeypatch):
     from spex_monitor.cli import main as cli
 
-    target = f"127.0.0.1:{sidecar.grpc_port}"
+    target = ["--target", f"127.0.0.1:{sidecar.grpc_port}"]
+    admin = tmp_path / "admin.token"
+    admin.write_text("s3cret\n")
+    as_admin = ["--token-file", str(admin)]
     html = tmp_path / "x.html"
-    assert (
-        cli(
-            [
-                "explain",
-                "the plot was not good",
-                "--model",
-                "sentiment",
-                "--target",
-                target,
-                "--html",
-                str(html),
-            ]
-        )
-        == 0
-    )
+    explain = ["explain", "the plot was not good", "--model", "sentiment", *target]
+    assert cli([*explain, "--html", str(html)]) == 1  # no credentials: the explain role is needed
+    assert "PERMISSION_DENIED" in capsys.readouterr().err
+    assert cli([*explain, "--html", str(html), *as_admin]) == 0
     out = capsys.readouterr().out
     assert "not × good" in out and "negative" in out and "<svg" in html.read_text()
     png = tmp_path / "x.png"
-    code = cli(
-        ["explain", "i did not hate it", "--model", "sentiment", "--target", target, "--png", str(png)]
-    )
+    explain = ["explain", "i did not hate it", "--model", "sentiment", *target, *as_admin]
+    code = cli([*explain, "--png", str(png)])
     try:
         import matplotlib  # noqa: F401 - optional (the bench extra)
 
         assert code == 0 and png.read_bytes().startswith(b"\x89PNG")
     except ImportError:
         assert code == 2 and "needs matplotlib" in capsys.readouterr().err
-    assert cli(["baseline", "show", "--model", "sentiment", "--target", target]) == 0
+    monkeypatch.setenv("SPEX_MONITOR_TOKEN", "r3ader")  # readers may show, export and trace
+    assert cli(["baseline", "show", "--model", "sentiment", *target]) == 0
     assert "key tuples" in capsys.readouterr().out
     exported = tmp_path / "b.spxm"
-    assert (
-        cli(["baseline", "export", "--model", "sentiment", "--target", target, "--file", str(exported)]) == 0
-    )
-    assert (
-        cli(["baseline", "import", "--model", "sentiment", "--target", target, "--file", str(exported)]) == 1
-    )
+    assert cli(["baseline", "export", "--model", "sentiment", *target, "--file", str(exported)]) == 0
+    assert cli(["baseline", "import", "--model", "sentiment", *target, "--file", str(exported)]) == 1
     assert "PERMISSION_DENIED" in capsys.readouterr().err
-    assert (
-        cli(
-            [
-                "baseline",
-                "import",
-                "--model",
-                "sentiment",
-                "--target",
-                target,
-                "--file",
-                str(exported),
-                "--token",
-                "s3cret",
-            ]
-        )
-        == 0
-    )
+    monkeypatch.delenv("SPEX_MONITOR_TOKEN")
+    imported = ["baseline", "import", "--model", "sentiment", *target, "--file", str(exported)]
+    assert cli([*imported, "--token", "s3cret"]) == 0  # deprecated, still works, and says why not
+    assert "--token-file" in capsys.readouterr().err
+    monkeypatch.setenv("SPEX_MONITOR_TOKEN", "r3ader")
     report = tmp_path / "trace.html"
-    assert cli(["trace", "--model", "sentiment", "--target", target, "--report", str(report)]) == 0
+    assert cli(["trace", "--model", "sentiment", *target, "--report", str(report)]) == 0
     assert "interaction" in capsys.readouterr().out
     history = sidecar.store.reports("sentiment")
     page = report.read_text()
     assert "Shift over time" in page and page.count("<polyline") >= 2
     latest = history[-1]
-    if latest["top"]:
-        assert " × ".join(latest["top"][0][0]) in page
-    assert cli(["explain", "x", "--model", "nope", "--target", target]) == 1
+    assert latest["top"], "the traffic test's windows moved interactions"
+    assert " × ".join(latest["top"][0][0]) in page
+    assert cli(["explain", "x", "--model", "nope", *target, *as_admin]) == 1
 
 
 def test_list_shift_reports_returns_history_in_time_order(sidecar, stub):

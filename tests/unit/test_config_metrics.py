@@ -62,6 +62,50 @@ def test_errors_name_the_field(tmp_path, text, path, reason):
     assert reason in str(info.value)
 
 
+def test_environment_values_are_typed_by_their_field(tmp_path):
+    """Issue 15 item 10: env values were parsed as YAML, so a token 012345 became the octal int 5349 and a
+    version 1.10 the float 1.1; pydantic-settings types each value by the field it sets."""
+    settings = load_settings(
+        _write(tmp_path, GOOD),
+        environ={
+            "SPEX_MONITOR_SERVER__ADMIN_TOKEN": "012345",
+            "SPEX_MONITOR_MODELS__0__VERSION": "1.10",
+            "SPEX_MONITOR_SERVER__READER_TOKENS": '["0xff", "true"]',
+            "SPEX_MONITOR_MODELS__0__BACKEND__ENDPOINTS": '["10.0.0.7:8081", "10.0.0.8:8081"]',
+            "spex_monitor_engine__budget": "900",
+        },
+    )
+    assert settings.server.admin_token == "012345" and settings.models[0].version == "1.10"
+    assert settings.server.reader_tokens == ["0xff", "true"]
+    assert settings.models[0].backend.endpoints == ["10.0.0.7:8081", "10.0.0.8:8081"]
+    assert settings.engine.budget == 900
+    for environ, path in [
+        ({"SPEX_MONITOR_MODELS__2__VERSION": "v2"}, "models.2"),
+        ({"SPEX_MONITOR_ENGINE__BUDGET": "lots"}, "engine.budget"),
+        ({"SPEX_MONITOR_MODELS__0__BACKEND__ENDPOINTS": "[not json"}, "models.0.backend.endpoints"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            load_settings(_write(tmp_path, GOOD), environ=environ)
+        assert [p for p, _ in info.value.errors] == [path], info.value.errors
+
+
+@pytest.mark.parametrize(
+    ("engine", "minimum"), [("{kind: proxyspex, budget: 20}", 40), ("{kind: spex, budget: 100}", 236)]
+)
+def test_config_check_refuses_an_engine_budget_below_the_minimum_design(tmp_path, capsys, engine, minimum):
+    """Issue 15 item 1: such a budget made every sampled request fail (and, before the exceptions could be
+    pickled, restarted the worker pool each time)."""
+    path = _write(tmp_path, GOOD.replace("engine: {budget: 800}", f"engine: {engine}"))
+    assert cli_main(["config", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "engine.budget" in err and f"budget is too small; the minimum is {minimum}" in err
+    # an input small enough for every mask is fine with any budget of at least 2^n
+    small = GOOD.replace("engine: {budget: 800}", "engine: {kind: spex, budget: 100}")
+    lens = "\n    lens: {kind: text, max_features: 6}"
+    small = small.replace("model_name: sentiment}", "model_name: sentiment}" + lens)
+    assert cli_main(["config", "check", str(_write(tmp_path, small))]) == 0
+
+
 def test_cli_config_check_exit_codes(tmp_path, capsys):
     assert cli_main(["config", "check", str(_write(tmp_path, GOOD))]) == 0
     assert "OK" in capsys.readouterr().out
@@ -128,3 +172,43 @@ def test_trace_exemplar_keeps_only_ids_that_fit_openmetrics():
     }
     assert trace_exemplar("") is None and trace_exemplar(None) is None
     assert trace_exemplar("x" * 200) is None  # a truncated id would point at the wrong trace
+
+
+def test_no_non_finite_value_reaches_a_metric():
+    """Issue 15 item 2: faithfulness -inf (and NaN scores) must never be exported."""
+    from types import SimpleNamespace
+
+    metrics = Metrics()
+    metrics.model_names = frozenset({"m"})
+    report = SimpleNamespace(
+        score=float("nan"),
+        p_value=0.5,
+        order_shares={1: (0.5, float("inf"))},
+        first_order_ndcg=float("-inf"),
+        input_drift={"tokens": 0.1},
+        output_drift={"label": float("nan")},
+    )
+    metrics.record_report("m", "v1", report)
+    import math
+
+    values = [sample.value for family in metrics.registry.collect() for sample in family.samples]
+    assert values and all(math.isfinite(v) for v in values)
+    text = generate_latest(metrics.registry).decode()
+    assert 'spex_monitor_interaction_shift_pvalue{model="m",version="v1"} 0.5' in text
+    metrics.drop("some-caller-chosen-name", "invalid")
+    assert 'model="some-caller-chosen-name"' not in generate_latest(metrics.registry).decode()
+
+
+def test_the_torch_floor_is_past_the_weights_only_bypasses():
+    """Issue 23 §6: torch>=2.3 admitted CVE-2025-32434 (fixed in 2.6) and CVE-2026-24747 (fixed in 2.10)."""
+    import tomllib
+    from pathlib import Path
+
+    import torch
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    (torch_req,) = [Requirement(r) for r in project["dependencies"] if r.startswith("torch")]
+    assert not torch_req.specifier.contains("2.9.1") and not torch_req.specifier.contains("2.5.1")
+    assert torch_req.specifier.contains(Version(torch.__version__.split("+")[0]))

@@ -129,11 +129,46 @@ def test_duplicates_expiry_and_late_partners_are_counted(setup):
     assert len(monitor.observed) == 1
 
 
+def test_a_binary_event_missing_a_required_header_is_refused_naming_it(setup):
+    """Issue 15 item 5: the SDK said "Failed to find specversion" for a missing ce-id."""
+    receiver, *_ = setup
+    headers = {"ce-specversion": "1.0", "ce-type": "org.kubeflow.serving.inference.request", "ce-source": "s"}
+    reply = receiver.handle({**headers, "content-type": "application/json"}, b'{"instances": ["x"]}')
+    assert reply.status == 400 and reply.body["detail"].startswith("ce-id: missing header")
+    del headers["ce-specversion"]
+    reply = receiver.handle({**headers, "ce-id": "1", "content-type": "application/json"}, b"{}")
+    assert reply.body["detail"].startswith("ce-specversion: missing header")
+    structured = json.dumps({"specversion": "1.0", "type": "x.inference.request", "source": "s"}).encode()
+    reply = receiver.handle({"content-type": "application/cloudevents+json"}, structured)
+    assert reply.status == 400 and reply.body["detail"].startswith("id: missing")
+
+
+def test_lone_surrogates_are_refused_at_the_door_and_leave_nothing_pending(setup):
+    """Issue 15 item 4: a structured event with id "x\\ud800" got a plain-text 500 and left its half
+    pending; text with a lone surrogate was accepted and failed later inside the explanation."""
+    receiver, monitor, metrics, _ = setup
+    body = (
+        b'{"specversion": "1.0", "type": "org.kubeflow.serving.inference.request", "source": "s",'
+        b' "id": "x\\ud800", "inferenceservicename": "sentiment-isvc", "datacontenttype": "application/json",'
+        b' "data": {"instances": ["fine"]}}'
+    )
+    reply = receiver.handle({"content-type": "application/cloudevents+json"}, body)
+    assert reply.status == 400 and reply.body["detail"].startswith("id: not valid Unicode")
+    assert receiver.pairing.pending == 0
+    json.dumps(reply.body).encode("utf-8")  # the reply itself always encodes
+    _send(receiver, _event("request", "s1", {"instances": ["bad \ud800 text"]}))
+    reply = _send(receiver, _event("response", "s1", {"predictions": [1]}))
+    assert reply.status == 400 and reply.body["detail"].startswith("instances[0].text: not valid Unicode")
+    assert not monitor.observed
+
+
 def test_refusals_name_what_was_wrong(setup):
     receiver, monitor, metrics, _ = setup
     reply = receiver.handle({"content-type": "text/plain"}, b"garbage")
     assert reply.status == 400 and reply.body["error"] == "event_malformed"
-    assert reply.body["detail"].startswith("cloudevent:")
+    assert reply.body["detail"].startswith("ce-id: missing header")
+    reply = receiver.handle({"content-type": "application/cloudevents+json"}, b"garbage")
+    assert reply.status == 400 and reply.body["detail"].startswith("cloudevent:")
     reply = _send(receiver, CloudEvent({"type": "com.example.other", "source": "s", "id": "1"}, {"a": 1}))
     assert reply.status == 400 and reply.body["detail"].startswith("type: 'com.example.other'")
     reply = _send(receiver, _event("request", "u", {"instances": ["x"]}, service="nope"))
@@ -151,7 +186,7 @@ def test_refusals_name_what_was_wrong(setup):
     headers, body = to_binary(_event("request", "big", {"instances": ["x" * 2_000_000]}))
     reply = receiver.handle(headers, body)
     assert reply.status == 413 and reply.body["error"] == "event_too_large"
-    assert _dropped(metrics, "", "event_malformed") == 2
+    assert _dropped(metrics, "", "event_malformed") == 3  # the three refused before a model was known
     assert _dropped(metrics, "sentiment", "event_malformed") == 3
     assert _dropped(metrics, "", "unknown_model") == 1
     assert _dropped(metrics, "", "event_too_large") == 1
@@ -198,15 +233,15 @@ def test_a_failing_monitor_gets_a_500_and_the_receiver_keeps_answering():
 @pytest.mark.parametrize(
     ("models", "server", "path", "reason"),
     [
-        ([{"name": "m", "lens": {"kind": "fields"}}], {}, "models.0", "events.fields: required"),
-        ([{"name": "m", "events": {"text_input": None}}], {}, "models.0", "events.text_input: required"),
+        ([{"name": "m", "lens": {"kind": "fields"}}], {}, "models.0.events.fields", "required"),
+        ([{"name": "m", "events": {"text_input": None}}], {}, "models.0.events.text_input", "required"),
         ([{"name": "m", "events": {"output_kind": "score"}}], {}, "models.0.events.output_kind", "'label'"),
         ([{"name": "m", "events": {"surprise": 1}}], {}, "models.0.events.surprise", "Extra inputs"),
         (
             [{"name": "a"}, {"name": "b", "events": {"inference_services": ["a"]}}],
             {},
-            "<root>",
-            "models.1.events.inference_services: InferenceService 'a' is claimed by models 'a' and 'b'",
+            "models.1.events.inference_services",
+            "InferenceService 'a' is claimed by models 'a' and 'b'",
         ),
         ([{"name": "m"}], {"events_port": 70000}, "server.events_port", "less than or equal to 65535"),
         ([{"name": "m"}], {"events_mode": "response"}, "server.events_mode", "'all' or 'request'"),
@@ -214,8 +249,8 @@ def test_a_failing_monitor_gets_a_500_and_the_receiver_keeps_answering():
         (
             [{"name": "m"}],
             {"events_max_bytes": 4096, "events_max_pending_bytes": 2048},
-            "server",
-            "events_max_pending_bytes: must be at least events_max_bytes",
+            "server.events_max_pending_bytes",
+            "must be at least events_max_bytes",
         ),
     ],
 )
@@ -240,7 +275,7 @@ def test_events_knobs_load_from_yaml_and_environment(tmp_path):
         config,
         environ={
             "SPEX_MONITOR_SERVER__EVENTS_PORT": "8080",
-            "SPEX_MONITOR_MODELS__0__EVENTS__LABELS": "[neg, pos]",
+            "SPEX_MONITOR_MODELS__0__EVENTS__LABELS": '["neg", "pos"]',  # JSON for list fields
         },
     )
     assert settings.server.events_port == 8080 and settings.models[0].events.labels == ["neg", "pos"]

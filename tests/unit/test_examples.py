@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from spex_monitor.examples.sentiment import generate_long_reviews
 from spex_monitor.examples.tiny_transformer import MASK, TinySentiment, train_tiny_transformer
@@ -14,6 +15,7 @@ def test_long_reviews_have_majority_labels():
     assert all(t.count(" and ") >= 2 for t in texts)
 
 
+@pytest.mark.slow
 def test_tiny_transformer_trains_saves_loads_and_masks_token_ids(tmp_path):
     model = train_tiny_transformer(seed=0, size=1500, epochs=2)
     assert 0.5 < model.accuracy <= 1.0

@@ -93,6 +93,7 @@ def test_planted_shift_is_detected_and_traced():
     assert report.order_shares[2][1] < report.order_shares[2][0]
 
 
+@pytest.mark.slow
 def test_p_value_is_calibrated_under_no_change():
     # Null pairs: baseline and window drawn from one process. Exchangeable, so P(p <= a) = a up to the
     # permutation grid; 300 pairs give a binomial sd of 1.3 % at a = 5 %.
@@ -108,6 +109,7 @@ def test_p_value_is_calibrated_under_no_change():
         )
 
 
+@pytest.mark.slow
 def test_fixed_baseline_does_not_inflate_false_alarms():
     baseline = _map(7, 300)
     p_values = np.array(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ def fake_explainer(strength: float = 2.0, fail_every: int = 0):
         if fail_every and calls["n"] % fail_every == 0:
             raise RuntimeError("backend down")
         words = observation.text.split()
-        rng = np.random.default_rng(abs(hash(observation.request_id)) % 2**32)
+        rng = np.random.default_rng(zlib.crc32(observation.request_id.encode()))  # hash() is salted
         terms = {(i,): float(rng.normal(0, 0.3)) for i in range(len(words))}
         terms[(0, 1)] = strength + float(rng.normal(0, 0.1))
         return Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words
@@ -64,8 +65,13 @@ def test_observe_never_raises_and_counts_internal_errors(tmp_path):
     monitor = _monitor(tmp_path)
     bad = Observation("x", "m", "v1", "pos", text=None)
     bad.tokens = lambda: (_ for _ in ()).throw(RuntimeError("boom"))  # type: ignore[method-assign]
-    assert monitor.observe(bad) is False
+    monitor.observe(bad)  # tokens are read off the caller's thread, by the ingest step
+    assert monitor.counters["dropped:internal_error"] == 0
+    assert monitor.process_ingest() == 1
     assert monitor.counters["dropped:internal_error"] == 1
+    monitor.sampler.offer_reason = lambda candidate: 1 / 0  # type: ignore[method-assign]
+    assert monitor.observe(Observation("y", "m", "v1", "pos", text="fine")) is False
+    assert monitor.counters["dropped:internal_error"] == 2
 
 
 def test_budget_and_explainer_failures_are_counted(tmp_path):
@@ -148,3 +154,18 @@ def test_drain_waits_for_explanations_other_workers_have_in_flight(tmp_path):
     finally:
         release.set()
         monitor.shutdown()
+
+
+def test_a_failed_explanation_logs_its_reason_not_only_its_type(tmp_path, caplog):
+    """Issue 15 item 12: the log said only 'ValueError'."""
+
+    def explainer(observation: Observation):
+        raise ValueError("text: a word of 20001 characters without whitespace")
+
+    monitor = _monitor(tmp_path, explainer=explainer)
+    monitor.observe(Observation("r1", "m", "v1", "pos", 0.9, text="not good"))
+    with caplog.at_level("WARNING"):
+        monitor.drain()
+    assert monitor.counters["explanations:failed"] == 1
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("r1" in m and "a word of 20001 characters" in m for m in messages)

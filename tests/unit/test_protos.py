@@ -38,6 +38,7 @@ def test_wire_names_match_the_protocol():
     }
 
 
+@pytest.mark.slow
 def test_coexists_with_kserve_generated_code_in_one_process():
     code = (
         "import spex_monitor.backends.oip\n"

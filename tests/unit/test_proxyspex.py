@@ -63,8 +63,11 @@ def test_progress_callback_reports_monotone_counts():
 
 
 def test_prior_support_warm_start_finds_terms():
+    """At a budget too small to find the planted terms cold (R² ~0.5), the prior makes the fit exact: the
+    test fails if the prior does nothing (it used to pass with warm >= cold, true when they are equal)."""
     n = 200
     f = planted_function(n, 15, 3, seed=11, basis="mobius")
-    cold = ProxySPEX(budget=500, max_order=3, seed=0).explain(f, n)
-    warm = ProxySPEX(budget=500, max_order=3, seed=0, prior_support=list(f.fourier)).explain(f, n)
-    assert _fresh_r2(warm, f, n) >= _fresh_r2(cold, f, n) - 1e-9
+    cold = ProxySPEX(budget=200, max_order=3, seed=0).explain(f, n)
+    warm = ProxySPEX(budget=200, max_order=3, seed=0, prior_support=list(f.fourier)).explain(f, n)
+    assert _fresh_r2(cold, f, n) < 0.9
+    assert _fresh_r2(warm, f, n) > 0.999

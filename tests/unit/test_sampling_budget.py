@@ -114,3 +114,15 @@ def test_invalid_settings():
         StratifiedSampler(rate=1.5)
     with pytest.raises(ValueError, match="inferences_per_second"):
         Budget(inferences_per_second=0)
+
+
+def test_a_stale_latency_signal_reopens_the_gate_for_one_measurement():
+    """A gate closed by latency never sees a new measurement unless the signal expires."""
+    now = [0.0]
+    budget = Budget(inferences_per_second=1e6, burst=1e6, max_latency_s=0.5, clock=lambda: now[0])
+    budget.signal(latency_s=2.0)
+    assert budget.blocked_reason(10) == "backpressure_latency"
+    now[0] += budget.signal_ttl_s + 1
+    assert budget.blocked_reason(10) is None
+    budget.signal(latency_s=0.1)  # the new measurement replaces the stale one (no EWMA with old data)
+    assert budget._latency == 0.1 and budget.blocked_reason(10) is None

@@ -64,6 +64,7 @@ def _map(seed: int, n: int, negation: float) -> InteractionMap:
     return m
 
 
+@pytest.mark.slow
 def test_max_statistic_catches_a_sparse_move_that_the_euclidean_sum_dilutes():
     # The negation interaction collapses (the broken-negation incident), spread over 12 tuples but
     # concentrated on the member key 'not'. The Euclidean sum adds the sampling noise of hundreds of

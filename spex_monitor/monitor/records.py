@@ -1,0 +1,57 @@
+"""The monitor's records: an observed request, a closed window's result, and thread-safe counters."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..attribution import Interactions
+from .shift import ShiftReport
+from .windows import ClosedWindow
+
+
+class LockedCounter(Counter):
+    """A ``Counter`` whose increments are atomic across threads (``c[k] += 1`` is a read and a write)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+
+    def add(self, key: str, amount: float = 1) -> None:
+        with self._lock:
+            self[key] += amount
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (dict(self),))
+
+
+@dataclass
+class Observation:
+    """One served request as the monitor sees it (text or fields in, label and confidence out)."""
+
+    request_id: str
+    model: str
+    version: str
+    label: str
+    confidence: float | None = None
+    text: str | None = None
+    fields: dict | None = None
+    trace_id: str | None = None
+
+    def tokens(self) -> list[str] | None:
+        return self.text.lower().split() if self.text is not None else None
+
+
+Explainer = Callable[[Observation], tuple[Interactions, list[str]]]
+
+
+@dataclass
+class WindowResult:
+    window: ClosedWindow
+    window_id: int | None
+    report: ShiftReport | None
+    alarm: bool
+
+

@@ -1,0 +1,58 @@
+"""ShiftReport messages from a fresh comparison or a stored report (the wire shape of one report)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..protocol.v1 import monitor_pb2 as pb
+
+
+def report_message(model: str, version: str, window_id: int, report: Any, alarm: bool) -> pb.ShiftReport:
+    message = pb.ShiftReport(
+        model=model,
+        version=version,
+        window_id=window_id,
+        score=report.score,
+        p_value=report.p_value,
+        alarm=alarm,
+        first_order_ndcg=report.first_order_ndcg,
+        window_requests=report.window_requests,
+    )
+    for order, (base, window) in report.order_shares.items():
+        message.order_share_baseline[str(order)] = base
+        message.order_share_window[str(order)] = window
+    message.input_drift_psi.update(report.input_drift)
+    message.output_drift_psi.update(report.output_drift)
+    for c in report.top_contributors(10):
+        message.top_contributors.add(
+            keys=list(c.key),
+            baseline=c.baseline,
+            window=c.window,
+            delta=c.delta,
+            exemplar_request_ids=c.exemplars,
+        )
+    return message
+
+
+def stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftReport:
+    message = pb.ShiftReport(
+        model=model,
+        version=version,
+        window_id=stored["window_id"] or 0,
+        score=stored["score"],
+        p_value=stored["p_value"],
+        alarm=bool(stored.get("alarm")),
+        first_order_ndcg=stored.get("first_order_ndcg", 1.0),
+        window_requests=stored.get("window_requests", 0.0),
+        time_unix=stored["ts"],
+    )
+    for order, (base, window) in stored.get("order_shares", {}).items():
+        message.order_share_baseline[order] = base
+        message.order_share_window[order] = window
+    message.input_drift_psi.update(stored.get("input_drift", {}))
+    message.output_drift_psi.update(stored.get("output_drift", {}))
+    for keys, base, window, delta, exemplars in stored.get("top", []):
+        message.top_contributors.add(
+            keys=keys, baseline=base, window=window, delta=delta, exemplar_request_ids=exemplars
+        )
+    return message
