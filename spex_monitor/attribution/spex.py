@@ -22,12 +22,12 @@ import numpy as np
 
 from . import fourier as _fourier
 from .bch import BCHSyndromeCode
+from .engine import check_engine_arguments
 from .errors import BudgetTooSmallError
 from .exhaustive import explain_exhaustively, fits_exhaustively
 from .interactions import Interactions
 from .masks import uniform_masks
 from .oracle import MaskOracle, ProgressCallback, ValueFunction
-from .proxyspex import _check_common
 from .regression import refit_with_holdout
 
 MIN_BUCKET_BITS = 2
@@ -92,7 +92,7 @@ class SPEX:
 
     def design(self, n_features: int) -> SPEXDesign:
         """The largest design that fits the budget (after the held-out masks)."""
-        _check_common(self.budget, self.max_order, n_features)
+        check_engine_arguments(self.budget, self.max_order, n_features)
         t = min(self.max_order, n_features)
         code_delays = BCHSyndromeCode(max(n_features, 2), t).n_delays
         identity = n_features <= code_delays
@@ -128,7 +128,7 @@ class SPEX:
 
     def explain(self, value_fn: ValueFunction, n_features: int) -> Interactions:
         started = time.perf_counter()
-        _check_common(self.budget, self.max_order, n_features)
+        check_engine_arguments(self.budget, self.max_order, n_features)
         if fits_exhaustively(n_features, self.budget):
             oracle = MaskOracle(value_fn, n_features, self.budget, self.batch_size, self.progress)
             return explain_exhaustively(oracle, n_features, min(self.max_order, n_features), "SPEX", started)
