@@ -18,6 +18,9 @@ from grpc_reflection.v1alpha import reflection
 
 from ..backends.base import BatchTiming
 from ..config import ConfigError, Settings
+from ..explain import ExplainRequest, ExplainResult
+from ..explain.backends import class_labels
+from ..explain.runner import LOCAL_REPLICA, ExplainRunner, make_runner
 from ..monitor.budget import Budget
 from ..monitor.redaction import Redactor, load_hook
 from ..monitor.sampling import StratifiedSampler
@@ -30,13 +33,11 @@ from . import exporting
 from .admission import OverloadCounter
 from .asgi_thread import ASGIThread
 from .auth import Authorizer
-from .explainers import class_labels
 from .http import create_metrics_app
 from .limits import PriorityExecutor
 from .metrics import Metrics
 from .observations import VersionGate, explainable
 from .registration import add_monitor_service
-from .runner import LOCAL_REPLICA, ExplainOutcome, ExplainRunner, make_runner
 from .service import MonitorServicer
 from .tls import bind
 
@@ -146,22 +147,11 @@ class Sidecar:
     # ------------------------------------------------------------------------------------- monitor glue
     def _explain(self, observation: Observation):  # noqa: ANN202
         explainable(observation.text)  # a failed (counted) explanation, not minutes of a worker's CPU
-        outcome = self.explain(observation.model, text=observation.text, fields=observation.fields)
-        return outcome.result, outcome.keys
+        outcome = self.explain(ExplainRequest(observation.model, observation.text, observation.fields))
+        return outcome.interactions, outcome.keys
 
-    def explain(
-        self,
-        model: str,
-        text: str | None = None,
-        fields: dict[str, float] | None = None,
-        budget: int | None = None,
-        max_order: int | None = None,
-        deadline: float | None = None,
-    ) -> ExplainOutcome:
-        """Explain one input on the runner; record its backend batches and replica health.
-
-        ``deadline``: ``time.time()`` seconds after which the engine stops (:class:`ExplainDeadlineError`).
-        """
+    def explain(self, request: ExplainRequest) -> ExplainResult:
+        """Explain one input on the runner; record its backend batches and replica health."""
         if self.runner is None:
             raise RuntimeError("the sidecar is not started")
         gate = self.monitor.budget
@@ -169,7 +159,7 @@ class Sidecar:
             self._running += 1
             gate.signal(queue_depth=self._running)
         try:
-            outcome = self.runner.explain(model, text, fields, budget, max_order, deadline)
+            outcome = self.runner.explain(request)
         except Exception as exc:
             self._health.update(getattr(exc, "health", {}))
             self._record_batches(getattr(exc, "batches", []))

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import time
 from concurrent import futures
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import grpc
 
+from ..explain import ExplainDeadlineError, ExplainRequest, ExplainResult
 from .auth import Caller, RateLimiter
-from .explainers import ExplainDeadlineError
 from .limits import Slots
 
 if TYPE_CHECKING:
     from .app import Sidecar
-    from .runner import ExplainOutcome
 
 MAX_ORDER = 8
 
@@ -68,11 +68,10 @@ class ExplainAdmission:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"max_order: at most {MAX_ORDER} (or 0)")
         return budget or self.sidecar.settings.engine.budget
 
-    def run(self, caller: Caller, context: grpc.ServicerContext, **explain: Any) -> ExplainOutcome:
-        """Admit and run one explanation (``explain``: the keyword arguments of ``Sidecar.explain``, its
-        ``budget`` already checked by :meth:`check_request`); :class:`Refusal` with the status to answer
-        when it cannot."""
-        budget = int(explain["budget"])
+    def run(self, caller: Caller, context: grpc.ServicerContext, request: ExplainRequest) -> ExplainResult:
+        """Admit and run one explanation (``request.budget`` already checked by :meth:`check_request`);
+        :class:`Refusal` with the status to answer when it cannot."""
+        budget = int(request.budget or 0)
         wait = self.rate.take(caller.identity)
         if wait > 0:
             raise Refusal(
@@ -103,7 +102,7 @@ class ExplainAdmission:
             seconds = min(self.timeout_s, remaining) if remaining is not None else self.timeout_s
             deadline = time.time() + seconds
             began = time.perf_counter()
-            future = self._executor.submit(self.sidecar.explain, deadline=deadline, **explain)
+            future = self._executor.submit(self.sidecar.explain, replace(request, deadline=deadline))
             try:
                 outcome = future.result(timeout=seconds + 1.0)  # the engine stops itself at the deadline
             except (futures.TimeoutError, ExplainDeadlineError) as exc:

@@ -18,6 +18,8 @@ import grpc
 
 from ..attribution import BudgetTooSmallError, ValueFunctionError
 from ..backends.oip import BackendUnavailableError, ReplicaResponseError
+from ..explain import ExplainRequest
+from ..explain.runner import ExplainWorkerLostError
 from ..monitor import InteractionMap, compare_maps
 from ..monitor.windows import baseline_from_windows
 from ..monitor.worker import Observation
@@ -29,7 +31,6 @@ from .limits import Slots, StreamWatchdog
 from .messages import report_message, stored_report_message
 from .observations import InvalidObservation, build_observation, check_input, explainable
 from .registration import BadMessage, valid_items
-from .runner import ExplainWorkerLostError
 
 if TYPE_CHECKING:
     from .app import Sidecar
@@ -173,11 +174,13 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             outcome = admission.run(
                 caller,
                 context,
-                model=request.model,
-                text=request.text if kind == "text" else None,
-                fields=dict(request.fields.values) if kind == "fields" else None,
-                budget=budget,
-                max_order=request.max_order or None,
+                ExplainRequest(
+                    model=request.model,
+                    text=request.text if kind == "text" else None,
+                    fields=dict(request.fields.values) if kind == "fields" else None,
+                    budget=budget,
+                    max_order=request.max_order or None,
+                ),
             )
         except Refusal as refusal:
             context.abort(refusal.code, refusal.details)
@@ -192,7 +195,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         except Exception as exc:  # a model or engine failure is ours, not the caller's: say so, stay up
             log.exception("on-demand explanation failed")
             context.abort(grpc.StatusCode.INTERNAL, f"explain: {type(exc).__name__}: {exc}"[:500])
-        result, keys = outcome.result, outcome.keys
+        result, keys = outcome.interactions, outcome.keys
         mobius = result.to_mobius()
         response = pb.ExplainResponse(
             feature_keys=keys,

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from spex_monitor.config import ConfigError, Settings, load_settings
 from spex_monitor.examples.embedded import model_path
+from spex_monitor.explain import ExplainRequest
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import Sidecar
@@ -299,8 +300,8 @@ def test_any_config_document_loads_or_fails_with_named_fields(tmp_path_factory, 
 
 def test_a_100k_word_text_is_truncated_to_the_context_and_capped_in_features(sidecar):
     text = " ".join(["not good but great"] * 25_000)  # 100,000 words
-    outcome = sidecar.explain("sentiment", text=text, budget=64)
+    outcome = sidecar.explain(ExplainRequest("sentiment", text=text, budget=64))
     cap = sidecar.settings.models[0].lens.max_features
     assert cap < 100_000 and len(outcome.keys) == cap  # lens.max_features, neighbours merged
-    assert outcome.result.inferences_used <= 64
+    assert outcome.interactions.inferences_used <= 64
     assert all(key.split()[0] in {"not", "good", "but", "great"} for key in outcome.keys)

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from spex_monitor.config import Settings
 from spex_monitor.examples.embedded import model_path
+from spex_monitor.explain import ExplainRequest
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import Sidecar
@@ -218,7 +219,7 @@ def test_real_batch_latency_and_running_explanations_feed_the_backpressure_gate(
     try:
         gate = app.monitor.budget
         assert gate.blocked_reason(10) is None
-        app.explain("sentiment", text="the plot was not good")  # real batches on the local model
+        app.explain(ExplainRequest("sentiment", text="the plot was not good"))  # real batches, local model
         assert gate._latency > 1e-6 and gate.blocked_reason(10) == "backpressure_latency"
         assert gate._queue_depth == 0  # nothing running any more
         started = threading.Event()
@@ -226,7 +227,7 @@ def test_real_batch_latency_and_running_explanations_feed_the_backpressure_gate(
 
         def long_one() -> None:
             started.set()
-            app.explain("sentiment", text=LONG, budget=2000)
+            app.explain(ExplainRequest("sentiment", text=LONG, budget=2000))
             finished.set()
 
         gate.max_latency_s = None  # now only the queue signal
