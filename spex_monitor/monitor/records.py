@@ -1,4 +1,5 @@
-"""The monitor's records: an observed request, a closed window's result, and thread-safe counters."""
+"""The monitor's records: an observed request, what an explainer returns, a closed window's result, and
+thread-safe counters."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..attribution import Interactions
 from .shift import ShiftReport
@@ -44,7 +46,24 @@ class Observation:
         return self.text.lower().split() if self.text is not None else None
 
 
-Explainer = Callable[[Observation], tuple[Interactions, list[str]]]
+class Explained(Protocol):
+    """What the monitor folds from one explanation (the explain layer's ``ExplainResult`` is one).
+
+    ``interactions`` speaks of feature indices ``0..n-1``; ``keys[i]`` is feature ``i``'s monitor key.
+    """
+
+    @property
+    def interactions(self) -> Interactions:
+        """The sparse Fourier coefficients of the explanation."""
+        ...
+
+    @property
+    def keys(self) -> list[str]:
+        """One monitor key per feature (``len(keys) == interactions.n_features``)."""
+        ...
+
+
+Explainer = Callable[[Observation], Explained]
 
 
 @dataclass

@@ -19,6 +19,15 @@ from typing import TypeVar
 
 from .budget import Budget
 from .closing import AUTOMATIC_SOURCE, close_window
+from .events import (
+    EventHook,
+    ExplanationFinished,
+    MonitorEvent,
+    RequestDropped,
+    RequestObserved,
+    RequestSampled,
+    StoreWriteFailed,
+)
 from .maps import InteractionMap
 from .records import Explainer, LockedCounter, Observation, WindowResult
 from .redaction import Redactor
@@ -48,7 +57,7 @@ class Monitor:
     n_permutations: int = 1000
     alarm_p_value: float = 0.01
     on_window: Callable[[WindowResult], None] | None = None
-    on_event: Callable[[str, dict], None] | None = None
+    on_event: EventHook | None = None
     # applied to every vocabulary token, interaction key and stored text
     redact: Redactor | None = None
     counters: LockedCounter = field(default_factory=LockedCounter)
@@ -78,10 +87,10 @@ class Monitor:
         self.store_error: str | None = None  # the last failed write, None once writes succeed again
 
     # --------------------------------------------------------------------------------------- serving path
-    def _emit(self, kind: str, **data: object) -> None:
+    def _emit(self, event: MonitorEvent) -> None:
         if self.on_event is not None:
             try:
-                self.on_event(kind, data)
+                self.on_event(event)
             except Exception:  # metrics must never break the monitor
                 log.exception("event hook failed")
 
@@ -100,7 +109,7 @@ class Monitor:
             if self.store_error is None:
                 log.error("store write failed (%s); continuing without persistence", exc)
             self.store_error = f"{type(exc).__name__}: {exc}"
-            self._emit("store_error", error=self.store_error)
+            self._emit(StoreWriteFailed(self.store_error))
             return None
         if self.store_error is not None:
             log.warning("store writes succeed again after: %s", self.store_error)
@@ -109,7 +118,7 @@ class Monitor:
 
     def _drop(self, model: str, reason: str) -> None:
         self.counters.add(f"dropped:{reason}")
-        self._emit("dropped", model=model, reason=reason)
+        self._emit(RequestDropped(model, reason))
 
     def observe(self, observation: Observation) -> bool:
         """O(1) and never raises into the caller: True when the request became an explanation candidate.
@@ -119,7 +128,7 @@ class Monitor:
         """
         try:
             self.counters.add("observed")
-            self._emit("observed", model=observation.model, version=observation.version)
+            self._emit(RequestObserved(observation.model, observation.version))
             if self._stop.is_set():
                 self._drop(observation.model, "shutdown")
                 return False
@@ -140,7 +149,7 @@ class Monitor:
             if outcome == "reservoir_replaced":
                 self._drop(observation.model, outcome)
             self.counters.add("sampled")
-            self._emit("sampled", model=observation.model, version=observation.version)
+            self._emit(RequestSampled(observation.model, observation.version))
             return True
         except Exception:  # the serving path must never see our failures
             log.exception("observe failed")
@@ -195,7 +204,8 @@ class Monitor:
     def _explain_and_fold(self, observation: Observation) -> None:
         began = time.perf_counter()
         try:
-            result, keys = self.explainer(observation)
+            explained = self.explainer(observation)
+            result, keys = explained.interactions, explained.keys
         except Exception as exc:
             # type and message (ours name limits and shapes, not request words), never the text itself
             log.warning(
@@ -203,15 +213,16 @@ class Monitor:
             )
             self.counters.add("explanations:failed")
             self._emit(
-                "explained",
-                model=observation.model,
-                version=observation.version,
-                status="failed",
-                seconds=time.perf_counter() - began,
-                faithfulness=None,
-                inferences=0,
-                request_id=observation.request_id,
-                trace_id=observation.trace_id,
+                ExplanationFinished(
+                    observation.model,
+                    observation.version,
+                    status="failed",
+                    seconds=time.perf_counter() - began,
+                    faithfulness=None,
+                    inferences=0,
+                    request_id=observation.request_id,
+                    trace_id=observation.trace_id,
+                )
             )
             return
         elapsed = time.perf_counter() - began
@@ -223,15 +234,16 @@ class Monitor:
         self.counters.add("explanations:ok")
         self.counters.add("ablation_inferences", result.inferences_used)
         self._emit(
-            "explained",
-            model=observation.model,
-            version=observation.version,
-            status="ok",
-            seconds=elapsed,
-            faithfulness=result.faithfulness,
-            inferences=result.inferences_used,
-            request_id=observation.request_id,
-            trace_id=observation.trace_id,
+            ExplanationFinished(
+                observation.model,
+                observation.version,
+                status="ok",
+                seconds=elapsed,
+                faithfulness=result.faithfulness,
+                inferences=result.inferences_used,
+                request_id=observation.request_id,
+                trace_id=observation.trace_id,
+            )
         )
         self.windows.add(observation.model, observation.version, result, keys, observation.request_id)
         if self.store is not None:
@@ -300,7 +312,7 @@ class Monitor:
         left = self.sampler.new_window()
         self.counters.add("dropped:shutdown", left)
         if left:
-            self._emit("dropped", model="", reason="shutdown", count=left)
+            self._emit(RequestDropped("", "shutdown", left))
         self.tick(force=True)
 
     # ------------------------------------------------------------------------------------ what leaves

@@ -159,6 +159,48 @@ def build_observation(
     )
 
 
+class Intake:
+    """The configured models as every entry path sees them: default versions, lens kinds and the shared
+    :class:`VersionGate`. :meth:`build` is :func:`build_observation` with those filled in.
+
+    Args:
+        versions: model name → configured (default) version.
+        kinds: model name → lens kind (``text`` / ``fields``).
+    """
+
+    def __init__(self, versions: Mapping[str, str], kinds: Mapping[str, str]) -> None:
+        self.versions = dict(versions)
+        self.kinds = dict(kinds)
+        self.gate = VersionGate(self.versions)
+
+    def build(
+        self,
+        *,
+        request_id: str,
+        model: str,
+        version: str = "",
+        label: str = "",
+        confidence: float | None = None,
+        text: str | None = None,
+        fields: dict[str, float] | None = None,
+        trace_id: str | None = None,
+    ) -> Observation:
+        """A validated observation; raises :class:`InvalidObservation` naming the field."""
+        return build_observation(
+            self.versions,
+            request_id=request_id,
+            model=model,
+            version=version,
+            label=label,
+            confidence=confidence,
+            text=text,
+            fields=fields,
+            trace_id=trace_id,
+            gate=self.gate,
+            kinds=self.kinds,
+        )
+
+
 def label_from_logits(
     logits: Sequence[float] | np.ndarray, labels: Mapping[int, str] | None = None
 ) -> tuple[str, float]:

@@ -12,28 +12,29 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
 from ..attribution import BudgetTooSmallError, ValueFunctionError
 from ..backends.oip import BackendUnavailableError, ReplicaResponseError
-from ..explain import ExplainRequest
+from ..config import Settings
+from ..explain import ExplainRequest, ExplainResult
 from ..explain.runner import ExplainWorkerLostError
 from ..monitor import InteractionMap, compare_maps
+from ..monitor.store import Store
 from ..monitor.windows import baseline_from_windows
-from ..monitor.worker import Observation
+from ..monitor.worker import Monitor, Observation
 from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
-from .auth import Caller, Role
+from .auth import Authorizer, Caller, Role
 from .explain_rpc import ExplainAdmission, Refusal
 from .limits import Slots, StreamWatchdog
 from .messages import report_message, stored_report_message
-from .observations import InvalidObservation, build_observation, check_input, explainable
+from .metrics import Metrics
+from .observations import Intake, InvalidObservation, check_input, explainable
 from .registration import BadMessage, valid_items
-
-if TYPE_CHECKING:
-    from .app import Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +59,43 @@ def _capped(method: Any) -> Any:
 
 
 class MonitorServicer(pb_grpc.MonitorServiceServicer):
-    def __init__(self, sidecar: Sidecar) -> None:
-        server = sidecar.settings.server
-        self.sidecar = sidecar
+    """The ``spex_monitor.v1.MonitorService`` RPCs over the narrow things they use.
+
+    Args:
+        settings: limits (``server.*``), baseline thresholds (``baseline.*``) and models' default versions.
+        monitor: where observations go; baselines, public keys and maps come from it.
+        store: windows, reports and explanations for the read RPCs.
+        metrics: drops are counted here.
+        authorizer: who holds which role (see :mod:`.auth`).
+        intake: the configured models as entry paths see them (versions, lens kinds, version gate).
+        explain: runs one on-demand explanation (the sidecar's accounted runner).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        monitor: Monitor,
+        store: Store,
+        metrics: Metrics,
+        authorizer: Authorizer,
+        intake: Intake,
+        explain: Callable[[ExplainRequest], ExplainResult],
+    ) -> None:
+        server = settings.server
+        self.settings = settings
+        self.monitor = monitor
+        self.store = store
+        self.metrics = metrics
+        self.authorizer = authorizer
+        self.intake = intake
         self.reads = Slots(server.max_concurrent_reads)
         self.streams = Slots(server.max_streams)
         self.watchdog = StreamWatchdog(server.stream_idle_timeout_s)
         self.stream_max_s = server.stream_max_duration_s
-        self.explain_admission = ExplainAdmission(sidecar)
+        self.explain_admission = ExplainAdmission(server, settings.engine.budget, monitor.budget, explain)
 
     def close(self) -> None:
+        """Stop the stream watchdog and the Explain executor."""
         self.watchdog.close()
         self.explain_admission.close()
 
@@ -75,8 +103,8 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def _model(self, name: str, context: grpc.ServicerContext, field: str = "model") -> str:
         if not name:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: required")
-        if name not in self.sidecar.model_versions:
-            known = sorted(self.sidecar.model_versions)
+        if name not in self.intake.versions:
+            known = sorted(self.intake.versions)
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"{field}: unknown model {name!r}; configured: {known}"
             )
@@ -84,7 +112,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
 
     def _require(self, context: grpc.ServicerContext, role: Role) -> Caller:
         """The caller, if it holds ``role`` (see :mod:`.auth`); else PERMISSION_DENIED."""
-        authorizer = self.sidecar.authorizer
+        authorizer = self.authorizer
         caller = authorizer.grpc_caller(context)
         if not caller.holds(role):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, authorizer.denial(role))
@@ -93,8 +121,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def _observation(self, request: pb.ObserveRequest) -> tuple[Observation | None, str]:
         kind = request.WhichOneof("input")
         try:
-            return build_observation(
-                self.sidecar.model_versions,
+            return self.intake.build(
                 request_id=request.request_id,
                 model=request.model,
                 version=request.version,
@@ -103,8 +130,6 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 text=request.text if kind == "text" else None,
                 fields=dict(request.fields.values) if kind == "fields" else None,
                 trace_id=request.trace_id,
-                gate=self.sidecar.version_gate,
-                kinds=self.sidecar.lens,
             ), ""
         except InvalidObservation as exc:
             return None, str(exc)
@@ -113,9 +138,9 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def Observe(self, request: pb.ObserveRequest, context: grpc.ServicerContext) -> pb.ObserveResponse:
         observation, problem = self._observation(request)
         if observation is None:
-            self.sidecar.metrics.drop(request.model, "invalid")
+            self.metrics.drop(request.model, "invalid")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        return pb.ObserveResponse(sampled=self.sidecar.monitor.observe(observation))
+        return pb.ObserveResponse(sampled=self.monitor.observe(observation))
 
     def ObserveStream(self, request_iterator: Any, context: grpc.ServicerContext) -> pb.ObserveStreamResponse:
         """Streams are capped (``server.max_streams``), cancelled after ``stream_idle_timeout_s`` without a
@@ -132,7 +157,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
 
         def bad(message: BadMessage) -> None:
             undecodable[0] += 1
-            self.sidecar.metrics.drop("", "invalid")
+            self.metrics.drop("", "invalid")
 
         try:
             for request in valid_items(request_iterator, bad):
@@ -140,10 +165,10 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 observation, _ = self._observation(request)
                 if observation is None:
                     rejected += 1
-                    self.sidecar.metrics.drop(request.model, "invalid")
+                    self.metrics.drop(request.model, "invalid")
                 else:
                     observed += 1
-                    sampled += int(self.sidecar.monitor.observe(observation))
+                    sampled += int(self.monitor.observe(observation))
                 if time.monotonic() > ends:
                     break
         finally:
@@ -160,7 +185,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         try:
             check_input(
                 request.model,
-                self.sidecar.lens.get(request.model),
+                self.intake.kinds.get(request.model),
                 request.text if kind == "text" else None,
                 dict(request.fields.values) if kind == "fields" else None,
             )
@@ -217,14 +242,14 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     ) -> pb.ShiftReport:
         self._require(context, "readers")
         self._model(request.model, context)
-        version = request.version or self.sidecar.settings.model(request.model).version
-        baseline = self.sidecar.monitor.baseline(request.model, version)
+        version = request.version or self.settings.model(request.model).version
+        baseline = self.monitor.baseline(request.model, version)
         if baseline is None:
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"baseline: none yet for {request.model} {version} (set one or wait for the first windows)",
             )
-        store = self.sidecar.store
+        store = self.store
         if request.since_unix or request.until_unix:
             maps = [
                 w[3]
@@ -237,17 +262,17 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
             report = compare_maps(
                 baseline,
                 baseline_from_windows(maps),
-                n_permutations=self.sidecar.settings.baseline.n_permutations,
+                n_permutations=self.settings.baseline.n_permutations,
             )
             message = report_message(
                 request.model,
                 version,
                 0,
                 report,
-                report.p_value < self.sidecar.settings.baseline.alarm_p_value,
+                report.p_value < self.settings.baseline.alarm_p_value,
             )
             for contributor in message.top_contributors:
-                public = self.sidecar.monitor.public_key(tuple(contributor.keys))
+                public = self.monitor.public_key(tuple(contributor.keys))
                 contributor.keys[:] = list(public)
             return message
         reports = store.reports(request.model, version=version, window_id=request.window_id or None, limit=1)
@@ -261,19 +286,19 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     ) -> pb.InteractionMapResponse:
         self._require(context, "readers")
         self._model(request.model, context)
-        version = request.version or self.sidecar.settings.model(request.model).version
+        version = request.version or self.settings.model(request.model).version
         if request.baseline:
-            found = self.sidecar.monitor.baseline(request.model, version)
+            found = self.monitor.baseline(request.model, version)
             if found is None:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, "baseline: none yet")
         else:
-            windows = self.sidecar.store.windows(
+            windows = self.store.windows(
                 request.model, version, window_id=request.window_id or None, latest=not request.window_id
             )
             if not windows:
                 context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no such window")
             found = windows[-1][3]
-        found = self.sidecar.monitor.public_map(found)  # rare words (names, PINs) never leave the process
+        found = self.monitor.public_map(found)  # rare words (names, PINs) never leave the process
         return pb.InteractionMapResponse(map=found.to_bytes(), requests=found.requests, key_tuples=len(found))
 
     def SetBaseline(
@@ -281,7 +306,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     ) -> pb.SetBaselineResponse:
         self._require(context, "admin")
         self._model(request.model, context)
-        version = request.version or self.sidecar.settings.model(request.model).version
+        version = request.version or self.settings.model(request.model).version
         source = request.WhichOneof("source")
         if source == "map":
             try:
@@ -290,26 +315,26 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"map: {exc}")
             label = "uploaded map"
         elif source == "window_id":
-            windows = self.sidecar.store.windows(request.model, version, window_id=request.window_id)
+            windows = self.store.windows(request.model, version, window_id=request.window_id)
             if not windows:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"window_id: no window {request.window_id}")
             baseline, label = windows[0][3], f"window {request.window_id}"
         elif source == "time_range":
             since, until = request.time_range.since_unix, request.time_range.until_unix or float("inf")
-            maps = [w[3] for w in self.sidecar.store.windows(request.model, version, since, until)]
+            maps = [w[3] for w in self.store.windows(request.model, version, since, until)]
             if not maps:
                 context.abort(grpc.StatusCode.NOT_FOUND, "time_range: no windows in that range")
             baseline, label = baseline_from_windows(maps), f"windows {since:.0f}..{until:.0f}"
         else:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "source: give time_range, window_id or map")
-        minimum = self.sidecar.settings.baseline.min_window_requests
+        minimum = self.settings.baseline.min_window_requests
         if baseline.requests < minimum:  # an empty baseline would silence every later alarm (p = 1)
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"{source}: the baseline holds {baseline.requests:g} explained requests; at least {minimum} "
                 "(baseline.min_window_requests) are needed",
             )
-        self.sidecar.monitor.set_baseline(request.model, version, baseline, source=label)
+        self.monitor.set_baseline(request.model, version, baseline, source=label)
         return pb.SetBaselineResponse(requests=baseline.requests, key_tuples=len(baseline), source=label)
 
     @_capped
@@ -320,7 +345,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         self._model(request.model, context)
         if request.limit > MAX_REPORTS:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit: at most {MAX_REPORTS}")
-        stored = self.sidecar.store.reports(
+        stored = self.store.reports(
             request.model,
             since=request.since_unix,
             version=request.version or None,
@@ -340,7 +365,7 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
         if request.limit > 1000:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit: at most 1000")
         key = tuple(request.key_tuple) if request.key_tuple else None
-        records = self.sidecar.store.explanations(
+        records = self.store.explanations(
             request.model, since=request.since_unix, key=key, limit=request.limit or 20
         )
         response = pb.ListExplanationsResponse()

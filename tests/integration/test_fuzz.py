@@ -256,7 +256,7 @@ def test_ten_thousand_random_messages_no_crash_and_still_serving(sidecar, stub):
         else:
             assert (code == grpc.StatusCode.OK) == _expected_ok(request), (code, request)
     assert sum(codes.values()) == RANDOM_MESSAGES and codes.get(grpc.StatusCode.OK, 0) > 200
-    taken = len(sidecar.version_gate._seen["sentiment"])  # v1 (configured), v2, any the fuzz admitted
+    taken = len(sidecar.intake.gate._seen["sentiment"])  # v1 (configured), v2, any the fuzz admitted
     assert taken >= 2
     for i in range(40):  # a version per request: the first ones open windows, then refusals
         reply = _check(
