@@ -26,7 +26,6 @@ import numpy as np
 
 from spex_monitor.attribution import ProxySPEX, planted_function
 from spex_monitor.attribution import fourier as F
-from spex_monitor.cli import render_trace
 from spex_monitor.config import Settings
 from spex_monitor.examples.oip_server import SentimentServer
 from spex_monitor.examples.sentiment import generate_corpus
@@ -35,6 +34,7 @@ from spex_monitor.protocol.oip import InferenceStub
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import Sidecar
+from spex_monitor.trace_text import render_trace
 
 WINDOW = 40
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .detection import OURS, OURS_V1
+from .scenarios import OURS, OURS_V1
 
 INCIDENTS = ("model-swap", "backdoor", "backdoor-cross", "preprocessing")
 

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from .baselines import Baselines
 from .budget import Budget
-from .closing import AUTOMATIC_SOURCE, close_window
+from .closing import WindowCloser
 from .events import (
     EventHook,
     ExplanationFinished,
@@ -70,9 +71,19 @@ class Monitor:
     def __post_init__(self) -> None:
         if not isinstance(self.counters, LockedCounter):
             self.counters = LockedCounter(self.counters)
-        self._baselines: dict[tuple[str, str], InteractionMap] = {}
-        self._pinned: set[tuple[str, str]] = set()  # set by an operator: the rolling baseline leaves them
-        self._warmup: dict[tuple[str, str], list[InteractionMap]] = {}
+        self.baselines = Baselines(self.store, self.persist, self.public_map, self.baseline_windows)
+        self._closer = WindowCloser(
+            self.baselines,
+            self.store,
+            self.persist,
+            self.public_map,
+            self.public_key,
+            self.counters,
+            min_window_requests=self.min_window_requests,
+            n_permutations=self.n_permutations,
+            alarm_p_value=self.alarm_p_value,
+            rolling_decay=self.rolling_decay,
+        )
         # observations waiting for drift counting (tokenising and redacting run off the caller's thread)
         self._ingest: deque[Observation] = deque()
         self._ingest_lock = threading.Lock()
@@ -329,24 +340,11 @@ class Monitor:
     ) -> None:
         """Use ``baseline`` from now on. ``pinned`` (an operator's choice: the API, a file) keeps the rolling
         baseline from drifting it; the automatic first-windows baseline is not pinned."""
-        key = (model, version)
-        self._baselines[key] = baseline
-        if pinned:
-            self._pinned.add(key)
-        else:
-            self._pinned.discard(key)
-        if self.store is not None:
-            self.persist(self.store.set_baseline, model, version, self.public_map(baseline), source)
+        self.baselines.set((model, version), baseline, source=source, pinned=pinned)
 
     def baseline(self, model: str, version: str) -> InteractionMap | None:
-        key = (model, version)
-        if key not in self._baselines and self.store is not None:
-            stored = self.store.baseline_with_source(model, version)
-            if stored is not None:
-                self._baselines[key] = stored[0]
-                if not stored[1].startswith(AUTOMATIC_SOURCE):
-                    self._pinned.add(key)
-        return self._baselines.get(key)
+        """The baseline windows of (model, version) are compared with, or ``None`` before there is one."""
+        return self.baselines.get((model, version))
 
     def tick(self, force: bool = False) -> list[WindowResult]:
         """Close due windows; compare each with its baseline (building one from the first windows).
@@ -374,4 +372,7 @@ class Monitor:
         return out
 
     def _close(self, closed: ClosedWindow) -> WindowResult:
-        return close_window(self, closed)
+        result = self._closer.close(closed)
+        self.results.append(result)
+        self.counters.add("windows:closed")
+        return result
