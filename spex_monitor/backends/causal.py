@@ -25,40 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .base import BatchTiming, token_budget_batches
+from .base import BatchTiming, check_completion_inputs, row_bounds, token_budget_batches
 from .local import pick_device
-
-
-def check_completion_inputs(
-    prompt_ids: np.ndarray, prompt_attention: np.ndarray, completion_ids: Sequence[int], vocab: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated int64 copies of the scoring inputs; raises ``ValueError`` naming the argument."""
-    ids = np.asarray(prompt_ids)
-    attention = np.asarray(prompt_attention)
-    if ids.ndim != 2 or ids.shape != attention.shape:
-        raise ValueError(
-            f"prompt_ids {ids.shape} and prompt_attention {attention.shape} must have one shape (k, L)"
-        )
-    if ids.size and not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"prompt_ids must be integers, got {ids.dtype}")
-    completion = np.asarray(list(completion_ids), dtype=np.int64)
-    if completion.ndim != 1 or completion.size == 0:
-        raise ValueError("completion_ids must be a non-empty list of token ids")
-    for name, values in (("prompt_ids", ids), ("completion_ids", completion)):
-        if values.size and (values.min() < 0 or (vocab is not None and values.max() >= vocab)):
-            raise ValueError(f"{name} holds ids outside the vocabulary [0, {vocab})")
-    empty = ~(attention > 0).any(axis=1)
-    if empty.any():
-        raise ValueError(f"prompt row {int(np.argmax(empty))} has no attended token (an empty prompt)")
-    return ids.astype(np.int64), (attention > 0).astype(np.int64), completion
-
-
-def row_bounds(attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the first attended position and one past the last (left / right padding stripped)."""
-    attended = attention > 0
-    first = np.argmax(attended, axis=1)
-    last = attended.shape[1] - np.argmax(attended[:, ::-1], axis=1)
-    return first, last
 
 
 @dataclass

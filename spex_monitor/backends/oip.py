@@ -20,7 +20,7 @@ import numpy as np
 from ..protocol.inference import grpc_service_pb2 as pb
 from ..protocol.oip import InferenceStub
 from .base import BatchTiming
-from .pool import BackendUnavailableError, CircuitBreaker, ReplicaPool, TLSFiles
+from .pool import BackendUnavailableError, CircuitBreaker, ReplicaPool, ReplicaResponseError, TLSFiles
 
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -36,10 +36,6 @@ __all__ = [
     "OIPBackend",
     "ReplicaResponseError",
 ]
-
-
-class ReplicaResponseError(ValueError):
-    """A replica answered with a tensor of the wrong name, type or shape."""
 
 
 @dataclass

@@ -34,6 +34,10 @@ class BackendUnavailableError(RuntimeError):
     """No replica could serve a batch (all breakers open or every retry failed)."""
 
 
+class ReplicaResponseError(ValueError):
+    """A replica answered, but not with what was asked (wrong tensor, shape, missing log-probs, NaN)."""
+
+
 @dataclass
 class CircuitBreaker:
     """Opens after ``failures`` consecutive errors; after ``reset_s`` lets one probe call through.

@@ -192,7 +192,7 @@ def test_tls_files_make_an_ssl_context_and_grpc_credentials(tmp_path):
 def test_importing_remote_backends_pulls_in_neither_torch_nor_lightgbm():
     code = (
         "import sys\n"
-        "import spex_monitor.backends.oip, spex_monitor.backends.pool\n"
+        "import spex_monitor.backends.oip, spex_monitor.backends.openai, spex_monitor.backends.pool\n"
         "from spex_monitor.backends import BatchTiming\n"
         "print(sorted(m for m in ('torch', 'lightgbm', 'transformers') if m in sys.modules))"
     )
