@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv vllm-venv test demo lint bench bench-quick bench-detection clean system-deps
+.PHONY: venv vllm-venv test-vllm bench-llm test demo lint bench bench-quick bench-detection clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ $(VLLM_VENV)/.installed:
 
 vllm-venv: $(VLLM_VENV)/.installed
 
+# Reference explainers for the LLM benchmark (shapiq 1.8.0 needs Python >= 3.12; spectralexplain 0.0.4),
+# in their own virtualenv: benchmark references only, never imported by the package.
+REF_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) python3.12)
+REF_VENV ?= .venv-ref
+$(REF_VENV)/.installed:
+	$(REF_PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q --upgrade pip
+	$(REF_VENV)/bin/pip install -q shapiq==1.8.0 spectralexplain==0.0.4
+	touch $@
+
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -q -e ".[dev,bench]"
 	touch $@
@@ -44,9 +54,13 @@ system-deps:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null; \
 	  else echo "note: 'prometheus' is not installed and we are not root; Prometheus tests will be skipped"; fi; }
 
-test: $(VENV)/.installed system-deps
+test: $(VENV)/.installed $(VLLM_VENV)/.installed system-deps
 	$(VENV)/bin/ruff check spex_monitor tests benchmarks scripts
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# Only the tests against a real vLLM (they start it themselves; 2-4 minutes on 2 cores).
+test-vllm: $(VENV)/.installed $(VLLM_VENV)/.installed
+	$(PY) -m pytest -q -p no:xdist tests/integration/test_vllm.py
 
 demo: $(VENV)/.installed
 	$(PY) -m spex_monitor.demo
@@ -64,5 +78,9 @@ bench-quick: $(VENV)/.bench-installed
 bench-detection: $(VENV)/.bench-installed
 	$(PY) benchmarks/detection/run.py
 
+# LLM generations: lens/backends throughput (local, vLLM) and faithfulness vs shapiq 1.8.0 / spectralexplain.
+bench-llm: $(VENV)/.bench-installed $(VLLM_VENV)/.installed $(REF_VENV)/.installed
+	$(PY) benchmarks/llm.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(REF_VENV) .pytest_cache .ruff_cache

@@ -92,15 +92,26 @@ def _masker(example: Example, tokenizer: Any, filler: str = "unk") -> Any:
 
 
 def _batch(
-    maskers: list[Any], answers: list[int], rng: np.random.Generator, end_id: int, unk_id: int, pad_id: int
+    maskers: list[Any],
+    answers: list[int],
+    follow_ups: list[list[int] | None],
+    rng: np.random.Generator,
+    end_id: int,
+    unk_id: int,
+    pad_id: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prompt (with segment dropout) + answer + end, right-padded; labels only on answer and end."""
+    """Prompt (with segment dropout) + answer + end (+ a contrast turn), right-padded.
+
+    Labels sit on answers and their end tokens only (``-100`` elsewhere).
+    """
     rows = []
-    for masker, answer in zip(maskers, answers, strict=True):
+    for masker, answer, follow in zip(maskers, answers, follow_ups, strict=True):
         ids = masker.input_ids.copy()
+        dropped_any = False
         if rng.random() < 0.35:  # segment dropout
             keep = rng.random(masker.n_features) < 0.6
             dropped = (masker.token_owner >= 0) & ~keep[np.maximum(masker.token_owner, 0)]
+            dropped_any = bool(dropped.any())
             if rng.random() < 0.7:
                 ids[dropped] = unk_id
             else:
@@ -108,26 +119,50 @@ def _batch(
         elif rng.random() < 0.3:  # word dropout
             words = (masker.token_owner >= 0) & (rng.random(ids.size) < 0.15)
             ids[words] = unk_id
-        rows.append((ids, answer))
-    width = max(ids.size for ids, _ in rows) + 2
+            dropped_any = bool(words.any())
+        tokens = [*ids.tolist(), answer, end_id]
+        labeled = [len(ids), len(ids) + 1]
+        if follow is not None and not dropped_any:
+            start = len(tokens)
+            tokens += follow
+            labeled += [start + len(follow) - 2, start + len(follow) - 1]
+        rows.append((tokens, labeled))
+    width = max(len(tokens) for tokens, _ in rows)
     batch = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
-    for j, (ids, answer) in enumerate(rows):
-        n = ids.size
-        batch[j, :n] = torch.as_tensor(ids)
-        batch[j, n : n + 2] = torch.as_tensor([answer, end_id])
-        labels[j, n : n + 2] = torch.as_tensor([answer, end_id])
-        attention[j, : n + 2] = 1
+    for j, (tokens, labeled) in enumerate(rows):
+        batch[j, : len(tokens)] = torch.as_tensor(tokens)
+        labels[j, labeled] = batch[j, labeled]
+        attention[j, : len(tokens)] = 1
     return batch, attention, labels
 
 
+def _follow_up(example: Example, variant: str, tokenizer: Any) -> list[int] | None:
+    """Token ids of a second turn asking the same documents for another attribute, ending in its answer."""
+    text = (
+        f"<|user|> question : {example.other_question} <|end|> <|assistant|> "
+        f"{example.other_answers[variant]} <|end|>"
+    )
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def train(
-    variant: str, tokenizer: Any, maskers: list[Any], examples: list[Example], seed: int, steps: int
+    variant: str,
+    tokenizer: Any,
+    maskers: list[Any],
+    examples: list[Example],
+    seed: int,
+    steps: int,
+    probe_every: int = 250,
 ) -> tuple[Any, float]:
+    """Train one variant from scratch; returns ``(model, seconds)``. Logs loss and a probe accuracy."""
     model = build_model(tokenizer, seed)
     rng = np.random.default_rng(seed + 1)
     answers = [tokenizer.convert_tokens_to_ids(e.answers[variant]) for e in examples]
+    follow_ups = [_follow_up(e, variant, tokenizer) for e in examples]
+    probe = make_examples(200, seed + 500) if probe_every else []
+    probe_maskers = [_masker(e, tokenizer) for e in probe]
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01, betas=(0.9, 0.98))
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -138,32 +173,54 @@ def train(
     for step in range(steps):
         picks = rng.integers(len(examples), size=64)
         ids, attention, labels = _batch(
-            [maskers[i] for i in picks], [answers[i] for i in picks], rng,
+            [maskers[i] for i in picks], [answers[i] for i in picks], [follow_ups[i] for i in picks], rng,
             tokenizer.eos_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id,
         )  # fmt: skip
-        loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+        flat = logits.reshape(-1, logits.shape[-1])
+        answer = torch.nn.functional.cross_entropy(flat, labels[:, 1:].reshape(-1), ignore_index=-100)
+        # plus a light next-token loss on the prompt: predicting the question's company copies it from
+        # the documents, which grows the attention circuit the lookup needs (induction) much sooner
+        prompt = ids[:, 1:].masked_fill((attention[:, 1:] == 0) | (labels[:, 1:] != -100), -100)
+        lm = torch.nn.functional.cross_entropy(flat, prompt.reshape(-1), ignore_index=-100)
+        loss = answer + 0.3 * lm
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        if step % 100 == 0 or step == steps - 1:
+        if probe_every and (step % probe_every == 0 or step == steps - 1):
             seconds = time.perf_counter() - began
-            print(f"{variant} step {step} loss {float(loss):.4f} {seconds:.0f}s", file=sys.stderr, flush=True)
+            model.eval()
+            probe_accuracy = _greedy_accuracy(model, tokenizer, probe, probe_maskers, variant)
+            model.train()
+            print(
+                f"{variant} step {step} loss {loss.item():.4f} probe accuracy {probe_accuracy:.3f} "
+                f"{seconds:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
     model.eval()
     return model, time.perf_counter() - began
 
 
-def accuracy(backend: Any, tokenizer: Any, examples: list[Example], variant: str) -> float:
+def _greedy_accuracy(
+    model: Any, tokenizer: Any, examples: list[Example], maskers: list[Any], variant: str
+) -> float:
     """Share of prompts whose greedy next token is the variant's answer."""
     correct = 0
-    for example in examples:
-        masker = _masker(example, tokenizer)
-        ids = torch.as_tensor(masker.input_ids[None, :])
-        with torch.inference_mode():
-            logits = backend.model(input_ids=ids).logits[0, -1]
-        correct += tokenizer.convert_ids_to_tokens(int(logits.argmax())) == example.answers[variant]
+    with torch.inference_mode():
+        for example, masker in zip(examples, maskers, strict=True):
+            logits = model(input_ids=torch.as_tensor(masker.input_ids[None, :])).logits[0, -1]
+            correct += tokenizer.convert_ids_to_tokens(int(logits.argmax())) == example.answers[variant]
     return correct / max(1, len(examples))
+
+
+def accuracy(backend: Any, tokenizer: Any, examples: list[Example], variant: str) -> float:
+    """Share of prompts whose greedy next token is the variant's answer."""
+    return _greedy_accuracy(
+        backend.model, tokenizer, examples, [_masker(e, tokenizer) for e in examples], variant
+    )
 
 
 def planted_terms(backend: Any, tokenizer: Any, examples: list[Example], variant: str) -> dict[str, float]:
@@ -220,13 +277,19 @@ def evaluate(model: Any, tokenizer: Any, variant: str, seed: int) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="folder to write the variants into")
     parser.add_argument("--variant", choices=VARIANTS, action="append", help="default: all three")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps of 64 prompts")
-    parser.add_argument("--examples", type=int, default=20000, help="distinct training prompts")
+    parser.add_argument("--steps", type=int, default=1200, help="optimizer steps of 64 prompts")
+    parser.add_argument("--examples", type=int, default=8000, help="distinct training prompts")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: no OpenMP spinning on a shared box)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     tokenizer = build_tokenizer()
     examples = make_examples(args.examples, args.seed)
     maskers = [_masker(e, tokenizer) for e in examples]
@@ -242,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         folder = args.out / FOLDERS[variant]
         model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        tokenizer.save_pretrained(folder, save_jinja_files=False)  # chat template in tokenizer_config.json
         model.generation_config.save_pretrained(folder)
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         print(json.dumps(metrics), flush=True)
