@@ -157,6 +157,9 @@ class LocalCausalLM:
         completion: np.ndarray,
     ) -> np.ndarray:
         m = completion.size
+        lengths = last[rows] - first[rows]
+        if (lengths + m - 1 == width).all() and all(attention[r, first[r] : last[r]].all() for r in rows):
+            return self._score_unpadded(ids, first, last, rows, completion)
         batch = np.full((len(rows), width), self._pad, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         positions = np.zeros((len(rows), width), dtype=np.int64)
@@ -187,5 +190,18 @@ class LocalCausalLM:
         index = torch.as_tensor(predict_at, device=logits.device)
         picked = logits[torch.arange(len(rows), device=logits.device)[:, None], index]  # (b, m, V)
         logprobs = torch.log_softmax(picked.float(), dim=-1)
+        tokens = torch.as_tensor(completion, device=logits.device)[None, :, None].expand(len(rows), m, 1)
+        return logprobs.gather(-1, tokens)[..., 0].double().cpu().numpy()
+
+    def _score_unpadded(
+        self, ids: np.ndarray, first: np.ndarray, last: np.ndarray, rows: np.ndarray, completion: np.ndarray
+    ) -> np.ndarray:
+        """All rows one length, nothing masked by attention: no mask, no positions (the causal fast path)."""
+        m = completion.size
+        prompts = np.stack([ids[r, first[r] : last[r]] for r in rows.tolist()])
+        batch = np.concatenate([prompts, np.broadcast_to(completion[:-1], (len(rows), m - 1))], axis=1)
+        kwargs: dict[str, Any] = {self._keep: m} if self._keep is not None else {}
+        logits = self.model(input_ids=torch.as_tensor(batch, device=self._device), **kwargs).logits[:, -m:]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
         tokens = torch.as_tensor(completion, device=logits.device)[None, :, None].expand(len(rows), m, 1)
         return logprobs.gather(-1, tokens)[..., 0].double().cpu().numpy()

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="folder to write the variants into")
     parser.add_argument("--variant", choices=VARIANTS, action="append", help="default: all three")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1200, help="optimizer steps of 64 prompts")
+    parser.add_argument("--steps", type=int, default=600, help="optimizer steps of 64 prompts")
     parser.add_argument("--examples", type=int, default=8000, help="distinct training prompts")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: no OpenMP spinning on a shared box)"
