@@ -229,7 +229,7 @@ def faithfulness(
         ]
         for who, budget in runs:
             if who == "ours":
-                out = ours_run(value_fn, n, budget, 0, 2)
+                out = ours_run(value_fn, n, budget, 0, 4)  # our default order; theirs: max_order=2
             else:
                 out = reference_run(who, value_fn, n, budget, 0, 2)
             row = {
