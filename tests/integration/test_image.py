@@ -109,7 +109,8 @@ def _config() -> dict:
         "budget": {"inferences_per_second": 1e7, "burst": 1e7},
         "windows": {"seconds": None, "requests": 20},
         "baseline": {"windows": 1, "min_window_requests": 10, "n_permutations": 200},
-        # One request is sent, so its words are seen once: keep them (the default replaces such words by <rare>).
+        # One request is sent, so its words are seen once: keep them
+        # (the default replaces such words by <rare>).
         "store": {"path": "/var/lib/spex-monitor/spex.db", "min_document_frequency": 1},
         "server": {
             "host": "0.0.0.0",
