@@ -1,7 +1,7 @@
-"""Backends: who runs the masked batches (in-process model, or remote OIP-V2 replicas).
+"""Backends: who runs the masked batches (in-process model, remote OIP-V2 or OpenAI-compatible replicas).
 
 Names load lazily, so importing one remote backend (``spex_monitor.backends.oip``) pulls in neither torch
-nor transformers; ``LocalBackend`` imports torch when first touched.
+nor transformers; ``LocalBackend`` and ``LocalCausalLM`` import torch when first touched.
 """
 
 from __future__ import annotations
@@ -12,13 +12,17 @@ from typing import TYPE_CHECKING, Any
 from .base import BatchTiming
 
 if TYPE_CHECKING:
+    from .causal import LocalCausalLM
     from .local import LocalBackend
+    from .openai import OpenAICompletionsBackend
 
 _LAZY = {
     "LocalBackend": ".local",
+    "LocalCausalLM": ".causal",
+    "OpenAICompletionsBackend": ".openai",
 }
 
-__all__ = ["BatchTiming", "LocalBackend"]
+__all__ = ["BatchTiming", "LocalBackend", "LocalCausalLM", "OpenAICompletionsBackend"]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .base import BatchTiming
+from .base import BatchTiming, token_budget_batches
 
 Task = Literal["sequence-classification", "causal-lm"]
 
@@ -99,20 +99,7 @@ class LocalBackend:
 
     def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         """Row index groups, longest first, each within the token budget."""
-        order = np.argsort(-lengths, kind="stable")
-        groups, current, width = [], [], 0
-        for row in order.tolist():
-            new_width = max(width, int(lengths[row]))
-            if current and (
-                new_width * (len(current) + 1) > self.token_budget or len(current) >= self.max_batch_rows
-            ):
-                groups.append(np.asarray(current))
-                current, new_width = [], int(lengths[row])
-            current.append(row)
-            width = new_width
-        if current:
-            groups.append(np.asarray(current))
-        return groups
+        return token_budget_batches(lengths, self.token_budget, self.max_batch_rows)
 
     @torch.inference_mode()
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -92,6 +92,9 @@ class Container:
         return (done.stdout + done.stderr)[-4000:]
 
 
+READER_TOKEN = "image-test-reader-token"
+
+
 def _config() -> dict:
     return {
         "models": [
@@ -106,7 +109,9 @@ def _config() -> dict:
         "budget": {"inferences_per_second": 1e7, "burst": 1e7},
         "windows": {"seconds": None, "requests": 20},
         "baseline": {"windows": 1, "min_window_requests": 10, "n_permutations": 200},
-        "store": {"path": "/var/lib/spex-monitor/spex.db"},
+        # One request is sent, so its words are seen once: keep them
+        # (the default replaces such words by <rare>).
+        "store": {"path": "/var/lib/spex-monitor/spex.db", "min_document_frequency": 1},
         "server": {
             "host": "0.0.0.0",
             "grpc_port": 50051,
@@ -114,6 +119,9 @@ def _config() -> dict:
             "explain_in": "process",
             "workers": 1,
             "tick_s": 0.5,
+            # Calls reach the container through podman's port forwarding, not from its loopback: read RPCs
+            # need the readers role (docs/security.md).
+            "reader_tokens": [READER_TOKEN],
         },
     }
 
@@ -254,7 +262,11 @@ def test_observe_comes_back_explained(container: Container) -> None:
         deadline = time.monotonic() + START_DEADLINE_S
         found = []
         while not found and time.monotonic() < deadline:
-            listed = stub.ListExplanations(pb.ListExplanationsRequest(model="sentiment"), timeout=10)
+            listed = stub.ListExplanations(
+                pb.ListExplanationsRequest(model="sentiment"),
+                timeout=10,
+                metadata=[("authorization", f"Bearer {READER_TOKEN}")],
+            )
             found = [e for e in listed.explanations if e.request_id == request_id]
             time.sleep(0.2)
     assert found, f"{request_id} was not explained within {START_DEADLINE_S:.0f} s:\n{container.logs()}"
