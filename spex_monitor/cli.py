@@ -285,6 +285,9 @@ def _baseline(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``spex-monitor`` argument parser: ``config check``, ``demo``, ``serve``, ``trace``, ``explain``,
+    ``baseline`` and ``bench``, each subcommand with its handler in ``func``.
+    """
     parser = argparse.ArgumentParser(
         prog="spex-monitor",
         description="Interaction-shift monitoring for served models (SPEX / ProxySPEX ablations).",
@@ -351,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the chosen subcommand, return its exit status."""
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

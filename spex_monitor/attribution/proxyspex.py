@@ -86,6 +86,30 @@ class ProxySPEX:
     pool_size: int = 700
 
     def explain(self, value_fn: ValueFunction, n_features: int) -> Interactions:
+        """Explain ``value_fn`` over ``n_features`` features with ProxySPEX (arXiv 2505.17495).
+
+        Spends the whole budget on uniformly random masks; a held-out slice only scores faithfulness. The rest
+        trains LightGBM proxies (up to ``rounds``, each later one on the residual of the current sparse fit),
+        whose exact Fourier coefficients rank the candidate terms; orthogonal matching pursuit chooses terms
+        on a validation split, in the Fourier (parity) or Möbius (AND) basis, whichever validates better, and
+        ridge least squares refits them. When the budget covers all ``2^n`` masks (``n <= 16``) every mask is
+        measured and transformed exactly instead.
+
+        Args:
+            value_fn: maps a ``(k, n_features)`` bool batch (True = feature kept) to ``(k,)`` finite floats.
+            n_features: number of features ``n``.
+
+        Returns:
+            Fourier coefficients up to ``max_order`` (always with the intercept ``()``), ``faithfulness`` = R²
+            on the held-out masks (``nan`` when ``holdout_fraction`` is 0), ``inferences_used <= budget`` and
+            the trees, chosen basis, validation scores and timings (seconds) in ``details``.
+
+        Raises:
+            ValueError: ``budget``, ``max_order`` or ``n_features`` is not a positive int, or
+                ``holdout_fraction`` is outside ``[0, 0.5)``.
+            BudgetTooSmallError: ``budget`` is below 40 and does not cover all ``2^n_features`` masks.
+            ValueFunctionError: ``value_fn`` returned the wrong shape or a non-finite value.
+        """
         check_engine_arguments(self.budget, self.max_order, n_features)
         if not 0.0 <= self.holdout_fraction < 0.5:
             raise ValueError(f"holdout_fraction must be in [0, 0.5), got {self.holdout_fraction}")

@@ -107,6 +107,11 @@ def _run(config: BenchConfig, cache_dir: Path | None, log: Callable[[str], None]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``spex-monitor bench detection``: run the benchmark and print its Markdown summary.
+
+    ``--quick`` runs the CI variant; ``--out`` also writes ``results.json`` (inf/NaN as null),
+    ``results.md`` and the PNG plots there. Returns the exit status (0).
+    """
     parser = argparse.ArgumentParser(
         prog="spex-monitor bench detection",
         description=__doc__,

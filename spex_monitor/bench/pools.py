@@ -41,6 +41,7 @@ class Explained:
     inferences: int
 
     def interactions(self) -> Interactions:
+        """The stored explanation as :class:`Interactions` (one feature per key)."""
         return Interactions(self.fourier, len(self.keys), self.faithfulness, self.inferences)
 
 

@@ -38,6 +38,10 @@ class WindowRecord:
 
 @dataclass
 class BudgetRun:
+    """Everything one budget produced: the window records, the no-incident calibration values, wall times
+    (seconds) and what the explanations cost (inferences) and scored (median R²).
+    """
+
     budget: int
     records: list[WindowRecord]
     calibration: dict[str, list[float]]  # no-incident values of the detectors without an exact test
@@ -137,6 +141,9 @@ def calibration_values(config: BenchConfig, base: Pool, budget: int) -> dict[str
 def run_budget(
     config: BenchConfig, budget: int, builder: PoolBuilder, log: Callable[[str], None]
 ) -> BudgetRun:
+    """Build (or load) every scenario's pool at ``budget`` inferences per explanation, run the seeded
+    baseline/window comparisons of every scenario and the calibration windows; ``log`` gets progress lines.
+    """
     began = time.perf_counter()
     pools = {}
     seeds = {NORMAL.name: config.seed + 1, TOPIC_SHIFT.name: config.seed + 2}

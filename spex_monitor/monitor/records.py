@@ -22,6 +22,7 @@ class LockedCounter(Counter):
         self._lock = threading.Lock()
 
     def add(self, key: str, amount: float = 1) -> None:
+        """Add ``amount`` to ``key`` atomically."""
         with self._lock:
             self[key] += amount
 
@@ -43,6 +44,7 @@ class Observation:
     trace_id: str | None = None
 
     def tokens(self) -> list[str] | None:
+        """The text's lower-cased whitespace tokens (what drift counts), or ``None`` for fields."""
         return self.text.lower().split() if self.text is not None else None
 
 
@@ -68,6 +70,10 @@ Explainer = Callable[[Observation], Explained]
 
 @dataclass
 class WindowResult:
+    """A closed window and what came of it: its store id (``None`` without a store or when the write failed),
+    its shift report (``None`` while there is no baseline or the window was too small) and the alarm.
+    """
+
     window: ClosedWindow
     window_id: int | None
     report: ShiftReport | None

@@ -45,6 +45,24 @@ MAX_INGEST = 10_000  # observations waiting for drift counting; beyond it they a
 
 @dataclass
 class Monitor:
+    """The monitor loop for every configured model (see the module docstring).
+
+    Args:
+        explainer, sampler, windows: explains one observation (lens + backend + engine); picks which are
+            explained; the tumbling windows per (model, version).
+        budget, budget_wait_s: each background explanation reserves ``inferences_per_explanation`` from
+            ``budget``, waiting up to ``budget_wait_s`` seconds before it drops the candidate (``budget``).
+        store: where explanations, windows, baselines and reports persist (``None``: memory only); a failed
+            write is counted (``store_errors``), never raised.
+        baseline_windows, rolling_decay, min_window_requests, n_permutations, alarm_p_value: the
+            :class:`WindowCloser` settings (baselines, window size, permutation test, alarm threshold).
+        on_window, on_event: get every :class:`WindowResult` and :class:`MonitorEvent`; failures are logged.
+        redact, vocabulary, log_content: redaction of drift tokens, interaction keys and stored text; the
+            document frequency below which words leave the process as ``<rare>``; may logs show words.
+        counters, max_ingest: thread-safe counts (``observed``, ``dropped:<reason>``...); observations
+            waiting for drift counting, beyond which they are dropped (``ingest_full``).
+    """
+
     explainer: Explainer
     sampler: StratifiedSampler = field(default_factory=StratifiedSampler)
     budget: Budget = field(default_factory=Budget)
@@ -290,6 +308,8 @@ class Monitor:
             time.sleep(0.01)
 
     def start(self, workers: int = 1, idle_sleep_s: float = 0.05) -> None:
+        """Start ``workers`` explain threads and one ingest thread, daemons that idle ``idle_sleep_s``."""
+
         def loop() -> None:
             while not self._stop.is_set():
                 try:
@@ -332,6 +352,7 @@ class Monitor:
         return m if self.vocabulary is None else sanitize_map(m, self.vocabulary.common)
 
     def public_key(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        """``key`` as it may leave the process: rare words replaced by ``<rare>``."""
         return key if self.vocabulary is None else sanitize_key(key, self.vocabulary.common)
 
     # -------------------------------------------------------------------------------------- windows

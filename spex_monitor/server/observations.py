@@ -91,6 +91,9 @@ class VersionGate:
         self._lock = threading.Lock()
 
     def admit(self, model: str, version: str) -> bool:
+        """Whether ``model`` may report ``version``: yes for one already seen, and for a new one while the
+        model has fewer than ``max_per_model`` versions (it is then remembered).
+        """
         with self._lock:
             seen = self._seen.setdefault(model, set())
             if version in seen:

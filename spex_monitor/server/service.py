@@ -136,6 +136,17 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
 
     # ---------------------------------------------------------------------------------------- observe
     def Observe(self, request: pb.ObserveRequest, context: grpc.ServicerContext) -> pb.ObserveResponse:
+        """Record one served request (no role needed); ``sampled`` says whether it became an explanation
+        candidate.
+
+        Status codes:
+            INVALID_ARGUMENT: naming the field, for a request the monitor cannot take (counted as an
+                ``invalid`` drop): ``request_id`` missing or over 256 characters; an unknown model; no
+                input, or text for a fields model or the reverse; text too long or blank; a string that is
+                not valid Unicode; a malformed version, or a new one past the model's 16; a label or trace
+                id too long; a confidence neither 0 (unknown) nor in (0, 1]; empty, too many, badly
+                named or non-finite fields.
+        """
         observation, problem = self._observation(request)
         if observation is None:
             self.metrics.drop(request.model, "invalid")
@@ -179,6 +190,23 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
 
     # ---------------------------------------------------------------------------------------- explain
     def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainResponse:
+        """Explain one input now on the model's backend (``explain`` role); answers the feature keys, the
+        ``top_k`` (default 20) strongest terms with their Fourier and Möbius coefficients, faithfulness (R²),
+        inferences used, the predicted label and the wall time in seconds.
+
+        Status codes:
+            PERMISSION_DENIED: the caller lacks the ``explain`` role.
+            INVALID_ARGUMENT: missing or unknown model; missing, wrong-kind, oversized, blank or non-Unicode
+                input, or a word over 1000 characters; a budget below 16 (0 = the configured one), above
+                ``server.explain_max_budget`` or above ``budget.burst``; ``max_order`` above 8; a budget below
+                the engine's smallest design; another ``ValueError`` from the explanation.
+            RESOURCE_EXHAUSTED: the caller's rate limit, ``server.explain_concurrency`` calls already running,
+                or no room in the ablation budget now.
+            DEADLINE_EXCEEDED: stopped at the caller's deadline or ``server.explain_timeout_s``.
+            UNAVAILABLE: the backend is unreachable or the explain worker was lost.
+            FAILED_PRECONDITION: the model answered NaN/inf or the wrong shape.
+            INTERNAL: any other failure of the model or engine.
+        """
         caller = self._require(context, "explain")
         self._model(request.model, context)
         kind = request.WhichOneof("input")
@@ -240,6 +268,17 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def GetShiftReport(
         self, request: pb.GetShiftReportRequest, context: grpc.ServicerContext
     ) -> pb.ShiftReport:
+        """A shift report of (model, version; version "" = the configured one), ``readers`` role: the latest
+        stored report (of ``window_id`` when set), or, with ``since_unix``/``until_unix``, a fresh comparison
+        of the baseline with the merged stored windows of that range (keys through the ``<rare>`` filter).
+
+        Status codes:
+            PERMISSION_DENIED: the caller lacks the ``readers`` role.
+            INVALID_ARGUMENT: missing or unknown model.
+            RESOURCE_EXHAUSTED: ``server.max_concurrent_reads`` read calls are running.
+            FAILED_PRECONDITION: no baseline yet for (model, version).
+            NOT_FOUND: no windows in the range, or no stored report (for that window).
+        """
         self._require(context, "readers")
         self._model(request.model, context)
         version = request.version or self.settings.model(request.model).version
@@ -284,6 +323,16 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def GetInteractionMap(
         self, request: pb.GetInteractionMapRequest, context: grpc.ServicerContext
     ) -> pb.InteractionMapResponse:
+        """The encoded interaction map (rare words as ``<rare>``) of (model, version), ``readers`` role: the
+        baseline with ``baseline``, else window ``window_id`` or, when it is 0, the latest window.
+
+        Status codes:
+            PERMISSION_DENIED: the caller lacks the ``readers`` role.
+            INVALID_ARGUMENT: missing or unknown model.
+            RESOURCE_EXHAUSTED: ``server.max_concurrent_reads`` read calls are running.
+            FAILED_PRECONDITION: ``baseline`` asked for and there is none yet.
+            NOT_FOUND: no such window (or no window yet).
+        """
         self._require(context, "readers")
         self._model(request.model, context)
         version = request.version or self.settings.model(request.model).version
@@ -304,6 +353,15 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def SetBaseline(
         self, request: pb.SetBaselineRequest, context: grpc.ServicerContext
     ) -> pb.SetBaselineResponse:
+        """Pin the baseline of (model, version), ``admin`` role: an uploaded encoded map, one stored window,
+        or the merge of the stored windows in a time range. The rolling baseline never moves a pinned one.
+
+        Status codes:
+            PERMISSION_DENIED: the caller lacks the ``admin`` role.
+            INVALID_ARGUMENT: missing or unknown model; no source; a map that does not decode (or is too
+                large); a baseline of fewer than ``baseline.min_window_requests`` explained requests.
+            NOT_FOUND: no such window, or no windows in the range.
+        """
         self._require(context, "admin")
         self._model(request.model, context)
         version = request.version or self.settings.model(request.model).version
@@ -341,6 +399,14 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def ListShiftReports(
         self, request: pb.ListShiftReportsRequest, context: grpc.ServicerContext
     ) -> pb.ListShiftReportsResponse:
+        """Stored shift reports of a model since ``since_unix``, ``readers`` role: the newest ``limit``
+        (0 = 500), oldest first, of every version unless ``version`` is set.
+
+        Status codes:
+            PERMISSION_DENIED: the caller lacks the ``readers`` role.
+            INVALID_ARGUMENT: missing or unknown model, or ``limit`` above 500.
+            RESOURCE_EXHAUSTED: ``server.max_concurrent_reads`` read calls are running.
+        """
         self._require(context, "readers")
         self._model(request.model, context)
         if request.limit > MAX_REPORTS:
@@ -360,6 +426,16 @@ class MonitorServicer(pb_grpc.MonitorServiceServicer):
     def ListExplanations(
         self, request: pb.ListExplanationsRequest, context: grpc.ServicerContext
     ) -> pb.ListExplanationsResponse:
+        """Stored explanations of a model since ``since_unix``, newest first, ``readers`` role: at most
+        ``limit`` (0 = 20), only those where ``key_tuple`` was among the strongest when it is given, each with
+        its five strongest terms (the queried tuple's own terms first). Words expired with the text TTL come
+        back as "".
+
+        Status codes:
+            PERMISSION_DENIED: the caller lacks the ``readers`` role.
+            INVALID_ARGUMENT: missing or unknown model, or ``limit`` above 1000.
+            RESOURCE_EXHAUSTED: ``server.max_concurrent_reads`` read calls are running.
+        """
         self._require(context, "readers")
         self._model(request.model, context)
         if request.limit > 1000:
