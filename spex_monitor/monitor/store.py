@@ -1,9 +1,5 @@
-"""Durable store: explanations, windows, baselines and shift reports in SQLite (WAL).
-
-Behind the small :class:`Store` protocol so a shared PostgreSQL can follow. Schema changes are numbered
-migrations applied at open.
-
-What is kept (docs/security.md): raw request text only with ``store_text=True``; per explanation only its
+"""Durable store: explanations, windows, baselines and shift reports in SQLite (WAL), behind the small
+:class:`Store` protocol; the schema's migrations are in :mod:`.store_schema`. What is kept (docs/security.md): raw request text only with ``store_text=True``; per explanation only its
 strongest terms (``terms_per_explanation``) and the words of the features those terms name — never the
 whole word sequence — and both text and words expire after ``text_ttl_s`` (the coefficients stay, without
 words, for the retention window). Deleted content is overwritten (``secure_delete``) and the WAL is
@@ -21,41 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .maps import InteractionMap, KeyTuple, key_tuple_coefficients
-
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE TABLE explanations (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            request_id TEXT NOT NULL, ts REAL NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
-            keys TEXT NOT NULL, terms TEXT NOT NULL, faithfulness REAL, inferences INTEGER NOT NULL,
-            trace_id TEXT, text TEXT
-        );
-        CREATE INDEX explanations_model_ts ON explanations (model, version, ts);
-        CREATE TABLE explanation_keys (
-            explanation_id INTEGER NOT NULL REFERENCES explanations (id) ON DELETE CASCADE,
-            key_tuple TEXT NOT NULL, coef REAL NOT NULL
-        );
-        CREATE INDEX explanation_keys_key ON explanation_keys (key_tuple);
-        CREATE TABLE windows (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version TEXT NOT NULL,
-            start_ts REAL NOT NULL, end_ts REAL NOT NULL, requests REAL NOT NULL, map BLOB NOT NULL
-        );
-        CREATE INDEX windows_model_ts ON windows (model, version, end_ts);
-        CREATE TABLE baselines (
-            model TEXT NOT NULL, version TEXT NOT NULL, created_ts REAL NOT NULL, source TEXT NOT NULL,
-            map BLOB NOT NULL, PRIMARY KEY (model, version)
-        );
-        CREATE TABLE reports (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version TEXT NOT NULL,
-            ts REAL NOT NULL, window_id INTEGER, score REAL NOT NULL, p_value REAL NOT NULL,
-            body TEXT NOT NULL
-        );
-        CREATE INDEX reports_model_ts ON reports (model, version, ts);
-        """,
-    ),
-]
+from .store_schema import MIGRATIONS
 
 
 def key_text(key: KeyTuple) -> str:

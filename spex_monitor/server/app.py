@@ -167,6 +167,7 @@ class Sidecar:
     def _start_serving(self) -> None:
         cfg = self.settings.server
         self.explainer.runner = self._runner_factory(self.settings)
+        self.ticker.update_backend_health()  # spex_monitor_backend_up is exported before /readyz says 200
         self._servicer = MonitorServicer(
             self.settings, self.monitor, self.store, self.metrics, self.authorizer, self.intake, self.explain
         )
@@ -188,7 +189,6 @@ class Sidecar:
                 self.settings, self.intake, self.monitor, self.metrics, self.labels
             )
             log.info("KServe inference-logger receiver on http://%s:%d/", cfg.host, self.events_port)
-        self.ticker.update_backend_health()
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop taking traffic, finish in-flight explanations, persist open windows, close the store."""

@@ -271,7 +271,7 @@ def test_ten_thousand_random_messages_no_crash_and_still_serving(sidecar, stub):
     first_refused = admitted.index(False)
     assert not any(admitted[first_refused:]), admitted
     assert 0 < first_refused <= 16 - taken
-    assert len(sidecar.version_gate._seen["sentiment"]) == sidecar.version_gate.max_per_model == 16
+    assert len(sidecar.intake.gate._seen["sentiment"]) == sidecar.intake.gate.max_per_model == 16
     channel = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}")
     raw = channel.unary_unary("/spex_monitor.v1.MonitorService/Observe")
     for _ in range(200):

@@ -10,26 +10,15 @@ import urllib.request
 import pytest
 
 from spex_monitor.config import Settings
-from spex_monitor.examples.embedded import model_path
 from spex_monitor.server.app import Sidecar
+
+from .harness import sentiment_settings
 
 pytestmark = pytest.mark.integration
 
 
 def _settings(folder, **server) -> Settings:
-    return Settings.model_validate(
-        {
-            "models": [
-                {
-                    "name": "sentiment",
-                    "sampling_rate": 0.0,
-                    "backend": {"kind": "local", "path": str(model_path("sentiment-base"))},
-                }
-            ],
-            "store": {"path": str(folder / "spex.db")},
-            "server": {"grpc_port": 0, "metrics_port": 0, "explain_in": "thread", **server},
-        }
-    )
+    return sentiment_settings(folder, server=server)
 
 
 @pytest.fixture(scope="module")
