@@ -95,6 +95,7 @@ class LocalCausalLM:
 
     @property
     def device_name(self) -> str:
+        """The torch device the model runs on, as a string (``"cpu"``, ``"cuda"``, ``"cuda:1"``)."""
         return str(self._device)
 
     @property

@@ -22,6 +22,14 @@ Task = Literal["sequence-classification", "causal-lm"]
 
 
 def pick_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """Resolve ``device`` to a torch device and the dtype to run in.
+
+    ``"auto"`` means CUDA when available, else CPU. CUDA runs in bf16 (fp16 where bf16 is unsupported), the
+    CPU in fp32.
+
+    Raises:
+        RuntimeError: torch does not recognise the device string.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -95,6 +103,7 @@ class LocalBackend:
 
     @property
     def device_name(self) -> str:
+        """The torch device the model runs on, as a string (``"cpu"``, ``"cuda"``, ``"cuda:1"``)."""
         return str(self._device)
 
     def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:

@@ -125,6 +125,7 @@ class OIPBackend:
         self.replicas = self.pool.replicas
 
     def close(self) -> None:
+        """Close every replica's gRPC channel (also on leaving a ``with`` block)."""
         self.pool.close()
 
     def __enter__(self) -> OIPBackend:

@@ -138,6 +138,7 @@ class OpenAICompletionsBackend:
 
     # ------------------------------------------------------------------------------------- lifecycle
     def close(self) -> None:
+        """Close every replica's HTTP client (also on leaving a ``with`` block)."""
         self.pool.close()
 
     def __enter__(self) -> OpenAICompletionsBackend:
@@ -166,6 +167,9 @@ class OpenAICompletionsBackend:
 
     @property
     def max_length(self) -> int | None:
+        """Longest sequence in tokens, from the tokenizer's ``model_max_length`` when it is a plausible number
+        (the API does not say); ``None`` without a tokenizer or limit.
+        """
         limit = getattr(self.tokenizer, "model_max_length", None)
         return int(limit) if isinstance(limit, int) and 0 < limit < 10_000_000 else None
 

@@ -61,6 +61,9 @@ class CircuitBreaker:
         return not self.probing and self.clock() - self.opened_at >= self.reset_s
 
     def allow(self) -> bool:
+        """Whether a call may go to this replica now: always while closed; once ``reset_s`` has passed since
+        it opened, yes for exactly one half-open probe (which this claims); otherwise no.
+        """
         if self.opened_at is None:
             return True
         if not self.probing and self.clock() - self.opened_at >= self.reset_s:
@@ -69,6 +72,9 @@ class CircuitBreaker:
         return False
 
     def record(self, ok: bool) -> None:
+        """Record a call's outcome: a success closes the breaker and clears the count; a failure opens it
+        (again) after ``failures`` consecutive ones, or at once when it was the half-open probe.
+        """
         if ok:
             self.consecutive, self.opened_at, self.probing = 0, None, False
             return
@@ -78,6 +84,7 @@ class CircuitBreaker:
 
     @property
     def closed(self) -> bool:
+        """True while calls flow normally (never opened, or closed again by a success)."""
         return self.opened_at is None
 
 
@@ -188,6 +195,7 @@ class ReplicaPool(Generic[C]):
         ]
 
     def close(self) -> None:
+        """Close every replica's transport client with ``disconnect`` (nothing to do without one)."""
         if self._disconnect is not None:
             for replica in self.replicas:
                 self._disconnect(replica.client)

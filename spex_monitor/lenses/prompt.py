@@ -61,6 +61,7 @@ class PromptMasker:
 
     @property
     def n_features(self) -> int:
+        """Number of features (mask columns)."""
         return len(self.features)
 
     @property

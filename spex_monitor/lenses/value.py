@@ -23,13 +23,19 @@ Reduce = Literal["sum", "mean"]
 
 
 class ClassifierBackend(Protocol):
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+    """What a classifier value function needs from a backend."""
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Class logits ``(k, classes)`` for ``(k, L)`` token ids and attention mask."""
 
 
 class CompletionBackend(Protocol):
+    """What a generation value function needs from a backend."""
+
     def completion_logprob(
         self, prompt_ids: np.ndarray, prompt_attention: np.ndarray, completion_ids: list[int]
-    ) -> np.ndarray: ...
+    ) -> np.ndarray:
+        """Summed log-probability (nats) of ``completion_ids`` after each ``(k, L)`` prompt row, ``(k,)``."""
 
 
 def log_odds(logits: np.ndarray, target: int) -> np.ndarray:

@@ -1,9 +1,5 @@
-"""Durable store: explanations, windows, baselines and shift reports in SQLite (WAL).
-
-Behind the small :class:`Store` protocol so a shared PostgreSQL can follow. Schema changes are numbered
-migrations applied at open.
-
-What is kept (docs/security.md): raw request text only with ``store_text=True``; per explanation only its
+"""Durable store: explanations, windows, baselines and shift reports in SQLite (WAL), behind the small
+:class:`Store` protocol; the schema's migrations are in :mod:`.store_schema`. What is kept (docs/security.md): raw request text only with ``store_text=True``; per explanation only its
 strongest terms (``terms_per_explanation``) and the words of the features those terms name — never the
 whole word sequence — and both text and words expire after ``text_ttl_s`` (the coefficients stay, without
 words, for the retention window). Deleted content is overwritten (``secure_delete``) and the WAL is
@@ -21,44 +17,11 @@ from pathlib import Path
 from typing import Protocol
 
 from .maps import InteractionMap, KeyTuple, key_tuple_coefficients
-
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE TABLE explanations (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            request_id TEXT NOT NULL, ts REAL NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
-            keys TEXT NOT NULL, terms TEXT NOT NULL, faithfulness REAL, inferences INTEGER NOT NULL,
-            trace_id TEXT, text TEXT
-        );
-        CREATE INDEX explanations_model_ts ON explanations (model, version, ts);
-        CREATE TABLE explanation_keys (
-            explanation_id INTEGER NOT NULL REFERENCES explanations (id) ON DELETE CASCADE,
-            key_tuple TEXT NOT NULL, coef REAL NOT NULL
-        );
-        CREATE INDEX explanation_keys_key ON explanation_keys (key_tuple);
-        CREATE TABLE windows (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version TEXT NOT NULL,
-            start_ts REAL NOT NULL, end_ts REAL NOT NULL, requests REAL NOT NULL, map BLOB NOT NULL
-        );
-        CREATE INDEX windows_model_ts ON windows (model, version, end_ts);
-        CREATE TABLE baselines (
-            model TEXT NOT NULL, version TEXT NOT NULL, created_ts REAL NOT NULL, source TEXT NOT NULL,
-            map BLOB NOT NULL, PRIMARY KEY (model, version)
-        );
-        CREATE TABLE reports (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version TEXT NOT NULL,
-            ts REAL NOT NULL, window_id INTEGER, score REAL NOT NULL, p_value REAL NOT NULL,
-            body TEXT NOT NULL
-        );
-        CREATE INDEX reports_model_ts ON reports (model, version, ts);
-        """,
-    ),
-]
+from .store_schema import MIGRATIONS
 
 
 def key_text(key: KeyTuple) -> str:
+    """A key tuple as stored: its JSON list (non-ASCII kept as is)."""
     return json.dumps(list(key), ensure_ascii=False)
 
 
@@ -76,6 +39,11 @@ def _keys_list(stored: list | dict) -> list[str]:
 
 @dataclass
 class ExplanationRecord:
+    """One explanation as the store keeps it: request and trace ids, model and version, feature keys (``""``
+    for features whose words were not kept or have expired), Fourier terms by feature indices, faithfulness
+    (R²), inferences used, time (Unix seconds) and the request text (only with ``store_text``).
+    """
+
     request_id: str
     model: str
     version: str
@@ -89,7 +57,14 @@ class ExplanationRecord:
 
 
 class Store(Protocol):
-    def add_explanation(self, record: ExplanationRecord) -> int: ...
+    """What the monitor needs from a durable store (:class:`SQLiteStore` is the one implementation).
+
+    Times are Unix seconds.
+    """
+
+    def add_explanation(self, record: ExplanationRecord) -> int:
+        """Keep one explanation; returns its row id."""
+
     def explanations(
         self,
         model: str,
@@ -97,20 +72,33 @@ class Store(Protocol):
         until: float = float("inf"),
         key: KeyTuple | None = None,
         limit: int = 100,
-    ) -> list[ExplanationRecord]: ...
-    def save_window(
-        self, model: str, version: str, start_ts: float, end_ts: float, m: InteractionMap
-    ) -> int: ...
+    ) -> list[ExplanationRecord]:
+        """Stored explanations of ``model``, newest first (only those where ``key`` was strong, if given)."""
+
+    def save_window(self, model: str, version: str, start_ts: float, end_ts: float, m: InteractionMap) -> int:
+        """Keep a closed window's map; returns the window id."""
+
     def windows(
         self, model: str, version: str, since: float = 0.0, until: float = float("inf")
-    ) -> list[tuple[int, float, float, InteractionMap]]: ...
-    def set_baseline(self, model: str, version: str, m: InteractionMap, source: str) -> None: ...
-    def baseline(self, model: str, version: str) -> InteractionMap | None: ...
+    ) -> list[tuple[int, float, float, InteractionMap]]:
+        """Stored windows of (model, version) in the time range, oldest first: ``(id, start, end, map)``."""
+
+    def set_baseline(self, model: str, version: str, m: InteractionMap, source: str) -> None:
+        """Store (or replace) the baseline of (model, version); ``source`` says where it came from."""
+
+    def baseline(self, model: str, version: str) -> InteractionMap | None:
+        """The stored baseline of (model, version), or ``None``."""
+
     def save_report(
         self, model: str, version: str, window_id: int | None, score: float, p_value: float, body: dict
-    ) -> int: ...
-    def purge(self, now: float | None = None) -> int: ...
-    def close(self) -> None: ...
+    ) -> int:
+        """Keep a window's shift report (``body``: a JSON-ready dict); returns its id."""
+
+    def purge(self, now: float | None = None) -> int:
+        """Apply retention and the text TTL as of ``now``; returns how many explanations were deleted."""
+
+    def close(self) -> None:
+        """Release the store."""
 
 
 class SQLiteStore:
@@ -167,6 +155,7 @@ class SQLiteStore:
 
     @property
     def schema_version(self) -> int:
+        """The highest migration applied to the database."""
         with self._lock:
             return self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
 
@@ -253,6 +242,7 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------------------ windows & baselines
     def save_window(self, model: str, version: str, start_ts: float, end_ts: float, m: InteractionMap) -> int:
+        """Insert a closed window's encoded map; returns the window id."""
         with self._lock:
             cursor = self._conn.execute(
                 "INSERT INTO windows (model, version, start_ts, end_ts, requests, map)"
@@ -286,6 +276,9 @@ class SQLiteStore:
         return [(r[0], r[1], r[2], InteractionMap.from_bytes(r[3])) for r in rows]
 
     def set_baseline(self, model: str, version: str, m: InteractionMap, source: str) -> None:
+        """Store the encoded baseline of (model, version) with ``source`` and the current time, replacing any
+        earlier one.
+        """
         with self._lock:
             self._conn.execute(
                 "INSERT INTO baselines (model, version, created_ts, source, map) VALUES (?, ?, ?, ?, ?)"
@@ -295,10 +288,12 @@ class SQLiteStore:
             )
 
     def baseline(self, model: str, version: str) -> InteractionMap | None:
+        """The stored baseline map of (model, version), or ``None``."""
         found = self.baseline_with_source(model, version)
         return found[0] if found else None
 
     def baseline_with_source(self, model: str, version: str) -> tuple[InteractionMap, str] | None:
+        """The stored baseline of (model, version) with its ``source``, or ``None``."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT map, source FROM baselines WHERE model = ? AND version = ?", (model, version)
@@ -306,6 +301,7 @@ class SQLiteStore:
         return (InteractionMap.from_bytes(row[0]), str(row[1])) if row else None
 
     def baselines(self) -> list[tuple[str, str, float, str]]:
+        """Every stored baseline as ``(model, version, created_ts, source)``, maps not decoded."""
         with self._lock:
             return list(self._conn.execute("SELECT model, version, created_ts, source FROM baselines"))
 
@@ -313,6 +309,9 @@ class SQLiteStore:
     def save_report(
         self, model: str, version: str, window_id: int | None, score: float, p_value: float, body: dict
     ) -> int:
+        """Insert a shift report stamped with the current time; ``body`` (contributors, drift, alarm...) is
+        stored as JSON. Returns its id.
+        """
         with self._lock:
             cursor = self._conn.execute(
                 "INSERT INTO reports (model, version, ts, window_id, score, p_value, body)"
@@ -389,6 +388,7 @@ class SQLiteStore:
         return int(deleted)
 
     def close(self) -> None:
+        """Close the database connection (also on leaving a ``with`` block)."""
         with self._lock:
             self._conn.close()
 

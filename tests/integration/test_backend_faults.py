@@ -11,16 +11,13 @@ from spex_monitor.examples.oip_server import SentimentServer
 from spex_monitor.monitor.worker import Observation
 from spex_monitor.server.app import Sidecar
 
+from .harness import wait_until
+
 pytestmark = pytest.mark.integration
 
 
 def _wait(predicate, timeout_s: float = 60.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+    return wait_until(predicate, timeout_s, interval_s=0.1)
 
 
 def _threads(pid: int) -> int:

@@ -127,11 +127,12 @@ def _config() -> dict:
 
 
 def _wait_metrics(container: Container) -> None:
-    """Until /metrics answers (the sidecar is up), the container exits, or the deadline passes."""
+    """Until /readyz answers 200 (models loaded, gRPC serving; the metrics port itself comes up first), the
+    container exits, or the deadline passes."""
     deadline = time.monotonic() + START_DEADLINE_S
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{container.metrics_port}/metrics", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{container.metrics_port}/readyz", timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -140,7 +141,7 @@ def _wait_metrics(container: Container) -> None:
         if state not in {"running", "created", "configured"}:
             pytest.fail(f"container {state} before serving:\n{container.logs()}")
         if time.monotonic() > deadline:
-            pytest.fail(f"no /metrics within {START_DEADLINE_S:.0f} s:\n{container.logs()}")
+            pytest.fail(f"not ready (/readyz) within {START_DEADLINE_S:.0f} s:\n{container.logs()}")
         time.sleep(0.5)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from spex_monitor.attribution import Interactions
+from spex_monitor.explain import ExplainResult
 from spex_monitor.monitor.budget import Budget
 from spex_monitor.monitor.sampling import StratifiedSampler
 from spex_monitor.monitor.store import SQLiteStore
@@ -27,7 +28,9 @@ def fake_explainer(strength: float = 2.0, fail_every: int = 0):
         rng = np.random.default_rng(zlib.crc32(observation.request_id.encode()))  # hash() is salted
         terms = {(i,): float(rng.normal(0, 0.3)) for i in range(len(words))}
         terms[(0, 1)] = strength + float(rng.normal(0, 0.1))
-        return Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words
+        return ExplainResult(
+            Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words, 0, ""
+        )
 
     return explain
 

@@ -85,7 +85,7 @@ class Odd(Exception):
 
 
 def test_an_unpicklable_worker_exception_becomes_a_stand_in():
-    from spex_monitor.server.runner import ExplainWorkerError, picklable
+    from spex_monitor.explain.runner import ExplainWorkerError, picklable
 
     odd = Odd(1, 2)
     odd.batches = [1]
