@@ -1,9 +1,10 @@
 """Durable store: explanations, windows, baselines and shift reports in SQLite (WAL), behind the small
-:class:`Store` protocol; the schema's migrations are in :mod:`.store_schema`. What is kept (docs/security.md): raw request text only with ``store_text=True``; per explanation only its
-strongest terms (``terms_per_explanation``) and the words of the features those terms name — never the
-whole word sequence — and both text and words expire after ``text_ttl_s`` (the coefficients stay, without
-words, for the retention window). Deleted content is overwritten (``secure_delete``) and the WAL is
-truncated after each purge, so an expired word is in no database page.
+:class:`Store` protocol; the schema's migrations are in :mod:`.store_schema`. What is kept
+(docs/security.md): raw request text only with ``store_text=True``; per explanation only its strongest terms
+(``terms_per_explanation``) and the words of the features those terms name — never the whole word sequence —
+and both text and words expire after ``text_ttl_s`` (the coefficients stay, without words, for the retention
+window). Deleted content is overwritten (``secure_delete``) and the WAL is truncated after each purge, so an
+expired word is in no database page.
 """
 
 from __future__ import annotations
