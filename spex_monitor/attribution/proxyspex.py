@@ -1,6 +1,6 @@
 """ProxySPEX: explain a value function through a gradient-boosted proxy fitted on random masks.
 
-Pipeline (one LightGBM fit, no hyper-parameter grid):
+Pipeline (fixed LightGBM rules, no hyper-parameter grid search):
 
 1. sample uniformly random masks, evaluate them through the budgeted oracle; a slice is held out and
    only ever used to measure ``faithfulness``;
@@ -9,7 +9,9 @@ Pipeline (one LightGBM fit, no hyper-parameter grid):
 3. read the *exact* Fourier coefficients of the whole ensemble (:mod:`.trees`);
 4. rank candidate terms by |coefficient| (terms of a warm-start prior support first), choose how many to
    keep on the validation split, and refit them by ridge least squares on the measured masks;
-5. report held-out R², then refit once more on every measured mask.
+5. where that sparse fit validates below 0.97 R², let the boosters' own truncated transform compete
+   (:mod:`.proxy_terms`) and keep whichever validates better;
+6. report held-out R², then refit once more on every measured mask.
 
 When the budget covers all ``2^n`` masks the exact transform is used instead.
 """
@@ -29,7 +31,9 @@ from .errors import BudgetTooSmallError
 from .exhaustive import explain_exhaustively, fits_exhaustively
 from .interactions import Interactions
 from .masks import uniform_masks
+from .metrics import r2_score
 from .oracle import MaskOracle, ProgressCallback, ValueFunction
+from .proxy_terms import proxy_terms
 from .regression import fit_ridge, omp_select, refit_with_holdout
 from .trees import ensemble_fourier
 
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
 MIN_BUDGET = 40
+PROXY_CANDIDATE_BELOW_R2 = 0.97
 
 
 def _lightgbm() -> Any:
@@ -70,6 +75,8 @@ class ProxySPEX:
         n_jobs: LightGBM threads. 1 by default so a sidecar never competes with the serving process for
             cores (and parallel test workers do not oversubscribe OpenMP); raise it for offline work.
         lgbm_params: overrides for the LightGBM parameters chosen by :meth:`booster_params`.
+        proxy_candidate: also consider the proxy's own truncated Fourier terms (:mod:`.proxy_terms`) and
+            keep them when they validate better than the sparse refit (dense, noisy value functions).
     """
 
     budget: int = 2000
@@ -84,6 +91,7 @@ class ProxySPEX:
     rounds: int = 3
     n_jobs: int = 1
     pool_size: int = 700
+    proxy_candidate: bool = True
 
     def explain(self, value_fn: ValueFunction, n_features: int) -> Interactions:
         """Explain ``value_fn`` over ``n_features`` features with ProxySPEX (arXiv 2505.17495).
@@ -92,8 +100,10 @@ class ProxySPEX:
         trains LightGBM proxies (up to ``rounds``, each later one on the residual of the current sparse fit),
         whose exact Fourier coefficients rank the candidate terms; orthogonal matching pursuit chooses terms
         on a validation split, in the Fourier (parity) or Möbius (AND) basis, whichever validates better, and
-        ridge least squares refits them. When the budget covers all ``2^n`` masks (``n <= 16``) every mask is
-        measured and transformed exactly instead.
+        ridge least squares refits them. Where that validates below 0.97 R², the boosters' own transform
+        truncated to ``max_order`` and its top-K terms competes (``details["basis"] == "proxy"`` when kept).
+        When the budget covers all ``2^n`` masks (``n <= 16``) every mask is measured and transformed exactly
+        instead.
 
         Args:
             value_fn: maps a ``(k, n_features)`` bool batch (True = feature kept) to ``(k,)`` finite floats.
@@ -145,9 +155,11 @@ class ProxySPEX:
         basis = "fourier"
         scores: list[dict[str, float]] = []
         resid_fit, resid_val = fit_y, val_y
+        first_fit = first_refit = None  # round 0 fits the value function itself: the default proxy shape
         for round_index in range(self.rounds):
             t_fit = time.perf_counter()
             booster = self._fit_booster(fit_x, resid_fit, val_x, resid_val, n_features, n_train, max_order)
+            first_fit = booster if round_index == 0 else first_fit
             # Every mask counts: refit on fit + validation rows with the number of trees early stopping
             # found (x1.2 for the larger sample). Measured: +0.01 to +0.15 R² at 250-2000 masks.
             booster = self._refit_booster(
@@ -160,6 +172,7 @@ class ProxySPEX:
             )
             fit_seconds += time.perf_counter() - t_fit
             trees += booster.num_trees()
+            first_refit = booster if round_index == 0 else first_refit
 
             t_extract = time.perf_counter()
             grouped = ensemble_fourier(booster.model_to_string(), n_features, max_order)
@@ -197,15 +210,36 @@ class ProxySPEX:
                 break
 
         t_refit = time.perf_counter()
-        keys = [(), *support]
-        coef, faithfulness = refit_with_holdout(
-            _design(basis, keys, train_x), train_y, _design(basis, keys, hold_x), hold_y
-        )
+        sparse_r2 = scores[-1][basis] if scores else float("-inf")
+        proxy = None
+        # The proxy candidate costs two more booster fits: worth it only where the sparse refit explains
+        # little (dense value functions); a planted sparse function validates near 1 and skips it.
+        if self.proxy_candidate and sparse_r2 < PROXY_CANDIDATE_BELOW_R2:
+            sizes = (n_features, n_train, max_order)
+            proxy = proxy_terms(
+                lambda x, y, shape: self._fit_with_shape(x, y, val_x, val_y, *sizes, shape),
+                lambda x, y, its, shape: self._refit_booster(x, y, its, *sizes, shape),
+                (fit_x, fit_y),
+                (val_x, val_y),
+                (train_x, train_y),
+                n_features,
+                max_order,
+                default=(first_fit, first_refit),
+            )
+        if proxy is not None and proxy.validation_r2 > sparse_r2 + 0.01:  # ties go to the sparse refit
+            basis = "proxy"
+            fitted = proxy.terms
+            faithfulness = _holdout_r2(fitted, hold_x, hold_y)
+        else:
+            keys = [(), *support]
+            coef, faithfulness = refit_with_holdout(
+                _design(basis, keys, train_x), train_y, _design(basis, keys, hold_x), hold_y
+            )
+            fitted = dict(zip(keys, (float(c) for c in coef), strict=True))
+            if basis == "mobius":
+                fitted = _fourier.mobius_to_fourier(fitted, n_features)
+                fitted.setdefault((), 0.0)
         refit_seconds += time.perf_counter() - t_refit
-        fitted = dict(zip(keys, (float(c) for c in coef), strict=True))
-        if basis == "mobius":
-            fitted = _fourier.mobius_to_fourier(fitted, n_features)
-            fitted.setdefault((), 0.0)
 
         terms = {key: c for key, c in fitted.items() if key == () or c != 0.0}
         return Interactions(
@@ -218,8 +252,9 @@ class ProxySPEX:
                 "trees": trees,
                 "candidates": len(pool),
                 "basis": basis,
-                "terms_kept": len(support),
+                "terms_kept": len(support) if basis != "proxy" else len(fitted) - 1,
                 "validation_r2": scores,
+                "proxy_validation_r2": None if proxy is None else proxy.validation_r2,
                 "holdout_masks": n_holdout,
                 **oracle.timings(started),
                 "seconds_fit": fit_seconds,
@@ -237,8 +272,9 @@ class ProxySPEX:
         n_features: int,
         n_train: int,
         max_order: int,
+        shape: dict[str, Any] | None = None,
     ) -> lgb.Booster:
-        params = self.booster_params(n_features, n_train, max_order)
+        params = self.booster_params(n_features, n_train, max_order) | (shape or {})
         rounds = params.pop("num_boost_round")
         patience = params.pop("early_stopping_rounds")
         lightgbm = _lightgbm()
@@ -250,10 +286,31 @@ class ProxySPEX:
             callbacks=[lightgbm.early_stopping(patience, verbose=False)],
         )
 
+    def _fit_with_shape(
+        self,
+        fit_x: np.ndarray,
+        fit_y: np.ndarray,
+        val_x: np.ndarray,
+        val_y: np.ndarray,
+        n_features: int,
+        n_train: int,
+        max_order: int,
+        shape: dict[str, Any],
+    ) -> tuple[lgb.Booster, int]:
+        booster = self._fit_booster(fit_x, fit_y, val_x, val_y, n_features, n_train, max_order, shape)
+        return booster, booster.best_iteration or booster.num_trees()
+
     def _refit_booster(
-        self, x: np.ndarray, y: np.ndarray, iterations: int, n_features: int, n_train: int, max_order: int
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        iterations: int,
+        n_features: int,
+        n_train: int,
+        max_order: int,
+        shape: dict[str, Any] | None = None,
     ) -> lgb.Booster:
-        params = self.booster_params(n_features, n_train, max_order)
+        params = self.booster_params(n_features, n_train, max_order) | (shape or {})
         params.pop("num_boost_round")
         params.pop("early_stopping_rounds")
         rounds = max(1, int(round(iterations * 1.2)))
@@ -334,3 +391,9 @@ def _design(basis: str, keys: list[tuple[int, ...]], masks: np.ndarray) -> np.nd
         return _fourier.and_design_matrix(keys, masks)
     return _fourier.design_matrix(keys, masks)
 
+
+def _holdout_r2(terms: dict[tuple[int, ...], float], hold_x: np.ndarray, hold_y: np.ndarray) -> float:
+    """R² of a Fourier expansion on the held-out masks (``nan`` with fewer than two)."""
+    if len(hold_y) < 2:
+        return float("nan")
+    return r2_score(hold_y, _fourier.evaluate(_fourier.group_by_order(terms), hold_x))
