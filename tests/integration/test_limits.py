@@ -200,3 +200,52 @@ def test_real_batch_latency_and_running_explanations_feed_the_backpressure_gate(
         assert finished.is_set() and gate._queue_depth == 0 and gate.blocked_reason(10) is None
     finally:
         app.stop()
+
+
+def test_a_stream_that_never_goes_idle_is_answered_after_its_maximum_duration(tmp_path, start_sidecar):
+    """Issue 23 §4: the idle timeout alone never ends a stream that keeps sending; ``stream_max_duration_s``
+    answers it (OK, with its counts) and frees its slot, whatever the client still has to send."""
+    app = start_sidecar(
+        sentiment_settings(tmp_path, server={"stream_max_duration_s": 1.0, "stream_idle_timeout_s": 30.0})
+    )
+    stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{app.grpc_port}"))
+    sent = [0]
+    stop = threading.Event()
+
+    def endless():  # noqa: ANN202
+        while not stop.is_set() and sent[0] < 10_000:
+            sent[0] += 1
+            yield pb.ObserveRequest(request_id=f"e{sent[0]}", model="sentiment", text="fine")
+            time.sleep(0.01)
+
+    began = time.monotonic()
+    try:
+        reply = stub.ObserveStream(endless(), timeout=30)
+    finally:
+        stop.set()
+    assert 1.0 <= time.monotonic() - began < 15
+    assert 0 < reply.observed < 10_000 and reply.rejected == 0
+    assert wait_until(lambda: app._servicer.streams.active == 0, 5)
+
+
+def test_a_remote_replicas_batch_latency_feeds_the_backpressure_gate(tmp_path, start_sidecar):
+    """Issue 15 item 11 with an OIP-V2 replica (the other test drives the local backend): the batches'
+    measured latency reaches ``budget.max_latency_s``, which then holds explanations back."""
+    from spex_monitor.examples.oip_server import SentimentServer
+
+    replica = SentimentServer().start()
+    try:
+        backend = {"kind": "oip", "endpoints": [f"127.0.0.1:{replica.port}"], "model_name": "sentiment"}
+        app = start_sidecar(
+            sentiment_settings(
+                tmp_path,
+                model={"backend": backend},
+                budget={"inferences_per_second": 1e7, "burst": 1e7, "max_latency_s": 1e-6},
+            )
+        )
+        gate = app.monitor.budget
+        assert gate.blocked_reason(10) is None
+        app.explain(ExplainRequest("sentiment", text="the plot was not good"))  # batches over gRPC
+        assert gate._latency > 1e-6 and gate.blocked_reason(10) == "backpressure_latency"
+    finally:
+        replica.stop()

@@ -203,3 +203,22 @@ def test_client_library_connects_over_mutual_tls(secure_sidecar, pki):
         assert client.observe("c1", "sentiment", "positive", text="fun")
         client.flush()
     assert secure_sidecar.monitor.counters["observed"] == observed + 1
+
+
+def test_the_cli_speaks_mutual_tls_with_its_certificate_flags(secure_sidecar, pki, capsys):
+    """Issue 23 §5: the CLI opened plaintext channels only; with --tls-ca/--tls-cert/--tls-key it reaches
+    a mutual-TLS sidecar, and the certificate's identity is its role (the admin one holds every role)."""
+    from spex_monitor.cli import main as cli
+
+    explain = ["explain", "the plot was not good", "--model", "sentiment"]
+    target = ["--target", f"localhost:{secure_sidecar.grpc_port}"]
+    assert cli([*explain, *target]) == 1  # plaintext to a TLS port: refused
+    capsys.readouterr()
+    def certificate(name: str) -> list[str]:
+        files = {"--tls-ca": pki["ca"], "--tls-cert": pki[f"{name}.crt"], "--tls-key": pki[f"{name}.key"]}
+        return [part for flag, path in files.items() for part in (flag, str(path))]
+
+    assert cli([*explain, *target, *certificate("other")]) == 1  # valid, but without the explain role
+    assert "PERMISSION_DENIED" in capsys.readouterr().err
+    assert cli([*explain, *target, *certificate("admin")]) == 0
+    assert "not × good" in capsys.readouterr().out

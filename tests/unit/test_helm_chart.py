@@ -644,3 +644,16 @@ def test_readme_shadow_predictor_is_a_valid_inference_service_and_the_proxy_exam
     assert predictor["containers"][0]["args"] == serving["spec"]["predictor"]["containers"][0]["args"], (
         "same model"
     )
+
+
+def test_the_default_image_is_the_one_make_image_builds():
+    """Issue 24: the chart's default image (repository + appVersion) is scripts/build_image.py's default
+    reference (its repository + the version in pyproject.toml), so `make image` builds what installs pull."""
+    build_image = load_script("build_image")
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    values = load_values(CHART / "values.yaml")
+    assert values["image"]["repository"] == build_image.DEFAULT_REPOSITORY
+    assert not values["image"]["tag"] and not values["image"]["digest"]  # the appVersion decides
+    assert chart["appVersion"] == build_image.project_version()
+    container = spex_container(ci_docs(CHART / "ci" / "standalone-local-cpu.yaml"))
+    assert container["image"] == f"{build_image.DEFAULT_REPOSITORY}:{build_image.project_version()}"
