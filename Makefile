@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv test test-fast demo lint bench bench-quick bench-detection clean system-deps
+.PHONY: venv test test-fast demo lint bench bench-quick bench-detection clean system-deps image image-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,33 @@ system-deps:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null; \
 	  else echo "note: 'prometheus' is not installed and we are not root; Prometheus tests will be skipped"; fi; }
 
-test: $(VENV)/.installed system-deps
+# The container image (Containerfile, docs/image.md): podman, runc (crun refuses hybrid cgroups), catatonit
+# (`podman run --init`) and mmdebstrap (the Debian base) from Debian, installed when we are root.
+IMAGE_TOOLS := podman runc catatonit mmdebstrap
+IMAGE_STAMP := build/image/image.stamp
+IMAGE_INPUTS := Containerfile .containerignore pyproject.toml README.md $(wildcard LICENSE*) \
+	scripts/build_image.py $(wildcard scripts/image/*) \
+	$(shell find spex_monitor -type f -not -path '*/__pycache__/*' -not -name '*.pyc')
+
+image-deps:
+	@missing=""; for tool in $(IMAGE_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "image-deps: installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(IMAGE_TOOLS)) >/dev/null || exit 1; \
+	  else echo "image-deps: missing$$missing; install them (Debian: apt-get install $(IMAGE_TOOLS))" >&2; exit 1; fi; fi
+
+# Builds (or finds up to date) the image and prints its reference; nothing is pulled from a registry.
+image: $(VENV)/.installed image-deps
+	$(PY) scripts/build_image.py
+	@touch $(IMAGE_STAMP)
+
+# What `make test` needs before tests/integration/test_image.py: rebuilt only when an input changed.
+$(IMAGE_STAMP): $(VENV)/.installed $(IMAGE_INPUTS) | image-deps
+	$(PY) scripts/build_image.py
+	touch $@
+
+test: $(VENV)/.installed system-deps $(IMAGE_STAMP)
 	$(VENV)/bin/ruff check spex_monitor tests benchmarks scripts
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
@@ -41,6 +67,7 @@ demo: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check spex_monitor tests benchmarks scripts
+	$(VENV)/bin/hadolint --config .hadolint.yaml Containerfile
 
 bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/attribution.py

@@ -1,25 +1,37 @@
-"""Every Grafana panel's query, run against a real Prometheus that scraped a running sidecar.
+"""Every Grafana panel's query and every alert rule's data query, run against a real Prometheus that scraped
+a running sidecar.
 
 The sidecar sees a baseline window of plain reviews, then a window of negated reviews with another label
 and confidence (the interaction shift, input and output drift the shift/drift panels plot), sampled-out
-requests (the drops panel) and one KServe inference-logger event pair (the receiver panels). Then each
-PromQL target is run as a Grafana panel runs it (a range query, template variables substituted) and must
-return a series with a finite value carrying the labels its legend names; the variables' label_values
-queries must resolve; the drill-down's Infinity table must find rows in the sidecar's JSON endpoint.
+requests (the drops panel), one KServe inference-logger event pair (the receiver panels) and one malformed
+event (a drop that loses data, what SidecarDroppingSamples counts). Then each PromQL target is run as a
+Grafana panel runs it (a range query, template variables substituted) and must return a series with a
+finite value carrying the labels its legend names; the variables' label_values queries must resolve; the
+drill-down's Infinity table must find rows in the sidecar's JSON endpoint. Each Grafana alert rule's query
+(grafana/provisioning/alerting) must return series carrying the alert's labels, and its threshold step,
+applied as Grafana applies it, must select exactly the series the Prometheus rule's expression returns —
+at the alert's own threshold and at each value the series hold (no Grafana can run here; the threshold
+step is modelled from its documented evaluator types).
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
+import importlib
+import importlib.util
 import json
 import math
+import operator
 import re
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
@@ -29,6 +41,7 @@ from spex_monitor.monitor.sampling import unit_hash
 
 from .prometheus_harness import (
     SCRAPE_INTERVAL_S,
+    api,
     label_values,
     prometheus_stack,
     query_range,
@@ -39,7 +52,19 @@ from .prometheus_harness import (
 
 pytestmark = [pytest.mark.integration, requires_prometheus]
 
-DASHBOARDS = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARDS = ROOT / "grafana" / "dashboards"
+GRAFANA_RULES = ROOT / "grafana" / "provisioning" / "alerting" / "spex-monitor.yaml"
+# Grafana's threshold evaluator types (grafana_foundation_sdk.models.expr) as comparisons.
+EVALUATORS = {
+    "gt": operator.gt,
+    "lt": operator.lt,
+    "gte": operator.ge,
+    "lte": operator.le,
+    "eq": operator.eq,
+    "ne": operator.ne,
+}
+PROMQL = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<=", "eq": "==", "ne": "!="}
 MODEL, VERSION, SEED = "sentiment", "v1", 0
 SAMPLING_RATE = 0.8
 WINDOW = 20
@@ -91,6 +116,24 @@ def _post_logger_pair(port: int) -> None:
     connection.close()
 
 
+def _post_malformed_request(port: int) -> None:
+    """A logged request whose body is no V1/V2 request: refused with 400, dropped as event_malformed."""
+    attributes = {
+        "type": "org.kubeflow.serving.inference.request",
+        "source": "http://localhost:9081/",
+        "id": "logger-malformed-1",
+        "inferenceservicename": MODEL,
+        "datacontenttype": "application/json",
+    }
+    headers, body = to_binary(CloudEvent(attributes, {"instances": 5}))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("POST", "/", body=body, headers=headers)
+    reply = connection.getresponse()
+    reply.read()
+    connection.close()
+    assert reply.status == 400, reply.status
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     folder = tmp_path_factory.mktemp("grafana")
@@ -110,7 +153,9 @@ def stack(tmp_path_factory):
         _observe(sidecar.grpc_port, _request_ids("shift-", WINDOW, True), negated, "negative", 0.4)
         wait_for(base, 'sum(spex_monitor_windows_closed_total{alarm="true"})', lambda v: v >= 1, timeout_s=60)
         _post_logger_pair(sidecar.events_port)
-        wait_for(base, "sum(spex_monitor_events_received_total)", lambda v: v >= 2)
+        _post_malformed_request(sidecar.events_port)
+        wait_for(base, "sum(spex_monitor_events_received_total)", lambda v: v >= 3)
+        wait_for(base, 'sum(spex_monitor_dropped_total{reason="event_malformed"})', lambda v: v >= 1)
         time.sleep(3 * SCRAPE_INTERVAL_S)  # a few more scrapes so every rate() window has two samples
         yield sidecar, base, started
 
@@ -209,3 +254,61 @@ def test_top_interactions_table_reads_the_sidecar_json(stack):
                     expected = python_types[column["type"]]
                     assert all(isinstance(row[column["selector"]], expected) for row in rows), column
     assert tables == 1
+
+
+# ----------------------------------------------------------------------------------------- alert rules
+@functools.cache
+def _alert_labels() -> dict[str, tuple[str, ...]]:
+    """Each alert's declared instance labels, from the one source (scripts/dashboards/alerts.py)."""
+    spec = importlib.util.spec_from_file_location(
+        "build_dashboards", ROOT / "scripts" / "build_dashboards.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)  # puts scripts/ on sys.path
+    return {alert.name: alert.labels for alert in importlib.import_module("dashboards.alerts").ALERTS}
+
+
+def _grafana_rules() -> list[dict]:
+    return [rule for group in yaml.safe_load(GRAFANA_RULES.read_text())["groups"] for rule in group["rules"]]
+
+
+def _instant(base: str, promql: str, at: float) -> dict[frozenset, str]:
+    """Instant query at ``at``: {label set without __name__: value}."""
+    result = api(base, "/api/v1/query", {"query": promql, "time": f"{at:.3f}"})["result"]
+    return {
+        frozenset((k, v) for k, v in s["metric"].items() if k != "__name__"): s["value"][1] for s in result
+    }
+
+
+def test_every_alert_rule_query_returns_series_with_the_alert_labels(stack):
+    _, base, _ = stack
+    rules = _grafana_rules()
+    assert {rule["title"] for rule in rules} == set(_alert_labels())
+    at = time.time()
+    for rule in rules:
+        query = rule["data"][0]["model"]["expr"]
+        series = _instant(base, query, at)
+        assert series, f"{rule['title']}: no series for {query}"
+        for labels in series:
+            names = {name for name, _ in labels}
+            assert set(_alert_labels()[rule["title"]]) <= names, (rule["title"], sorted(names))
+
+
+def test_grafana_threshold_selects_the_series_the_prometheus_rule_returns(stack):
+    """The twin's B step (threshold on A) against Prometheus evaluating ``query op threshold``, at the rule's
+    threshold and at each value a series holds (where > and >= differ)."""
+    _, base, _ = stack
+    at = time.time()
+    compared = 0
+    for rule in _grafana_rules():
+        query = rule["data"][0]["model"]["expr"]
+        (condition,) = rule["data"][1]["model"]["conditions"]
+        kind, (threshold,) = condition["evaluator"]["type"], condition["evaluator"]["params"]
+        values = _instant(base, query, at)
+        for level in {repr(float(threshold)), *(v for v in values.values() if math.isfinite(float(v)))}:
+            grafana = {labels for labels, v in values.items() if EVALUATORS[kind](float(v), float(level))}
+            prometheus = set(_instant(base, f"{query} {PROMQL[kind]} {level}", at))
+            assert grafana == prometheus, (rule["title"], level)
+            compared += len(grafana)
+    assert compared >= len(_alert_labels()), "every alert compared at least one firing series"

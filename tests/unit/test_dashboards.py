@@ -104,14 +104,34 @@ def test_committed_json_is_what_the_generator_renders():
         assert (DASHBOARDS / name).read_text() == body, f"{name} is stale: run scripts/build_dashboards.py"
 
 
-def test_generator_check_mode_flags_a_stale_file(tmp_path):
+def test_every_generated_file_is_current(capsys):
+    """Dashboards, Prometheus rules and Grafana alerting files: what CI regenerates with --check."""
+    assert _generator().main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_generator_check_mode_flags_stale_missing_and_orphaned_files(tmp_path):
     generator = _generator()
-    for name, body in generator.render_all().items():
-        (tmp_path / name).write_text(body)
-    assert generator.main(["--check", "--out", str(tmp_path)]) == 0
-    first = sorted(tmp_path.glob("*.json"))[0]
-    first.write_text(first.read_text().replace("spex_monitor_", "spex_monitr_", 1))
-    assert generator.main(["--check", "--out", str(tmp_path)]) == 1
+    assert generator.main(["--root", str(tmp_path)]) == 0
+    written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == set(generator.outputs())
+    generated_rules = {
+        "prometheus/rules/spex-monitor.rules.yml",
+        "grafana/provisioning/alerting/spex-monitor.yaml",
+    }
+    assert generated_rules <= written
+    assert generator.main(["--check", "--root", str(tmp_path)]) == 0
+    first = sorted((tmp_path / "grafana" / "dashboards").glob("*.json"))[0]
+    body = first.read_text()
+    first.write_text(body.replace("spex_monitor_", "spex_monitr_", 1))
+    assert generator.main(["--check", "--root", str(tmp_path)]) == 1
+    first.write_text(body)
+    rules = tmp_path / "prometheus" / "rules" / "spex-monitor.rules.yml"
+    rules.unlink()
+    assert generator.main(["--check", "--root", str(tmp_path)]) == 1, "a missing file is stale"
+    assert generator.main(["--root", str(tmp_path)]) == 0 and rules.is_file()
+    orphan = tmp_path / "grafana" / "provisioning" / "alerting" / "hand-written.yaml"
+    orphan.write_text("apiVersion: 1\n")
+    assert generator.main(["--check", "--root", str(tmp_path)]) == 1, "an orphan in a generated folder"
 
 
 def test_every_metric_a_dashboard_queries_is_exported():

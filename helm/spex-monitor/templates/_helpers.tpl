@@ -78,51 +78,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "spex-monitor.port" (dict "name" "config.server.metrics_port" "port" (dig "metrics_port" 9464 (.Values.config.server | default dict))) -}}
 {{- end -}}
 
-{{/*
-Checks that need more than one value, done once (the ConfigMap includes this): the schema cannot express
-them, and a failed install names the knob instead of a crash-looping pod.
-*/}}
-{{- define "spex-monitor.validate" -}}
-{{- $server := .Values.config.server | default dict -}}
-{{- if and (not (kindIs "invalid" $server.proxy_port)) (not $server.upstream) -}}
-{{- fail "config.server.proxy_port is set but config.server.upstream (the model server's host:port) is not" -}}
-{{- end -}}
-{{- if $server.admin_token -}}
-{{- fail "config.server.admin_token would land in a ConfigMap: put it in a Secret and set adminToken.existingSecret" -}}
-{{- end -}}
-{{- if not (kindIs "invalid" $server.events_port) -}}
-{{- fail "config.server.events_port is owned by the chart: set events.enabled and events.port instead" -}}
-{{- end -}}
-{{- if and .Values.tls.enabled (not .Values.tls.secretName) -}}
-{{- fail "tls.enabled needs tls.secretName (a kubernetes.io/tls Secret with tls.crt, tls.key and, for mutual, ca.crt)" -}}
-{{- end -}}
-{{- $store := (.Values.config.store | default dict).path | default "spex-monitor.db" | toString -}}
-{{- $mount := .Values.persistence.mountPath | trimSuffix "/" -}}
-{{- if not (hasPrefix (printf "%s/" $mount) $store) -}}
-{{- fail (printf "config.store.path (%s) must lie under persistence.mountPath (%s): the root filesystem is read-only" $store $mount) -}}
-{{- end -}}
-{{- if eq .Values.mode "sidecar" -}}
-{{- if not .Values.sidecar.podSelector -}}
-{{- fail "mode sidecar needs sidecar.podSelector: the labels of the serving pods the sidecar is added to" -}}
-{{- end -}}
-{{- if .Values.networkPolicy.enabled -}}
-{{- fail "networkPolicy is for mode standalone: in sidecar mode the pod's policy also covers the model server's ports, so it belongs with the serving workload" -}}
-{{- end -}}
-{{- else if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) -}}
-{{- fail "persistence.enabled with replicaCount > 1: SQLite must have one writer; keep one replica or use an emptyDir per pod" -}}
-{{- end -}}
-{{- if .Values.gpu.enabled -}}
-{{- $local := false -}}
-{{- range .Values.config.models -}}
-{{- if eq (toString (dig "backend" "kind" "" .)) "local" -}}{{- $local = true -}}{{- end -}}
-{{- end -}}
-{{- if not $local -}}
-{{- fail "gpu.enabled serves the local backend: no model in config.models has backend.kind local" -}}
-{{- end -}}
-{{- end -}}
+{{/* Where a pinned baseline (baseline.pinned) is mounted, and the file config.baseline.file names. */}}
+{{- define "spex-monitor.baselineDir" -}}/etc/spex-monitor/baseline{{- end -}}
+
+{{- define "spex-monitor.pinned" -}}
+{{- if or .Values.baseline.pinned.configMap .Values.baseline.pinned.secret -}}true{{- end -}}
 {{- end -}}
 
-{{/* The configuration file: values.config plus the fields the chart owns (TLS paths, events port). */}}
+{{/* The configuration file: values.config plus the fields the chart owns (TLS paths, events port, baseline). */}}
 {{- define "spex-monitor.config" -}}
 {{- $config := deepCopy .Values.config -}}
 {{- $server := get $config "server" | default dict -}}
@@ -138,12 +101,18 @@ them, and a failed install names the knob instead of a crash-looping pod.
 {{- $_ := set $server "events_port" (int .Values.events.port) -}}
 {{- end -}}
 {{- $_ := set $config "server" $server -}}
+{{- if include "spex-monitor.pinned" . -}}
+{{- $baseline := get $config "baseline" | default dict -}}
+{{- $_ := set $baseline "file" (printf "%s/%s" (include "spex-monitor.baselineDir" .) .Values.baseline.pinned.key) -}}
+{{- $_ := set $config "baseline" $baseline -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
 
 {{/*
-Ports, shared by the container, the Service and the NetworkPolicy. Container port names carry a spex- prefix:
-in sidecar mode they share the pod with the model server's own ports, and the Service targets them by name.
+Ports, shared by the container, the Service, the NetworkPolicy and the sidecar's clash check. Container port
+names carry a spex- prefix: in sidecar mode they share the pod with the model server's own ports, and the
+Service targets them by name. `value` is the knob that sets the number.
 */}}
 {{- define "spex-monitor.ports" -}}
 {{- $server := .Values.config.server | default dict -}}
@@ -151,25 +120,29 @@ in sidecar mode they share the pod with the model server's own ports, and the Se
   portName: spex-grpc
   port: {{ include "spex-monitor.grpcPort" . }}
   appProtocol: grpc
+  value: config.server.grpc_port
 - name: metrics
   portName: spex-metrics
   port: {{ include "spex-monitor.metricsPort" . }}
   appProtocol: http
+  value: config.server.metrics_port
 {{- if not (kindIs "invalid" $server.proxy_port) }}
 - name: oip-proxy
   portName: spex-proxy
   port: {{ include "spex-monitor.port" (dict "name" "config.server.proxy_port" "port" $server.proxy_port) }}
   appProtocol: grpc
+  value: config.server.proxy_port
 {{- end }}
 {{- if .Values.events.enabled }}
 - name: events
   portName: spex-events
   port: {{ include "spex-monitor.port" (dict "name" "events.port" "port" .Values.events.port) }}
   appProtocol: http
+  value: events.port
 {{- end }}
 {{- end -}}
 
-{{/* Whether the container has a readiness (and startup) probe. */}}
+{{/* Whether the container has a readiness probe (it then gates the pod's readiness). */}}
 {{- define "spex-monitor.gateReadiness" -}}
 {{- if ne .Values.mode "sidecar" -}}
 true
@@ -178,6 +151,49 @@ true
 {{- else -}}
 {{- .Values.sidecar.gateReadiness | toString -}}
 {{- end -}}
+{{- end -}}
+
+{{/* A CPU quantity ("250m", "1", 0.5) in millicores. */}}
+{{- define "spex-monitor.millicores" -}}
+{{- $text := toString . -}}
+{{- if hasSuffix "m" $text -}}{{- trimSuffix "m" $text | int -}}{{- else -}}{{- mulf (float64 $text) 1000 | int -}}{{- end -}}
+{{- end -}}
+
+{{/*
+The container's resources: values.resources, plus a CPU request sized for the explain workers when none is
+given (cpuRequest.base + cpuRequest.perWorker x server.workers, x server.torch_threads when a model runs
+the local backend), plus the GPU limit. Only requests protect the serving container's CPU from this one.
+*/}}
+{{- define "spex-monitor.resources" -}}
+{{- $resources := deepCopy (.Values.resources | default dict) -}}
+{{- $requests := get $resources "requests" | default dict -}}
+{{- if not (hasKey $requests "cpu") -}}
+{{- $server := .Values.config.server | default dict -}}
+{{- $threads := 1 -}}
+{{- range .Values.config.models -}}
+{{- if eq (toString (dig "backend" "kind" "" .)) "local" -}}{{- $threads = int ($server.torch_threads | default 1) -}}{{- end -}}
+{{- end -}}
+{{- $perWorker := include "spex-monitor.millicores" .Values.cpuRequest.perWorker | int -}}
+{{- $base := include "spex-monitor.millicores" .Values.cpuRequest.base | int -}}
+{{- $_ := set $requests "cpu" (printf "%dm" (add $base (mul $perWorker (int ($server.workers | default 1)) $threads))) -}}
+{{- $_ := set $resources "requests" $requests -}}
+{{- end -}}
+{{- if .Values.gpu.enabled -}}
+{{- $limits := get $resources "limits" | default dict -}}
+{{- $_ := set $limits .Values.gpu.resourceName (int .Values.gpu.count) -}}
+{{- $_ := set $resources "limits" $limits -}}
+{{- end -}}
+{{- toYaml $resources -}}
+{{- end -}}
+
+{{/*
+The store's emptyDir (no persistence): sized to config.store.max_bytes, doubled for the WAL and journal plus
+64 MiB, so the store degrades (StoreDegraded, writes refused) long before the kubelet would evict the pod —
+in sidecar mode an eviction would take the serving pod with it.
+*/}}
+{{- define "spex-monitor.dataSizeLimit" -}}
+{{- $max := (.Values.config.store | default dict).max_bytes -}}
+{{- if $max -}}{{- printf "%dMi" (add (div (mul 2 (int64 $max)) 1048576) 65) -}}{{- end -}}
 {{- end -}}
 
 {{/* Volume names carry the chart's prefix so they cannot clash with the serving pod's own in sidecar mode. */}}
@@ -194,6 +210,9 @@ true
   {{- if .Values.persistence.enabled }}
   persistentVolumeClaim:
     claimName: {{ include "spex-monitor.dataClaimName" . }}
+  {{- else if include "spex-monitor.dataSizeLimit" . }}
+  emptyDir:
+    sizeLimit: {{ include "spex-monitor.dataSizeLimit" . }}
   {{- else }}
   emptyDir: {}
   {{- end }}
@@ -201,22 +220,55 @@ true
 - name: spex-monitor-tls
   secret:
     secretName: {{ .Values.tls.secretName }}
+    {{- if eq .Values.mode "sidecar" }}
+    # World-readable inside this container only: the serving pod sets no fsGroup that would give uid 10001
+    # the files' group, and no other container mounts this volume.
+    defaultMode: 0444
+    {{- else }}
+    # Readable through the pod's fsGroup (podSecurityContext).
     defaultMode: 0440
+    {{- end }}
+{{- end }}
+{{- with .Values.baseline.pinned }}
+{{- if or .configMap .secret }}
+- name: spex-monitor-baseline
+  {{- if .configMap }}
+  configMap:
+    name: {{ .configMap }}
+    items: [{key: {{ .key | quote }}, path: {{ .key | quote }}}]
+  {{- else }}
+  secret:
+    secretName: {{ .secret }}
+    items: [{key: {{ .key | quote }}, path: {{ .key | quote }}}]
+  {{- end }}
+    defaultMode: 0444
+{{- end }}
 {{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
 
-{{- define "spex-monitor.container" -}}
-{{- $secure := .Values.tls.enabled -}}
-{{- $gate := eq (include "spex-monitor.gateReadiness" .) "true" -}}
-{{- $resources := deepCopy (.Values.resources | default dict) -}}
-{{- if .Values.gpu.enabled -}}
-{{- $limits := get $resources "limits" | default dict -}}
-{{- $_ := set $limits .Values.gpu.resourceName (int .Values.gpu.count) -}}
-{{- $_ := set $resources "limits" $limits -}}
+{{/*
+Probes, all on the metrics port's HTTP server (answered off the gRPC user-call pool): startup and liveness
+GET /healthz (the process and its HTTP server live), readiness GET /readyz (what serving needs is up: the
+OIP proxy port when configured, else the gRPC server) where readiness gates the pod.
+*/}}
+{{- define "spex-monitor.probes" -}}
+{{- if .Values.probes.enabled -}}
+{{- $health := dict "httpGet" (dict "path" "/healthz" "port" "spex-metrics") -}}
+startupProbe:
+  {{- toYaml (merge (dict) (deepCopy $health) .Values.probes.startup) | nindent 2 }}
+livenessProbe:
+  {{- toYaml (merge (dict) (deepCopy $health) .Values.probes.liveness) | nindent 2 }}
+{{- if eq (include "spex-monitor.gateReadiness" .) "true" }}
+readinessProbe:
+  {{- toYaml (merge (dict "httpGet" (dict "path" "/readyz" "port" "spex-metrics")) .Values.probes.readiness) | nindent 2 }}
+{{- end }}
 {{- end -}}
+{{- end -}}
+
+{{- define "spex-monitor.container" -}}
 name: spex-monitor
 image: {{ include "spex-monitor.image" . | quote }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -257,27 +309,11 @@ ports:
     containerPort: {{ .port }}
     protocol: TCP
   {{- end }}
-{{- if .Values.probes.enabled }}
-{{- $grpcPort := include "spex-monitor.grpcPort" . }}
-{{- $check := ternary (dict "tcpSocket" (dict "port" "spex-grpc")) (dict "grpc" (dict "port" (int $grpcPort))) $secure }}
-{{- if $gate }}
-startupProbe:
-  {{- toYaml (merge (dict) $check .Values.probes.startup) | nindent 2 }}
-readinessProbe:
-  {{- toYaml (merge (dict) $check .Values.probes.readiness) | nindent 2 }}
-livenessProbe:
-  {{- toYaml (merge (dict "tcpSocket" (dict "port" "spex-metrics")) .Values.probes.liveness) | nindent 2 }}
-{{- else }}
-{{- $startup := .Values.probes.startup }}
-{{- $delay := mul (int ($startup.periodSeconds | default 5)) (int ($startup.failureThreshold | default 60)) }}
-livenessProbe:
-  {{- toYaml (merge (dict "tcpSocket" (dict "port" "spex-metrics") "initialDelaySeconds" (int $delay)) .Values.probes.liveness) | nindent 2 }}
+{{- with include "spex-monitor.probes" . }}
+{{ . }}
 {{- end }}
-{{- end }}
-{{- with $resources }}
 resources:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+  {{- include "spex-monitor.resources" . | nindent 2 }}
 {{- with .Values.securityContext }}
 securityContext:
   {{- toYaml . | nindent 2 }}
@@ -293,6 +329,11 @@ volumeMounts:
   {{- if .Values.tls.enabled }}
   - name: spex-monitor-tls
     mountPath: {{ .Values.tls.mountPath }}
+    readOnly: true
+  {{- end }}
+  {{- if include "spex-monitor.pinned" . }}
+  - name: spex-monitor-baseline
+    mountPath: {{ include "spex-monitor.baselineDir" . }}
     readOnly: true
   {{- end }}
   {{- with .Values.extraVolumeMounts }}
