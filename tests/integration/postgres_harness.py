@@ -168,3 +168,33 @@ def postgres() -> Iterator[PostgresCluster]:
 def pg_url(postgres: PostgresCluster, request: pytest.FixtureRequest) -> str:
     """A fresh database for one test."""
     return postgres.create_database(unique_name("t"))
+
+
+class TinyTablespace:
+    """A tablespace on a tmpfs of ``size`` bytes: a full disk for the tables put there. Mounting needs root
+    (CAP_SYS_ADMIN); when it is refused the test fails with that reason."""
+
+    def __init__(self, cluster: PostgresCluster, name: str, size: int) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.path = cluster.root / name
+        self.path.mkdir()
+        owner = pwd.getpwnam(cluster.user) if cluster.user else pwd.getpwuid(os.geteuid())
+        options = f"size={size},mode=0700,uid={owner.pw_uid},gid={owner.pw_gid}"
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(self.path)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"cannot mount a {size}-byte tmpfs (tablespace): {result.stderr.strip()}")
+        with cluster.admin() as conn:
+            conn.execute(f"CREATE TABLESPACE \"{name}\" LOCATION '{self.path}'")
+
+    def resize(self, size: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True)
+
+    def drop(self, database: str) -> None:
+        with self.cluster.admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'DROP TABLESPACE IF EXISTS "{self.name}"')
+        if subprocess.run(["umount", str(self.path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
