@@ -305,15 +305,17 @@ class SQLStore:
         args = (model, version, time.time(), window_id, score, p_value, json.dumps(body), POD)
         return int(self._run(lambda tx: self._insert(tx, sql, args)) or 0)
 
-    def save_fleet_windows(self, model: str, windows: Sequence[FleetWindow]) -> list[tuple[int, int | None]]:
+    def save_fleet_windows(
+        self, model: str, windows: Sequence[FleetWindow]
+    ) -> list[tuple[int, int | None] | None]:
         """Store merged fleet windows and their reports in ONE transaction, each range at most once.
 
-        Returns ``(window_id, report_id)`` for the windows this call stored; a range already stored (by an
-        earlier holder of the aggregator lock) is left as it was and not returned — so a failover never
-        reports a fleet window twice, and a crash mid-call leaves no window without its report."""
+        Returns, per window, ``(window_id, report_id)`` — or ``None`` for a range already stored (by an
+        earlier holder of the aggregator lock), which is left as it was: a failover never reports a fleet
+        window twice, and a crash mid-call leaves no window without its report."""
 
-        def work(tx: Tx) -> list[tuple[int, int | None]]:
-            out = []
+        def work(tx: Tx) -> list[tuple[int, int | None] | None]:
+            out: list[tuple[int, int | None] | None] = []
             for w in windows:
                 window_id = self._insert(
                     tx,
@@ -323,6 +325,7 @@ class SQLStore:
                     (model, w.version, w.start_ts, w.end_ts, w.map.requests, w.map.to_bytes(), FLEET),
                 )
                 if window_id is None:
+                    out.append(None)
                     continue
                 report_id = None
                 if w.report is not None:
