@@ -78,7 +78,11 @@ class AdvisoryLock:
             return False
 
     def release(self) -> None:
-        """Unlock by ending the session (the lock is session-level)."""
+        """Unlock now (``pg_advisory_unlock``: the next candidate may lead at once), then end the session;
+        closing alone would free the lock only once the server notices the session ended."""
+        if self._held and self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
         self._held = False
         self._close()
 
