@@ -101,6 +101,7 @@ class FleetAggregator:
         self.clock = clock
         self.leader = False
         self._cursor: float | None = None  # end of the last fleet window handled while leading
+        self._baselines: dict[str, tuple[tuple[float, str], InteractionMap]] = {}  # version -> (stamp, map)
 
     @classmethod
     def from_settings(
@@ -223,11 +224,18 @@ class FleetAggregator:
 
     # ------------------------------------------------------------------------------------------ baseline
     def _baseline(self, version: str) -> InteractionMap | None:
-        """The stored fleet baseline, else the merge of the first ``baseline_windows`` fleet windows when
-        that many are stored (then stored: whoever holds the lock later finds it)."""
-        found = self.store.baseline(self.model, version, scope=FLEET)
-        if found is not None:
-            return found
+        """The stored fleet baseline (decoded once, again only when its stamp changes: an operator pinned
+        another), else the merge of the first ``baseline_windows`` fleet windows when that many are stored
+        (then stored: whoever holds the lock later finds it)."""
+        stamp = self.store.baseline_stamp(self.model, version, scope=FLEET)
+        cached = self._baselines.get(version)
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            return cached[1]
+        if stamp is not None:
+            found = self.store.baseline(self.model, version, scope=FLEET)
+            if found is not None:
+                self._baselines[version] = (stamp, found)
+                return found
         first = self.store.windows(self.model, version, scope=FLEET)[: self.baseline_windows]
         if len(first) < self.baseline_windows:
             return None
@@ -235,11 +243,9 @@ class FleetAggregator:
 
     def _learn_baseline(self, version: str) -> None:
         """After storing a fleet window: the warm-up is complete when it was the last of the first ones."""
-        if self.store.baseline(self.model, version, scope=FLEET) is not None:
+        if self.store.baseline_stamp(self.model, version, scope=FLEET) is not None:
             return
-        first = self.store.windows(self.model, version, scope=FLEET)[: self.baseline_windows]
-        if len(first) >= self.baseline_windows:
-            self._store_learned(version, [w[3] for w in first])
+        self._baseline(version)
 
     def _store_learned(self, version: str, maps: list[InteractionMap]) -> InteractionMap:
         baseline = baseline_from_windows(maps)

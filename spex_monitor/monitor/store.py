@@ -289,6 +289,12 @@ class SQLStore:
         row = self._run(lambda tx: tx.execute(sql, (model, version, scope)).fetchone())
         return (InteractionMap.from_bytes(bytes(row[0])), str(row[1])) if row else None
 
+    def baseline_stamp(self, model: str, version: str, scope: str = POD) -> tuple[float, str] | None:
+        """``(created_ts, source)`` of the stored baseline without decoding it (a cache's validity)."""
+        sql = "SELECT created_ts, source FROM baselines WHERE model = ? AND version = ? AND scope = ?"
+        row = self._run(lambda tx: tx.execute(sql, (model, version, scope)).fetchone())
+        return (float(row[0]), str(row[1])) if row else None
+
     def baselines(self, scope: str = POD) -> list[tuple[str, str, float, str]]:
         sql = "SELECT model, version, created_ts, source FROM baselines WHERE scope = ?"
         rows = self._run(lambda tx: tx.execute(sql + " ORDER BY model, version", (scope,)).fetchall())
