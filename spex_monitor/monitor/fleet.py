@@ -251,6 +251,9 @@ class FleetAggregator:
         baseline = baseline_from_windows(maps)
         source = f"{AUTOMATIC_SOURCE}{len(maps)} fleet windows"
         self.store.set_baseline(self.model, version, baseline, source, scope=FLEET)
+        stamp = self.store.baseline_stamp(self.model, version, scope=FLEET)
+        if stamp is not None:
+            self._baselines[version] = (stamp, baseline)
         log.info("fleet baseline of %s %s learned: %s", self.model, version, source)
         return baseline
 
