@@ -256,9 +256,7 @@ class SQLStore:
             " WHERE model = ? AND scope = ? AND end_ts >= ? AND end_ts < ? ORDER BY end_ts, id"
         )
         rows = self._run(lambda tx: tx.execute(sql, (model, POD, end_from, end_before)).fetchall())
-        return [
-            StoredWindow(r[0], r[1], r[2], r[3], r[4], InteractionMap.from_bytes(bytes(r[5]))) for r in rows
-        ]
+        return [StoredWindow(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
 
     def window_end_bound(self, model: str, scope: str, latest: bool, end_from: float = 0.0) -> float | None:
         """The latest (or earliest at or after ``end_from``) window end of ``model`` in ``scope``."""

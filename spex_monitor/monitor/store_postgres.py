@@ -75,7 +75,8 @@ class _PgTx:
         return out
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor:
-        return self.conn.execute(self.sql(sql), [_no_nul(a) for a in args])
+        # binary results: a bytea map arrives as raw bytes, not hex text (5x faster to fetch)
+        return self.conn.execute(self.sql(sql), [_no_nul(a) for a in args], binary=True)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> psycopg.Cursor:
         cursor = self.conn.cursor()

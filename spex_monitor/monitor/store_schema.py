@@ -129,14 +129,20 @@ class ExplanationRecord:
 
 @dataclass
 class StoredWindow:
-    """A window row with its writer: ``instance`` is the pod ('' for fleet windows and pre-fleet rows)."""
+    """A window row with its writer: ``instance`` is the pod ('' for fleet windows and pre-fleet rows).
+    The map stays encoded until read (``.map`` decodes it each time), so merging a thousand pods' windows
+    holds one decoded map at a time."""
 
     id: int
     version: str
     instance: str
     start_ts: float
     end_ts: float
-    map: InteractionMap
+    blob: bytes
+
+    @property
+    def map(self) -> InteractionMap:
+        return InteractionMap.from_bytes(self.blob)
 
 
 @dataclass
