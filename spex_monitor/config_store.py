@@ -144,8 +144,8 @@ class FleetConfig(Strict):
     )
     baseline_file: Path | None = Field(
         None,
-        description="InteractionMap bytes to pin as the fleet baseline of every aggregated model instead "
-        "of learning it from the first fleet windows",
+        description="InteractionMap bytes to pin as the fleet baseline of models[0] (its configured "
+        "version) instead of learning it from the first fleet windows",
     )
     backfill_windows: int = Field(
         12,

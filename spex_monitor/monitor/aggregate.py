@@ -109,13 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("fleet.window_s: required when windows.seconds is unset", file=sys.stderr)
         return 2
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in signals}
     try:
         run_aggregator(settings, stop)
     except (StoreUnavailableError, ConfigError) as exc:
         print(exc, file=sys.stderr)
         return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 

@@ -5,8 +5,9 @@ Fleet windows are aligned to the epoch: fleet window ``k`` covers ``[k·W, (k+1)
 window (any version, any instance) whose *end* falls in it, merged per version by addition
 (:meth:`InteractionMap.merge` — exact for the sums, so the fleet map is what one pod seeing all the traffic
 would have built). A fleet window is merged once it ended ``grace_s`` ago (pods write a window on their
-next tick). The fleet baseline is built like a pod's — the merge of the first ``baseline_windows`` fleet
-windows — or pinned (:meth:`FleetAggregator.pin_baseline`, ``fleet.baseline_file``). Each fleet window and
+next tick); a pod window stored after that is left out of the fleet view (its pod's own report has it).
+The fleet baseline is built like a pod's — the merge of the first ``baseline_windows`` fleet windows — or
+pinned (:meth:`FleetAggregator.pin_baseline`, ``fleet.baseline_file``). Each fleet window and
 its report are stored in one transaction under a unique key on (model, version, scope, range), and the
 next fleet window to merge is read back from the store, so a new aggregator continues exactly where a dead
 one stopped: no window lost, none reported twice.

@@ -116,3 +116,24 @@ def test_a_pinned_fleet_baseline_is_used_from_the_first_window(stores):
     aggregator.pin_baseline("v1", _map(40, seed=99), source="file")
     (result,) = aggregator.tick(now=2 * W + 6)
     assert result.alarm and result.report_id is not None
+
+
+def test_the_standalone_entry_point_refuses_what_it_cannot_run(tmp_path, capsys):
+    import socket
+
+    import yaml
+
+    from spex_monitor.monitor.aggregate import main
+
+    model = {"name": "m", "backend": {"kind": "local", "path": "/nonexistent"}}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"models": [model]}))
+    assert main(["--config", str(config)]) == 2
+    assert "store.url" in capsys.readouterr().err
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://spex@127.0.0.1:{port}/spex"
+    config.write_text(yaml.safe_dump({"models": [model], "store": {"url": url, "timeout_s": 2}}))
+    assert main(["--config", str(config)]) == 1
+    assert f"store.url: cannot open {url}" in capsys.readouterr().err
