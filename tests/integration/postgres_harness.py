@@ -109,6 +109,12 @@ class PostgresCluster:
             process.kill()
             process.wait(timeout_s)
 
+    def ensure_running(self) -> None:
+        """Start it again if a test left it stopped (so one failure does not fail the next tests)."""
+        if self.process is None or self.process.poll() is not None:
+            self.process = None
+            self.start()
+
     def restart(self) -> None:
         self.stop()
         self.start()
