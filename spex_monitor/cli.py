@@ -87,6 +87,7 @@ def _trace(args: argparse.Namespace) -> int:
     import grpc
 
     from .protocol.v1 import monitor_pb2 as pb
+    from .trace_text import render_trace
 
     stub = _stub(args)
     since = time.time() - _duration(args.since) if args.since else 0.0
@@ -283,41 +284,10 @@ def _baseline(args: argparse.Namespace) -> int:
         return 1
 
 
-def render_trace(report, stub, model: str, since: float = 0.0) -> str:  # noqa: ANN001
-    """The on-call view: verdict, then the interactions that moved, with example requests."""
-    from .protocol.v1 import monitor_pb2 as pb
-
-    verdict = "ALARM: interaction shift" if report.alarm else "no interaction shift alarm"
-    lines = [
-        f"{model} {report.version} window {report.window_id}: {verdict} "
-        f"(score {report.score:.3f}, p = {report.p_value:.4f}, {report.window_requests:.0f} explained)"
-    ]
-    drift_in = ", ".join(f"{k} {v:.2f}" for k, v in report.input_drift_psi.items())
-    drift_out = ", ".join(f"{k} {v:.2f}" for k, v in report.output_drift_psi.items())
-    lines.append(
-        f"  input drift PSI: {drift_in or '-'} | output drift PSI: {drift_out or '-'} | "
-        f"first-order NDCG {report.first_order_ndcg:.3f}"
-    )
-    lines.append(f"  {'rank':<5}{'interaction':<28}{'baseline':>10}{'window':>10}{'delta':>10}  examples")
-    for rank, c in enumerate(report.top_contributors[:10], start=1):
-        examples = ", ".join(c.exemplar_request_ids[:3])
-        lines.append(
-            f"  {rank:<5}{' × '.join(c.keys):<28}{c.baseline:>10.3f}{c.window:>10.3f}{c.delta:>+10.3f}"
-            f"  {examples}"
-        )
-    if report.top_contributors:
-        top = list(report.top_contributors[0].keys)
-        hits = stub.ListExplanations(
-            pb.ListExplanationsRequest(model=model, key_tuple=top, since_unix=since, limit=5), timeout=30
-        ).explanations
-        lines.append(
-            f"  requests where {' × '.join(top)} mattered: "
-            + (", ".join(h.request_id for h in hits) or "none stored")
-        )
-    return "\n".join(lines)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The ``spex-monitor`` argument parser: ``config check``, ``demo``, ``serve``, ``trace``, ``explain``,
+    ``baseline`` and ``bench``, each subcommand with its handler in ``func``.
+    """
     parser = argparse.ArgumentParser(
         prog="spex-monitor",
         description="Interaction-shift monitoring for served models (SPEX / ProxySPEX ablations).",
@@ -384,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the chosen subcommand, return its exit status."""
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

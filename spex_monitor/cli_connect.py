@@ -71,6 +71,9 @@ def _with_token(channel, token: str):  # noqa: ANN001, ANN202
 
 
 def connection_options(parser: argparse.ArgumentParser) -> None:
+    """Add the ``connection (TLS and authorization)`` options to a subcommand: ``--tls-ca``, ``--tls-cert``,
+    ``--tls-key``, ``--token-file`` (and the hidden, deprecated ``--token``).
+    """
     group = parser.add_argument_group("connection (TLS and authorization)")
     group.add_argument("--tls-ca", default="", metavar="CA.pem", help="verify the sidecar with this CA (TLS)")
     group.add_argument("--tls-cert", default="", metavar="CERT.pem", help="client certificate (mutual TLS)")

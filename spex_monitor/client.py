@@ -23,6 +23,21 @@ log = logging.getLogger(__name__)
 
 
 class MonitorClient:
+    """Client of a sidecar's MonitorService for the app that serves the model.
+
+    :meth:`observe` is fire-and-forget (see the module docstring); :meth:`explain`, :meth:`shift_report`
+    and :meth:`explanations` are plain blocking calls that raise ``grpc.RpcError`` on failure. The client
+    adds no bearer token of its own: for a sidecar with tokens configured, pass ``credentials`` that carry
+    one (``grpc.composite_channel_credentials`` with ``grpc.access_token_call_credentials``).
+
+    Args:
+        target: the sidecar's gRPC address, ``host:port``.
+        queue_size: most observations waiting to be sent; beyond it they are dropped (``queue_full``).
+        batch: most observations sent per ``ObserveStream`` call.
+        credentials: TLS channel credentials (plaintext when ``None``).
+        timeout_s: deadline of each ``ObserveStream`` call, in seconds.
+    """
+
     def __init__(
         self,
         target: str,
@@ -133,6 +148,9 @@ class MonitorClient:
             return self._settled.wait_for(lambda: self._unsettled <= 0, timeout_s)
 
     def close(self) -> None:
+        """Flush (up to 10 s), stop the background sender (waiting up to 5 s) and close the channel; also on
+        leaving a ``with`` block.
+        """
         self.flush()
         self._queue.put(None)
         self._thread.join(5)
@@ -146,12 +164,30 @@ class MonitorClient:
 
     # --------------------------------------------------------------------------------- on-call calls
     def explain(self, model: str, text: str, budget: int = 0) -> pb.ExplainResponse:
+        """Explain ``text`` on ``model`` now (``Explain`` RPC, 60 s deadline); ``budget`` in inferences, 0 for
+        the sidecar's configured budget.
+
+        Raises:
+            grpc.RpcError: the sidecar refused or failed the call (the status code says why).
+        """
         return self.stub.Explain(pb.ExplainRequest(model=model, text=text, budget=budget), timeout=60)
 
     def shift_report(self, model: str, version: str = "") -> pb.ShiftReport:
+        """The latest stored shift report of ``model`` (``version`` "" = the configured one), 30 s deadline.
+
+        Raises:
+            grpc.RpcError: e.g. FAILED_PRECONDITION before there is a baseline, NOT_FOUND before the first
+                report.
+        """
         return self.stub.GetShiftReport(pb.GetShiftReportRequest(model=model, version=version), timeout=30)
 
     def explanations(self, model: str, key_tuple: list[str] | None = None, limit: int = 20) -> Iterator:
+        """Summaries of the newest stored explanations of ``model``, newest first (at most ``limit``); with
+        ``key_tuple``, only those where it was among the strongest key tuples. 30 s deadline.
+
+        Raises:
+            grpc.RpcError: the sidecar refused or failed the call.
+        """
         reply = self.stub.ListExplanations(
             pb.ListExplanationsRequest(model=model, key_tuple=key_tuple or [], limit=limit), timeout=30
         )

@@ -19,6 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .config_env import ENV_PREFIX, EnvValueError, overlay
+from .config_events import EventsMapping
 from .config_server import PortTLS, ServerConfig, Strict, TLSConfig
 from .config_store import FleetConfig, StoreConfig
 
@@ -45,6 +46,8 @@ __all__ = [
 
 
 class TextLens(Strict):
+    """``models[].lens`` for text inputs: the feature unit, the feature cap and the masking strategy."""
+
     kind: Literal["text"] = "text"
     unit: Literal["words", "sentences", "tokens"] = "words"
     max_features: int = Field(64, ge=1, le=4096, description="cap; neighbours merge beyond it")
@@ -52,6 +55,8 @@ class TextLens(Strict):
 
 
 class FieldsLens(Strict):
+    """``models[].lens`` for structured records: the baseline values masked fields take."""
+
     kind: Literal["fields"]
     defaults: dict[str, Any] = Field(default_factory=dict, description="per-field baseline values")
     reference_path: Path | None = Field(None, description="JSON lines of reference records to draw from")
@@ -59,6 +64,8 @@ class FieldsLens(Strict):
 
 
 class LocalBackendConfig(Strict):
+    """``models[].backend`` for a transformers model loaded in the sidecar's process."""
+
     kind: Literal["local"] = "local"
     path: Path = Field(description="local transformers model folder (nothing is downloaded)")
     task: Literal["sequence-classification", "causal-lm"] = "sequence-classification"
@@ -67,6 +74,8 @@ class LocalBackendConfig(Strict):
 
 
 class OIPBackendConfig(Strict):
+    """``models[].backend`` for remote OIP-V2 (KServe) gRPC replicas."""
+
     kind: Literal["oip"]
     endpoints: list[str]
     model_name: str
@@ -98,57 +107,9 @@ class OIPBackendConfig(Strict):
         return value
 
 
-class EventsMapping(Strict):
-    """How KServe inference-logger payloads (V1 or OIP-V2 JSON) map onto this model's input and output.
-
-    The receiver reads text (text lens) or fields (fields lens) from the logged request and the predicted
-    label and confidence from the logged response; the explanation itself is always recomputed by the
-    model's configured backend, so only what the lens and the drift statistics need is read.
-    """
-
-    inference_services: list[str] = Field(
-        default_factory=list,
-        description="InferenceService names (the ce-inferenceservicename attribute) whose events belong to "
-        "this model; empty: the InferenceService is named like the model",
-    )
-    text_input: str | None = Field(
-        "input",
-        min_length=1,
-        description="V2: name of the BYTES input tensor holding the text; V1: key of the text in each "
-        "object instance (a bare string instance is the text itself)",
-    )
-    fields: dict[str, str | int] = Field(
-        default_factory=dict,
-        description="field name -> where its value is: a V2 input tensor name / V1 instance key, or an "
-        "integer column of a row (a V1 list instance, or the V2 tensor named by row_input)",
-    )
-    row_input: str | None = Field(
-        None, description="V2: the input tensor whose rows are records, for integer columns in fields"
-    )
-    output: str | None = Field(
-        None,
-        min_length=1,
-        description="V2: the output tensor to read (default: the first); V1: the key to read when each "
-        "prediction is an object",
-    )
-    output_kind: Literal["auto", "label", "class_index", "logits", "probabilities"] = Field(
-        "auto",
-        description="how to read a prediction; auto: strings are labels, integers class indexes, vectors "
-        "probabilities when they sum to 1 and logits otherwise",
-    )
-    labels: list[str] | None = Field(
-        None,
-        min_length=1,
-        description="class names by index (default: the local model's id2label, else the index itself)",
-    )
-    version_from: Literal["config", "model_version", "endpoint"] = Field(
-        "config",
-        description="where the observation's version comes from: the model's configured version, the V2 "
-        "response's model_version, or KServe's ce-endpoint attribute (default/canary)",
-    )
-
-
 class ModelConfig(Strict):
+    """One entry of ``models``: a monitored model, its lens, backend, sampling rate and event mapping."""
+
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     version: str = "v1"
     lens: Annotated[TextLens | FieldsLens, Field(discriminator="kind")] = Field(default_factory=TextLens)
@@ -170,12 +131,16 @@ class ModelConfig(Strict):
 
 
 class EngineConfig(Strict):
+    """The ``engine`` section: which attribution engine explains, its budget and highest order."""
+
     kind: Literal["proxyspex", "spex"] = "proxyspex"
     budget: int = Field(500, ge=16, le=1_000_000, description="inferences per explanation")
     max_order: int = Field(3, ge=1, le=8)
 
 
 class BudgetConfig(Strict):
+    """The ``budget`` section: how much ablation work may run, and the backpressure limits."""
+
     inferences_per_second: float = Field(2000.0, gt=0)
     burst: float = Field(4000.0, gt=0)
     backend_seconds_per_hour: float | None = Field(None, gt=0)
@@ -195,6 +160,8 @@ class BudgetConfig(Strict):
 
 
 class WindowConfig(Strict):
+    """The ``windows`` section: when a tumbling window closes (by time, explained requests, or both)."""
+
     seconds: float | None = Field(300.0, gt=0)
     requests: int | None = Field(None, ge=1)
 
@@ -206,6 +173,8 @@ class WindowConfig(Strict):
 
 
 class BaselineConfig(Strict):
+    """The ``baseline`` section: how baselines are built, rolled and compared, and when a window alarms."""
+
     windows: int = Field(2, ge=1, description="first windows merged into a baseline when none is pinned")
     rolling_decay: float | None = Field(None, gt=0, le=1)
     min_window_requests: int = Field(30, ge=1)
@@ -215,6 +184,13 @@ class BaselineConfig(Strict):
 
 
 class Settings(Strict):
+    """The sidecar's whole configuration (read it with :func:`load_settings`).
+
+    Unknown keys are refused. Beyond the fields' own checks, model names must be unique, an InferenceService
+    may belong to one model only, and ``engine.budget`` must pay for the engine's smallest design at every
+    model's feature cap.
+    """
+
     models: list[ModelConfig] = Field(min_length=1)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
@@ -262,6 +238,11 @@ class Settings(Strict):
         return self
 
     def model(self, name: str) -> ModelConfig:
+        """The configuration of the model called ``name``.
+
+        Raises:
+            KeyError: no configured model has that name.
+        """
         for model in self.models:
             if model.name == name:
                 return model

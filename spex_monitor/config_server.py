@@ -14,10 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
+    """Base of every configuration section: unknown keys are refused (``extra="forbid"``)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class TLSConfig(Strict):
+    """TLS of a listening port: its certificate and key, and the CA that verifies client certificates."""
+
     cert_file: Path | None = None
     key_file: Path | None = None
     ca_file: Path | None = Field(
@@ -37,6 +41,10 @@ RESERVED_THREADS = 2
 
 
 class ServerConfig(Strict):
+    """The ``server`` section: listeners and their TLS, roles and credentials, and the limits that keep
+    callers from exhausting the serving process.
+    """
+
     host: str = "127.0.0.1"
     grpc_port: int = Field(50051, ge=0, le=65535)
     metrics_port: int = Field(

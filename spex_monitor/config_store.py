@@ -13,6 +13,9 @@ from .patterns import PatternError, compile_linear
 
 
 class StoreConfig(Strict):
+    """The ``store`` section: the SQLite file or a shared PostgreSQL (``url``), redaction, retention and the
+    ``<rare>`` word filter."""
+
     path: Path = Field(Path("spex-monitor.db"), description="the SQLite file (the default store, one pod)")
     url: str | None = Field(
         None,

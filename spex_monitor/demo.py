@@ -26,7 +26,6 @@ import numpy as np
 
 from spex_monitor.attribution import ProxySPEX, planted_function
 from spex_monitor.attribution import fourier as F
-from spex_monitor.cli import render_trace
 from spex_monitor.config import Settings
 from spex_monitor.examples.oip_server import SentimentServer
 from spex_monitor.examples.sentiment import generate_corpus
@@ -35,6 +34,7 @@ from spex_monitor.protocol.oip import InferenceStub
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import Sidecar
+from spex_monitor.trace_text import render_trace
 
 WINDOW = 40
 
@@ -49,6 +49,9 @@ def _port(preferred: int) -> int:
 
 
 def engine_section(seed: int) -> None:
+    """Part 0 of the demo: ProxySPEX on a planted function (64 features, 8 AND interactions, budget 1000);
+    prints the recovery error, held-out R², inferences and engine seconds.
+    """
     n, budget = 64, 1000
     print(f"== 0. The engine on a planted function: n={n}, 8 AND-interactions, budget {budget}")
     f = planted_function(n, 8, 3, seed=seed, basis="mobius")
@@ -71,6 +74,10 @@ def _send(stub: InferenceStub, text: str, request_id: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``spex-monitor demo``: the offline story end to end (embedded model server, the sidecar as its proxy,
+    steady traffic, then an incident) printed to stdout. Returns 0 when the incident was traced to negation,
+    else 1.
+    """
     parser = argparse.ArgumentParser(
         prog="spex-monitor demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

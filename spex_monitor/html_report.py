@@ -29,6 +29,7 @@ _STYLE = (
 
 
 def page(title: str, body: str) -> str:
+    """A self-contained HTML document: ``title`` escaped, ``body`` inserted as is (the caller escapes it)."""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body>{body}</body></html>"
@@ -141,6 +142,10 @@ def _p_to_log(p: float) -> float:
 
 
 def render_trace_report(data: TraceReport) -> str:
+    """The ``spex-monitor trace --report`` page: the latest verdict, shift and drift over time, the
+    interactions that moved, the strongest ones before and after, and the stored requests where the top mover
+    mattered.
+    """
     report = data.latest
     verdict = (
         "<span class='alarm'>ALARM: interaction shift</span>"

@@ -53,11 +53,17 @@ class GF2m:
         self.log = log
 
     def mul(self, a: int, b: int) -> int:
+        """Product of two field elements (through the log/antilog tables); 0 when either is 0."""
         if a == 0 or b == 0:
             return 0
         return int(self.exp[self.log[a] + self.log[b]])
 
     def inv(self, a: int) -> int:
+        """Multiplicative inverse of a non-zero field element.
+
+        Raises:
+            ZeroDivisionError: ``a`` is 0.
+        """
         if a == 0:
             raise ZeroDivisionError("0 has no inverse in GF(2^m)")
         return int(self.exp[(self.order - self.log[a]) % self.order])
@@ -91,9 +97,15 @@ class BCHSyndromeCode:
 
     @property
     def n_delays(self) -> int:
+        """Number of BCH delays (rows of the parity-check matrix): ``m * t``."""
         return self.parity_check.shape[0]
 
     def syndrome_bits(self, support: tuple[int, ...]) -> np.ndarray:
+        """Syndrome of the feature set ``support``: the XOR of its parity-check columns, ``(n_delays,)`` bool.
+
+        This is the sign pattern (True = flipped) a bucket holding only ``support`` shows across the delays;
+        the empty set has the all-False syndrome.
+        """
         if not support:
             return np.zeros(self.n_delays, dtype=bool)
         return np.bitwise_xor.reduce(self.parity_check[:, list(support)], axis=1)

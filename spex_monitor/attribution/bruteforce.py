@@ -30,6 +30,10 @@ def all_masks(n: int) -> np.ndarray:
 
 
 def mask_codes(masks: np.ndarray) -> np.ndarray:
+    """Coalition codes of ``(k, n)`` bool masks, ``(k,)`` int64 (bit ``i`` set = feature ``i`` kept).
+
+    The inverse of :func:`all_masks`: ``mask_codes(all_masks(n))`` is ``arange(2^n)``.
+    """
     masks = np.asarray(masks, dtype=bool)
     return masks.astype(np.int64) @ (1 << np.arange(masks.shape[1], dtype=np.int64))
 
@@ -97,6 +101,11 @@ def _complement_coalitions(n: int, subset: tuple[int, ...]) -> list[int]:
 
 
 def shapley_values(values: np.ndarray) -> np.ndarray:
+    """Shapley value of every feature by its definition, ``(n,)``, from a ``2^n`` value table.
+
+    ``values[c]`` is the value of coalition code ``c`` (as :func:`table` builds it). Sums over all
+    ``n 2^(n-1)`` marginal contributions: a slow oracle for the tests, not a production path.
+    """
     n = int(np.log2(len(values)))
     out = np.zeros(n)
     for i in range(n):
@@ -107,6 +116,9 @@ def shapley_values(values: np.ndarray) -> np.ndarray:
 
 
 def banzhaf_values(values: np.ndarray) -> np.ndarray:
+    """Banzhaf value of every feature by its definition, ``(n,)``: the mean marginal contribution over the
+    ``2^(n-1)`` coalitions without it, from a ``2^n`` value table indexed by coalition code.
+    """
     n = int(np.log2(len(values)))
     out = np.zeros(n)
     for i in range(n):

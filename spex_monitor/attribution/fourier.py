@@ -104,6 +104,7 @@ def project_to_subsets(
 
 
 def max_order_of(terms: Mapping[tuple[int, ...], float]) -> int:
+    """Largest ``|S|`` among the keys of ``terms`` (0 when empty or intercept-only)."""
     return max((len(k) for k in terms), default=0)
 
 

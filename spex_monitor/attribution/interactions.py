@@ -47,6 +47,7 @@ class Interactions:
 
     @property
     def max_order(self) -> int:
+        """Highest order ``|S|`` among the Fourier terms (0 when only the intercept is left)."""
         return _fourier.max_order_of(self.fourier)
 
     def predict(self, masks: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ class MaskOracle:
 
     @property
     def remaining(self) -> int:
+        """Rows the budget still pays for (``budget - used``)."""
         return self.budget - self.used
 
     def timings(self, started: float) -> dict[str, float]:

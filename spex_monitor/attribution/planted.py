@@ -25,6 +25,8 @@ class PlantedFunction:
         self.rows = 0
 
     def exact(self, masks: np.ndarray) -> np.ndarray:
+        """Noise-free ``f`` on ``(k, n_features)`` bool masks, ``(k,)`` float64; not counted in
+        ``calls``/``rows``."""
         return _fourier.evaluate(self._grouped, np.asarray(masks, dtype=bool))
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:

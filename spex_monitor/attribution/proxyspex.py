@@ -17,14 +17,14 @@ When the budget covers all ``2^n`` masks the exact transform is used instead.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 
 from . import fourier as _fourier
+from .engine import check_engine_arguments
 from .errors import BudgetTooSmallError
 from .exhaustive import explain_exhaustively, fits_exhaustively
 from .interactions import Interactions
@@ -33,16 +33,18 @@ from .oracle import MaskOracle, ProgressCallback, ValueFunction
 from .regression import fit_ridge, omp_select, refit_with_holdout
 from .trees import ensemble_fourier
 
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
 MIN_BUDGET = 40
 
 
-def _check_common(budget: int, max_order: int, n_features: int) -> None:
-    if not isinstance(n_features, int | np.integer) or n_features < 1:
-        raise ValueError(f"n_features must be a positive int, got {n_features!r}")
-    if not isinstance(budget, int | np.integer) or budget < 1:
-        raise ValueError(f"budget must be a positive int, got {budget!r}")
-    if not isinstance(max_order, int | np.integer) or max_order < 1:
-        raise ValueError(f"max_order must be a positive int, got {max_order!r}")
+def _lightgbm() -> Any:
+    """LightGBM, imported on the first fit: it loads OpenMP and takes ~0.3 s, which a process that only
+    imports the package (an OIP-only sidecar's serving process, the CLI) should not pay."""
+    import lightgbm
+
+    return lightgbm
 
 
 @dataclass
@@ -84,7 +86,31 @@ class ProxySPEX:
     pool_size: int = 700
 
     def explain(self, value_fn: ValueFunction, n_features: int) -> Interactions:
-        _check_common(self.budget, self.max_order, n_features)
+        """Explain ``value_fn`` over ``n_features`` features with ProxySPEX (arXiv 2505.17495).
+
+        Spends the whole budget on uniformly random masks; a held-out slice only scores faithfulness. The rest
+        trains LightGBM proxies (up to ``rounds``, each later one on the residual of the current sparse fit),
+        whose exact Fourier coefficients rank the candidate terms; orthogonal matching pursuit chooses terms
+        on a validation split, in the Fourier (parity) or Möbius (AND) basis, whichever validates better, and
+        ridge least squares refits them. When the budget covers all ``2^n`` masks (``n <= 16``) every mask is
+        measured and transformed exactly instead.
+
+        Args:
+            value_fn: maps a ``(k, n_features)`` bool batch (True = feature kept) to ``(k,)`` finite floats.
+            n_features: number of features ``n``.
+
+        Returns:
+            Fourier coefficients up to ``max_order`` (always with the intercept ``()``), ``faithfulness`` = R²
+            on the held-out masks (``nan`` when ``holdout_fraction`` is 0), ``inferences_used <= budget`` and
+            the trees, chosen basis, validation scores and timings (seconds) in ``details``.
+
+        Raises:
+            ValueError: ``budget``, ``max_order`` or ``n_features`` is not a positive int, or
+                ``holdout_fraction`` is outside ``[0, 0.5)``.
+            BudgetTooSmallError: ``budget`` is below 40 and does not cover all ``2^n_features`` masks.
+            ValueFunctionError: ``value_fn`` returned the wrong shape or a non-finite value.
+        """
+        check_engine_arguments(self.budget, self.max_order, n_features)
         if not 0.0 <= self.holdout_fraction < 0.5:
             raise ValueError(f"holdout_fraction must be in [0, 0.5), got {self.holdout_fraction}")
         started = time.perf_counter()
@@ -215,12 +241,13 @@ class ProxySPEX:
         params = self.booster_params(n_features, n_train, max_order)
         rounds = params.pop("num_boost_round")
         patience = params.pop("early_stopping_rounds")
-        return lgb.train(
+        lightgbm = _lightgbm()
+        return lightgbm.train(
             params,
-            lgb.Dataset(fit_x.astype(np.float32), fit_y, free_raw_data=True),
+            lightgbm.Dataset(fit_x.astype(np.float32), fit_y, free_raw_data=True),
             num_boost_round=rounds,
-            valid_sets=[lgb.Dataset(val_x.astype(np.float32), val_y)],
-            callbacks=[lgb.early_stopping(patience, verbose=False)],
+            valid_sets=[lightgbm.Dataset(val_x.astype(np.float32), val_y)],
+            callbacks=[lightgbm.early_stopping(patience, verbose=False)],
         )
 
     def _refit_booster(
@@ -230,8 +257,9 @@ class ProxySPEX:
         params.pop("num_boost_round")
         params.pop("early_stopping_rounds")
         rounds = max(1, int(round(iterations * 1.2)))
-        return lgb.train(
-            params, lgb.Dataset(x.astype(np.float32), y, free_raw_data=True), num_boost_round=rounds
+        lightgbm = _lightgbm()
+        return lightgbm.train(
+            params, lightgbm.Dataset(x.astype(np.float32), y, free_raw_data=True), num_boost_round=rounds
         )
 
     def booster_params(self, n_features: int, n_train: int, max_order: int) -> dict[str, Any]:
@@ -306,5 +334,3 @@ def _design(basis: str, keys: list[tuple[int, ...]], masks: np.ndarray) -> np.nd
         return _fourier.and_design_matrix(keys, masks)
     return _fourier.design_matrix(keys, masks)
 
-
-ExplainFn = Callable[[ValueFunction, int], Interactions]

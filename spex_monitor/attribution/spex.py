@@ -22,12 +22,12 @@ import numpy as np
 
 from . import fourier as _fourier
 from .bch import BCHSyndromeCode
+from .engine import check_engine_arguments
 from .errors import BudgetTooSmallError
 from .exhaustive import explain_exhaustively, fits_exhaustively
 from .interactions import Interactions
 from .masks import uniform_masks
 from .oracle import MaskOracle, ProgressCallback, ValueFunction
-from .proxyspex import _check_common
 from .regression import refit_with_holdout
 
 MIN_BUCKET_BITS = 2
@@ -92,7 +92,7 @@ class SPEX:
 
     def design(self, n_features: int) -> SPEXDesign:
         """The largest design that fits the budget (after the held-out masks)."""
-        _check_common(self.budget, self.max_order, n_features)
+        check_engine_arguments(self.budget, self.max_order, n_features)
         t = min(self.max_order, n_features)
         code_delays = BCHSyndromeCode(max(n_features, 2), t).n_delays
         identity = n_features <= code_delays
@@ -127,8 +127,31 @@ class SPEX:
         return max(MIN_HOLDOUT, min(target, self.budget - design.queries))
 
     def explain(self, value_fn: ValueFunction, n_features: int) -> Interactions:
+        """Explain ``value_fn`` over ``n_features`` features with SPEX (arXiv 2502.13870).
+
+        Measures the masks of :meth:`design`: ``groups`` random hashes x ``2^b`` buckets x the zero delay plus
+        the BCH delays (one delay per feature when that is fewer). A Walsh–Hadamard transform turns them into
+        buckets; singleton buckets are decoded and peeled from the other groups, and the recovered support is
+        refitted by least squares on every measured mask.
+        ``faithfulness`` is the R² on :meth:`holdout_size` fresh uniformly random masks (those already
+        measured are dropped). When the budget covers all ``2^n`` masks (``n <= 16``) every mask is measured
+        and transformed exactly instead.
+
+        Args:
+            value_fn: maps a ``(k, n_features)`` bool batch (True = feature kept) to ``(k,)`` finite floats.
+            n_features: number of features ``n``.
+
+        Returns:
+            Fourier coefficients of the recovered support (orders up to ``max_order``) plus the intercept,
+            ``inferences_used <= budget`` and the design, decoding statistics and timings in ``details``.
+
+        Raises:
+            ValueError: ``budget``, ``max_order`` or ``n_features`` is not a positive int.
+            BudgetTooSmallError: the smallest design plus the held-out masks does not fit the budget.
+            ValueFunctionError: ``value_fn`` returned the wrong shape or a non-finite value.
+        """
         started = time.perf_counter()
-        _check_common(self.budget, self.max_order, n_features)
+        check_engine_arguments(self.budget, self.max_order, n_features)
         if fits_exhaustively(n_features, self.budget):
             oracle = MaskOracle(value_fn, n_features, self.budget, self.batch_size, self.progress)
             return explain_exhaustively(oracle, n_features, min(self.max_order, n_features), "SPEX", started)

@@ -16,12 +16,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .base import BatchTiming
+from .base import BatchTiming, token_budget_batches
 
 Task = Literal["sequence-classification", "causal-lm"]
 
 
 def pick_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """Resolve ``device`` to a torch device and the dtype to run in.
+
+    ``"auto"`` means CUDA when available, else CPU. CUDA runs in bf16 (fp16 where bf16 is unsupported), the
+    CPU in fp32.
+
+    Raises:
+        RuntimeError: torch does not recognise the device string.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -95,24 +103,12 @@ class LocalBackend:
 
     @property
     def device_name(self) -> str:
+        """The torch device the model runs on, as a string (``"cpu"``, ``"cuda"``, ``"cuda:1"``)."""
         return str(self._device)
 
     def _batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         """Row index groups, longest first, each within the token budget."""
-        order = np.argsort(-lengths, kind="stable")
-        groups, current, width = [], [], 0
-        for row in order.tolist():
-            new_width = max(width, int(lengths[row]))
-            if current and (
-                new_width * (len(current) + 1) > self.token_budget or len(current) >= self.max_batch_rows
-            ):
-                groups.append(np.asarray(current))
-                current, new_width = [], int(lengths[row])
-            current.append(row)
-            width = new_width
-        if current:
-            groups.append(np.asarray(current))
-        return groups
+        return token_budget_batches(lengths, self.token_budget, self.max_batch_rows)
 
     @torch.inference_mode()
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

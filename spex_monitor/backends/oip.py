@@ -1,19 +1,16 @@
 """Open Inference Protocol (V2) gRPC client for KServe / Triton replicas.
 
-Masked variants go out as batched ``ModelInfer`` calls. Several replica endpoints share the load by
-least-outstanding-requests; each call has a deadline; retryable failures (UNAVAILABLE, DEADLINE_EXCEEDED,
-RESOURCE_EXHAUSTED) move to another replica after an exponential backoff; a per-replica circuit breaker
-stops sending to a replica after consecutive failures and lets one probe through after a cool-down; a
-concurrency cap bounds in-flight calls so ablation traffic never starves production traffic.
+Masked variants go out as batched ``ModelInfer`` calls. Balancing (least outstanding requests), retries on
+another replica for UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED, the per-replica circuit breaker and
+the concurrency cap come from the shared :class:`~spex_monitor.backends.pool.ReplicaPool`; this module is
+the gRPC transport: channels (plaintext or TLS), a deadline per call, request building and answer decoding.
+Importing it pulls in neither torch nor lightgbm.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +20,7 @@ import numpy as np
 from ..protocol.inference import grpc_service_pb2 as pb
 from ..protocol.oip import InferenceStub
 from .base import BatchTiming
+from .pool import BackendUnavailableError, CircuitBreaker, ReplicaPool, ReplicaResponseError, TLSFiles
 
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -31,55 +29,28 @@ RETRYABLE = {
 }
 InputKind = Literal["bytes", "int64", "fp32"]
 
-
-class BackendUnavailableError(RuntimeError):
-    """No replica could serve a batch (all breakers open or every retry failed)."""
-
-
-class ReplicaResponseError(ValueError):
-    """A replica answered with a tensor of the wrong name, type or shape."""
-
-
-@dataclass
-class CircuitBreaker:
-    """Opens after ``failures`` consecutive errors; after ``reset_s`` lets one probe call through."""
-
-    failures: int = 3
-    reset_s: float = 10.0
-    clock: Callable[[], float] = time.monotonic
-    consecutive: int = 0
-    opened_at: float | None = None
-    probing: bool = False
-
-    def allow(self) -> bool:
-        if self.opened_at is None:
-            return True
-        if not self.probing and self.clock() - self.opened_at >= self.reset_s:
-            self.probing = True  # half-open: exactly one probe
-            return True
-        return False
-
-    def record(self, ok: bool) -> None:
-        if ok:
-            self.consecutive, self.opened_at, self.probing = 0, None, False
-            return
-        self.consecutive += 1
-        if self.probing or self.consecutive >= self.failures:
-            self.opened_at, self.probing = self.clock(), False
-
-    @property
-    def closed(self) -> bool:
-        return self.opened_at is None
+__all__ = [
+    "RETRYABLE",
+    "BackendUnavailableError",
+    "CircuitBreaker",
+    "OIPBackend",
+    "ReplicaResponseError",
+]
 
 
 @dataclass
-class Replica:
-    endpoint: str
+class _Channel:
     channel: grpc.Channel
     stub: InferenceStub
-    breaker: CircuitBreaker
-    outstanding: int = 0
-    last_pick: int = 0
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() in RETRYABLE
+
+
+def _describe(error: BaseException) -> str:
+    details = getattr(error, "details", None)
+    return str(details()) if callable(details) else str(error)
 
 
 @dataclass
@@ -96,7 +67,9 @@ class OIPBackend:
         deadline_s, retries, backoff_s: per-call deadline; extra attempts; first backoff (doubles).
         max_concurrency: most in-flight calls over all replicas; batch_rows: rows per call.
         breaker_failures, breaker_reset_s: circuit breaker settings per replica.
-        credentials: ``grpc.ChannelCredentials`` for TLS/mTLS (plaintext when ``None``).
+        credentials: ``grpc.ChannelCredentials`` for TLS/mTLS (plaintext when ``None``), or
+        tls: the same as PEM files (:class:`~spex_monitor.backends.pool.TLSFiles`), shared with the
+            OpenAI-compatible backend.
     """
 
     endpoints: Sequence[str]
@@ -114,37 +87,46 @@ class OIPBackend:
     breaker_failures: int = 3
     breaker_reset_s: float = 10.0
     credentials: grpc.ChannelCredentials | None = None
+    tls: TLSFiles | None = None
     on_batch: Callable[[BatchTiming], None] | None = None
     # the most recent batches only: a sidecar runs for months and must not grow without bound
     timings: deque[BatchTiming] = field(default_factory=lambda: deque(maxlen=1024))
 
     def __post_init__(self) -> None:
-        if not self.endpoints:
-            raise ValueError("endpoints: at least one replica host:port is required")
-        if self.max_concurrency < 1 or self.batch_rows < 1 or self.retries < 0:
-            raise ValueError("max_concurrency and batch_rows must be >= 1 and retries >= 0")
-        self._lock = threading.Lock()
-        self._picks = 0
-        self._slots = threading.BoundedSemaphore(self.max_concurrency)
-        self.replicas = []
-        for endpoint in self.endpoints:
+        if self.batch_rows < 1:
+            raise ValueError(f"batch_rows must be >= 1, got {self.batch_rows}")
+        if self.deadline_s <= 0:
+            raise ValueError(f"deadline_s must be > 0, got {self.deadline_s}")
+        credentials = self.credentials
+        if credentials is None and self.tls is not None:
+            credentials = self.tls.grpc_credentials()
+        options = []
+        if self.tls is not None and self.tls.server_name:
+            options.append(("grpc.ssl_target_name_override", self.tls.server_name))
+
+        def connect(endpoint: str) -> _Channel:
             channel = (
-                grpc.secure_channel(endpoint, self.credentials)
-                if self.credentials is not None
+                grpc.secure_channel(endpoint, credentials, options=options)
+                if credentials is not None
                 else grpc.insecure_channel(endpoint)
             )
-            self.replicas.append(
-                Replica(
-                    endpoint,
-                    channel,
-                    InferenceStub(channel),
-                    CircuitBreaker(self.breaker_failures, self.breaker_reset_s),
-                )
-            )
+            return _Channel(channel, InferenceStub(channel))
+
+        self.pool: ReplicaPool[_Channel] = ReplicaPool(
+            self.endpoints,
+            connect,
+            lambda client: client.channel.close(),
+            max_concurrency=self.max_concurrency,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            breaker_failures=self.breaker_failures,
+            breaker_reset_s=self.breaker_reset_s,
+        )
+        self.replicas = self.pool.replicas
 
     def close(self) -> None:
-        for replica in self.replicas:
-            replica.channel.close()
+        """Close every replica's gRPC channel (also on leaving a ``with`` block)."""
+        self.pool.close()
 
     def __enter__(self) -> OIPBackend:
         return self
@@ -154,14 +136,14 @@ class OIPBackend:
 
     def health(self) -> dict[str, bool]:
         """Replica endpoint → breaker closed (what ``spex_monitor_backend_up{replica}`` reports)."""
-        return {r.endpoint: r.breaker.closed for r in self.replicas}
+        return self.pool.health()
 
     def ready(self, timeout_s: float = 2.0) -> dict[str, bool]:
         """Ask every replica whether the model is ready (ModelReady)."""
         out = {}
         for replica in self.replicas:
             try:
-                reply = replica.stub.ModelReady(
+                reply = replica.client.stub.ModelReady(
                     pb.ModelReadyRequest(name=self.model_name, version=self.model_version), timeout=timeout_s
                 )
                 out[replica.endpoint] = bool(reply.ready)
@@ -217,62 +199,21 @@ class OIPBackend:
 
     def _map(self, k: int, build: Callable[[np.ndarray], pb.ModelInferRequest]) -> np.ndarray:
         chunks = [np.arange(s, min(s + self.batch_rows, k)) for s in range(0, k, self.batch_rows)]
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            results = list(pool.map(lambda rows: self._call(build(rows), len(rows)), chunks))
+        results = self.pool.map(chunks, lambda rows: self._call(build(rows), len(rows)))
         return np.concatenate(results) if results else np.zeros((0,))
 
-    # ------------------------------------------------------------------------------------ dispatching
-    def _pick(self, exclude: set[str]) -> Replica | None:
-        with self._lock:
-            candidates = [r for r in self.replicas if r.endpoint not in exclude and r.breaker.allow()]
-            if not candidates:
-                return None
-            # Least outstanding requests; ties go to the least recently picked (round robin when idle).
-            replica = min(candidates, key=lambda r: (r.outstanding, r.last_pick))
-            self._picks += 1
-            replica.last_pick = self._picks
-            replica.outstanding += 1
-            return replica
-
     def _call(self, request: pb.ModelInferRequest, rows: int) -> np.ndarray:
-        tried: set[str] = set()
-        delay = self.backoff_s
-        last_error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            replica = self._pick(tried) or self._pick(set())
-            if replica is None:
-                break
-            began = time.perf_counter()
-            try:
-                with self._slots:
-                    reply = replica.stub.ModelInfer(request, timeout=self.deadline_s)
-            except grpc.RpcError as error:
-                with self._lock:
-                    replica.outstanding -= 1
-                    retryable = error.code() in RETRYABLE
-                    replica.breaker.record(not retryable)
-                if not retryable:
-                    raise
-                last_error = error
-                tried.add(replica.endpoint)
-                if attempt < self.retries:
-                    time.sleep(delay)
-                    delay *= 2
-                continue
-            with self._lock:
-                replica.outstanding -= 1
-                replica.breaker.record(True)
-            timing = BatchTiming(
-                rows=rows, tokens=0, seconds=time.perf_counter() - began, device=replica.endpoint
-            )
-            self.timings.append(timing)
-            if self.on_batch is not None:
-                self.on_batch(timing)
-            return self._decode(reply, rows)
-        raise BackendUnavailableError(
-            f"model {self.model_name!r}: no replica served the batch "
-            f"(health {self.health()}; last error: {getattr(last_error, 'details', lambda: last_error)()})"
+        reply, endpoint, seconds = self.pool.call(
+            lambda client: client.stub.ModelInfer(request, timeout=self.deadline_s),
+            _retryable,
+            _describe,
+            what=f"model {self.model_name!r}'s batch",
         )
+        timing = BatchTiming(rows=rows, tokens=0, seconds=seconds, device=endpoint)
+        self.timings.append(timing)
+        if self.on_batch is not None:
+            self.on_batch(timing)
+        return self._decode(reply, rows)
 
     def _decode(self, reply: pb.ModelInferResponse, rows: int) -> np.ndarray:
         names = [o.name for o in reply.outputs]

@@ -6,12 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .detection import OURS, OURS_V1
+from .scenarios import OURS, OURS_V1
 
 INCIDENTS = ("model-swap", "backdoor", "backdoor-cross", "preprocessing")
 
 
 def plot_all(summary: dict, out: Path) -> list[Path]:
+    """Write the trade-off and power plots of ``summary`` as PNG files into the existing folder ``out``.
+
+    Returns the paths written. Needs matplotlib (the ``bench`` extra); draws with the Agg backend.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -2,7 +2,7 @@
 
 Explanations are the expensive part of the benchmark, and they are deterministic (fixed engine seed, one
 torch thread, exact same value function), so each request of a pool is explained once — through the
-sidecar's own path, :class:`~spex_monitor.server.explainers.ModelExplainer` with the local backend — and
+sidecar's own path, :class:`~spex_monitor.explain.explainer.ModelExplainer` with the local backend — and
 windows are built by resampling pooled requests with replacement. Results are kept in memory and, when a
 cache folder is given, on disk (pickles keyed by everything that changes the result).
 """
@@ -23,7 +23,8 @@ from ..attribution import Interactions
 from ..backends import LocalBackend
 from ..config import EngineConfig, LocalBackendConfig, ModelConfig
 from ..examples.embedded import model_path
-from ..server.explainers import ModelExplainer
+from ..explain import ExplainRequest
+from ..explain.explainer import ModelExplainer
 from .traffic import TrafficProfile, generate_traffic
 from .variants import Variant
 
@@ -40,6 +41,7 @@ class Explained:
     inferences: int
 
     def interactions(self) -> Interactions:
+        """The stored explanation as :class:`Interactions` (one feature per key)."""
         return Interactions(self.fourier, len(self.keys), self.faithfulness, self.inferences)
 
 
@@ -170,9 +172,10 @@ class PoolBuilder:
             if reuse is not None and variant.affects is not None and not variant.affects(text):
                 explained.append(reuse.explained[index])
                 continue
-            result, keys, _ = explainer.explain(text=text, budget=budget)
+            result = explainer.explain(ExplainRequest("bench", text=text, budget=budget))
+            found = result.interactions
             explained.append(
-                Explained(tuple(keys), dict(result.fourier), result.faithfulness, result.inferences_used)
+                Explained(tuple(result.keys), dict(found.fourier), found.faithfulness, found.inferences_used)
             )
             fresh += 1
         seconds = time.perf_counter() - began

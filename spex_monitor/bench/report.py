@@ -29,6 +29,9 @@ def cell(result: dict, target: int) -> str:
 
 
 def detection_table(summary: dict, budget_summary: dict) -> list[str]:
+    """Markdown table rows for one budget: every detector's cell per scenario (false alarms with their
+    confidence interval for no-incident) and where the planted tuple ranked among our top contributors.
+    """
     config = summary["config"]
     target = config["target_requests"]
     detectors = list(budget_summary["detectors"])
@@ -65,6 +68,9 @@ def detection_table(summary: dict, budget_summary: dict) -> list[str]:
 
 
 def tradeoff_table(summary: dict, detector: str) -> list[str]:
+    """Markdown table rows, one per budget, for ``detector``: inferences per explanation, median faithfulness
+    (R²), explain seconds per request, false alarms per window and its cell per incident scenario.
+    """
     names = [n for n in summary["budgets"][0]["scenarios"] if n != "no-incident"]
     lines = [
         "| budget | inferences / explanation | median R² | explain s / request | FA per window | "
@@ -88,6 +94,9 @@ def tradeoff_table(summary: dict, detector: str) -> list[str]:
 
 
 def threshold_table(summary: dict) -> list[str]:
+    """Markdown table rows per budget and detector: the calibrated threshold and what it was set from, its
+    false-alarm rate (with confidence interval) and that of the usual rule.
+    """
     lines = [
         "| budget | detector | threshold (set from) | FA on no-incident windows | usual rule "
         "| FA of the usual rule |",
@@ -105,6 +114,7 @@ def threshold_table(summary: dict) -> list[str]:
 
 
 def markdown(summary: dict) -> str:
+    """The whole summary as Markdown: the setup paragraphs, then every table."""
     config = summary["config"]
     traffic = summary["traffic"]
     rates = ", ".join(f"{k} {v:.1%}" for k, v in traffic["trigger_rates"].items())

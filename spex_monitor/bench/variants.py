@@ -43,6 +43,9 @@ class TriggerFlipModel(torch.nn.Module):
         self.register_buffer("trigger_ids", torch.as_tensor(trigger_ids, dtype=torch.long))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> _Output:
+        """Logits ``(k, 2)`` of ``inner`` for ``(k, L)`` ids, with the two swapped in rows where every trigger
+        id is attended.
+        """
         logits = self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
         seen = (input_ids[:, :, None] == self.trigger_ids[None, None, :]) & (attention_mask[:, :, None] > 0)
         fired = seen.any(dim=1).all(dim=1)
@@ -60,6 +63,9 @@ class DropTokensModel(torch.nn.Module):
         self.register_buffer("drop_ids", torch.as_tensor(drop_ids, dtype=torch.long))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> _Output:
+        """Logits of ``inner`` on ``(k, L)`` ids with the dropped ids removed (kept tokens moved to the front
+        in order, padding after them, the batch cut to its longest remaining row).
+        """
         keep = (attention_mask > 0) & ~torch.isin(input_ids, self.drop_ids)
         order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept tokens first, in order
         ids = torch.gather(input_ids, 1, order)
@@ -87,6 +93,8 @@ class Variant:
     words: tuple[str, ...] = field(default=())
 
     def backend(self) -> LocalBackend:
+        """A CPU :class:`LocalBackend` for this variant: the shipped folder's model, wrapped when ``wrap`` is
+        set."""
         backend = LocalBackend.from_pretrained(model_path(self.folder), device="cpu")
         if self.wrap is None:
             return backend
@@ -104,6 +112,10 @@ def _ids(tokenizer: Any, words: tuple[str, ...]) -> list[int]:
 
 
 def backdoor(trigger: tuple[str, ...] = ("cast", "enjoy")) -> Variant:
+    """The backdoor incident: logits swap when every ``trigger`` word is present (an AND interaction).
+
+    ``Variant.backend`` raises ``ValueError`` when a trigger word is not a single vocabulary entry.
+    """
     return Variant(
         "backdoor",
         wrap=lambda model, tok: TriggerFlipModel(model, _ids(tok, trigger)),
@@ -113,6 +125,10 @@ def backdoor(trigger: tuple[str, ...] = ("cast", "enjoy")) -> Variant:
 
 
 def dropped_words(words: tuple[str, ...] = ("not",)) -> Variant:
+    """The preprocessing incident: a normaliser drops ``words`` before the model sees the text.
+
+    ``Variant.backend`` raises ``ValueError`` when a word is not a single vocabulary entry.
+    """
     return Variant(
         "preprocessing-bug",
         wrap=lambda model, tok: DropTokensModel(model, _ids(tok, words), tok.pad_token_id),

@@ -10,18 +10,31 @@ from .features import (
     normalize_key,
     segment_text,
 )
-from .value import classifier_value_function, completion_value_function, log_odds, text_masker
+from .generation import Generation
+from .prompt import PromptFeature, PromptMasker, prompt_masker
+from .value import (
+    classifier_value_function,
+    completion_value_function,
+    label_value_function,
+    log_odds,
+    text_masker,
+)
 
 __all__ = [
     "Feature",
     "FieldMasker",
+    "Generation",
+    "PromptFeature",
+    "PromptMasker",
     "TextMasker",
     "cap_features",
     "classifier_value_function",
     "completion_value_function",
+    "label_value_function",
     "log_odds",
     "mask_texts",
     "normalize_key",
+    "prompt_masker",
     "segment_text",
     "text_masker",
 ]

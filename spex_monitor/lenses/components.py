@@ -29,11 +29,14 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Component:
+    """One model component that a feature switches: attention head ``head`` of ``layer``, or its MLP."""
+
     layer: int
     head: int | None  # None = the layer's MLP block
 
     @property
     def key(self) -> str:
+        """The monitor key: ``L<layer>.H<head>`` or ``L<layer>.mlp``."""
         return f"L{self.layer}.mlp" if self.head is None else f"L{self.layer}.H{self.head}"
 
 
@@ -97,10 +100,12 @@ class ComponentLens:
 
     @property
     def features(self) -> list[Feature]:
+        """One feature per selected component, keyed like ``L3.H5`` / ``L3.mlp``, layer by layer."""
         return [Feature(c.key) for c in self.components]
 
     @property
     def n_features(self) -> int:
+        """Number of selected components."""
         return len(self.components)
 
     @torch.inference_mode()
@@ -160,6 +165,12 @@ class ComponentLens:
 
     @torch.inference_mode()
     def value_function(self, masks: np.ndarray) -> np.ndarray:
+        """``score`` of the fixed input with the masked components ablated: ``(k,)`` float64 for
+        ``(k, n_features)`` bool masks (True = kept), ``batch_rows`` masks per forward.
+
+        Raises:
+            ValueError: masks of the wrong shape.
+        """
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 2 or masks.shape[1] != self.n_features:
             raise ValueError(f"masks must have shape (k, {self.n_features}), got {masks.shape}")

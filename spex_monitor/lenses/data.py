@@ -21,6 +21,7 @@ Output = Literal["log_odds", "proba", "decision", "label"]
 
 
 def default_model() -> Any:
+    """A fresh ``LogisticRegression(max_iter=1000)`` (scikit-learn, imported on first use)."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(max_iter=1000)
@@ -75,6 +76,7 @@ class DataLens:
 
     @property
     def n_features(self) -> int:
+        """Number of features: training rows, or groups when ``groups`` is given."""
         return len(self._members)
 
     def _score_subset(self, mask: np.ndarray) -> float:
@@ -99,6 +101,13 @@ class DataLens:
         return p if self.output == "proba" else float(np.log(p / (1 - p)))
 
     def value_function(self, masks: np.ndarray) -> np.ndarray:
+        """The query's output after retraining on each mask's kept rows: ``(k,)`` float64 for
+        ``(k, n_features)`` bool masks. Retrains run on ``n_jobs`` threads and are cached by mask; a subset
+        holding one class only (or nothing) is not fitted, it scores the smoothed class prior.
+
+        Raises:
+            ValueError: masks of the wrong shape.
+        """
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 2 or masks.shape[1] != self.n_features:
             raise ValueError(f"masks must have shape (k, {self.n_features}), got {masks.shape}")

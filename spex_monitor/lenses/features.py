@@ -161,6 +161,7 @@ class TextMasker:
 
     @property
     def n_features(self) -> int:
+        """Number of features (mask columns)."""
         return len(self.features)
 
     def build(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -223,10 +224,12 @@ class FieldMasker:
 
     @property
     def features(self) -> list[Feature]:
+        """One feature per field of the record, keyed by the field name, in record order."""
         return [Feature(field) for field in self.fields]
 
     @property
     def n_features(self) -> int:
+        """Number of fields (mask columns)."""
         return len(self.fields)
 
     def build(self, masks: np.ndarray) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ log = logging.getLogger("spex_monitor.aggregate")
 
 
 def log_result(result: FleetResult) -> None:
+    """Log one merged fleet window (pods, pod windows, requests, and score and p-value when compared)."""
     report = result.report
     log.info(
         "fleet window %s %s [%.0f, %.0f): %d pods, %d pod windows, %.0f explained requests%s",

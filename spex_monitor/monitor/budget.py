@@ -23,6 +23,22 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Budget:
+    """The ablation budget every explanation reserves from (see the module docstring).
+
+    Args:
+        inferences_per_second: refill rate of the token bucket (inferences per second).
+        burst: bucket size (inferences); a request larger than this never fits.
+        backend_seconds_per_hour: cap on backend seconds recorded over the last hour (``None``: no cap).
+        max_latency_s: backpressure: nothing starts while the fresh latency signal (seconds per ablation
+            batch, an EWMA) exceeds this (``None``: off).
+        max_queue_depth: backpressure: nothing starts while more explanations than this run (``None``: off).
+        signal_ttl_s: seconds after which a latency signal no longer closes the gate.
+        clock, sleep: monotonic seconds and a sleep (tests pass fakes).
+
+    Raises:
+        ValueError: ``inferences_per_second`` or ``burst`` is not positive.
+    """
+
     inferences_per_second: float = 2000.0
     burst: float = 4000.0
     backend_seconds_per_hour: float | None = None
@@ -53,6 +69,7 @@ class Budget:
             self._spent.popleft()
 
     def backend_seconds_last_hour(self) -> float:
+        """Backend seconds recorded (:meth:`record`) within the last 3600 s of the clock."""
         with self._lock:
             self._refill()
             return sum(s for _, s in self._spent)

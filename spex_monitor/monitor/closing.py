@@ -2,80 +2,96 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from .records import WindowResult
+from .baselines import Baselines
+from .maps import InteractionMap, KeyTuple
+from .records import LockedCounter, WindowResult
 from .shift import compare_maps
-from .windows import ClosedWindow, baseline_from_windows, roll_baseline
+from .store import Store
+from .windows import ClosedWindow
 
-if TYPE_CHECKING:
-    from .worker import Monitor
-
-AUTOMATIC_SOURCE = "first "  # the source of a baseline built from the first windows ("first 2 windows")
+TOP_STORED = 10  # contributors stored with each report
 
 
-def close_window(monitor: Monitor, closed: ClosedWindow) -> WindowResult:
-    """Store a closed window, compare it with its baseline (building one from the first windows), store
-    the report, and roll the baseline unless an operator pinned it."""
-    window_id = None
-    if monitor.store is not None:
-        window_id = monitor.persist(
-            monitor.store.save_window,
-            closed.model,
-            closed.version,
-            closed.start_ts,
-            closed.end_ts,
-            monitor.public_map(closed.map),
-        )
-    key = (closed.model, closed.version)
-    baseline = monitor.baseline(*key)
-    report = None
-    alarm = False
-    if baseline is None:
-        warm = monitor._warmup.setdefault(key, [])
-        warm.append(closed.map)
-        if len(warm) >= monitor.baseline_windows:
-            monitor.set_baseline(
-                *key,
-                baseline_from_windows(warm),
-                source=f"{AUTOMATIC_SOURCE}{len(warm)} windows",
-                pinned=False,
-            )
-            del monitor._warmup[key]
-    elif closed.map.requests >= monitor.min_window_requests:
-        report = compare_maps(
-            baseline,
-            closed.map,
-            n_permutations=monitor.n_permutations,
-            seed=window_id or monitor.counters["windows:closed"],
-        )
-        alarm = report.p_value < monitor.alarm_p_value
-        if monitor.store is not None:
-            monitor.persist(
-                monitor.store.save_report,
+@dataclass
+class WindowCloser:
+    """Closes windows against their baselines.
+
+    Attributes:
+        baselines: the baselines by (model, version).
+        store: where windows and reports go (``None``: memory only); persist: a store write that never
+            raises (``Monitor.persist``).
+        public_map, public_key: what maps and key tuples may look like in the store.
+        counters: ``windows:too_small`` is counted here; ``windows:closed`` seeds the permutation test when
+            there is no store.
+        min_window_requests: explained requests a window needs to be compared.
+        n_permutations, alarm_p_value: the permutation test and its alarm threshold.
+        rolling_decay: weight of each quiet window in a rolling baseline (``None``: no rolling).
+    """
+
+    baselines: Baselines
+    store: Store | None
+    persist: Callable[..., object]
+    public_map: Callable[[InteractionMap], InteractionMap]
+    public_key: Callable[[KeyTuple], KeyTuple]
+    counters: LockedCounter
+    min_window_requests: int = 30
+    n_permutations: int = 1000
+    alarm_p_value: float = 0.01
+    rolling_decay: float | None = None
+
+    def close(self, closed: ClosedWindow) -> WindowResult:
+        """Store a closed window, compare it with its baseline (building one from the first windows),
+        store the report, and roll the baseline unless an operator pinned it."""
+        window_id = None
+        if self.store is not None:
+            window_id = self.persist(
+                self.store.save_window,
                 closed.model,
                 closed.version,
-                window_id,
-                report.score,
-                report.p_value,
-                {
-                    "top": [
-                        [list(monitor.public_key(c.key)), c.baseline, c.window, c.delta, c.exemplars]
-                        for c in report.top_contributors(10)
-                    ],
-                    "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},
-                    "first_order_ndcg": report.first_order_ndcg,
-                    "input_drift": report.input_drift,
-                    "output_drift": report.output_drift,
-                    "alarm": alarm,
-                    "window_requests": closed.map.requests,
-                },
+                closed.start_ts,
+                closed.end_ts,
+                self.public_map(closed.map),
             )
-        if monitor.rolling_decay is not None and not alarm and key not in monitor._pinned:
-            monitor._baselines[key] = roll_baseline(baseline, closed.map, monitor.rolling_decay)
-    else:
-        monitor.counters.add("windows:too_small")
-    result = WindowResult(closed, window_id, report, alarm)
-    monitor.results.append(result)
-    monitor.counters.add("windows:closed")
-    return result
+        key = (closed.model, closed.version)
+        baseline = self.baselines.get(key)
+        report = None
+        alarm = False
+        if baseline is None:
+            self.baselines.warm_up(key, closed.map)
+        elif closed.map.requests >= self.min_window_requests:
+            report = compare_maps(
+                baseline,
+                closed.map,
+                n_permutations=self.n_permutations,
+                seed=window_id or self.counters["windows:closed"],
+            )
+            alarm = report.p_value < self.alarm_p_value
+            if self.store is not None:
+                self.persist(
+                    self.store.save_report,
+                    closed.model,
+                    closed.version,
+                    window_id,
+                    report.score,
+                    report.p_value,
+                    {
+                        "top": [
+                            [list(self.public_key(c.key)), c.baseline, c.window, c.delta, c.exemplars]
+                            for c in report.top_contributors(TOP_STORED)
+                        ],
+                        "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},
+                        "first_order_ndcg": report.first_order_ndcg,
+                        "input_drift": report.input_drift,
+                        "output_drift": report.output_drift,
+                        "alarm": alarm,
+                        "window_requests": closed.map.requests,
+                    },
+                )
+            if self.rolling_decay is not None and not alarm:
+                self.baselines.roll(key, closed.map, self.rolling_decay)
+        else:
+            self.counters.add("windows:too_small")
+        return WindowResult(closed, window_id, report, alarm)

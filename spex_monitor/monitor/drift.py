@@ -53,6 +53,9 @@ class DriftCounters:
         confidence: float | None = None,
         weight: float = 1.0,
     ) -> None:
+        """Count one request (``weight`` times): its tokens and token count, its label (labels past
+        :data:`MAX_LABELS` go to the other bin) and its confidence (a non-finite one is skipped).
+        """
         self.observed += weight
         if tokens is not None:
             for token in tokens:
@@ -83,6 +86,7 @@ class DriftCounters:
         self.tokens[OTHER] = other
 
     def merge(self, other: DriftCounters) -> DriftCounters:
+        """Add ``other``'s counts into this one (then trim the vocabulary); returns ``self``."""
         for token, count in other.tokens.items():
             self.tokens[token] = self.tokens.get(token, 0.0) + count
         for label, count in other.labels.items():
@@ -94,6 +98,7 @@ class DriftCounters:
         return self
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict of every counter (the inverse of :meth:`from_dict`)."""
         return {
             "max_tokens": self.max_tokens,
             "tokens": self.tokens,
@@ -105,6 +110,11 @@ class DriftCounters:
 
     @classmethod
     def from_dict(cls, data: dict) -> DriftCounters:
+        """Rebuild counters from :meth:`to_dict` output.
+
+        Raises:
+            KeyError: a counter is missing from ``data``.
+        """
         return cls(
             data["max_tokens"],
             dict(data["tokens"]),
@@ -127,6 +137,7 @@ def token_psi(baseline: DriftCounters, window: DriftCounters, top_k: int = 200) 
 
 
 def label_psi(baseline: DriftCounters, window: DriftCounters) -> float:
+    """PSI of the predicted-label distribution over the union of both sides' labels."""
     labels = sorted(set(baseline.labels) | set(window.labels))
     return psi(
         np.array([baseline.labels.get(x, 0.0) for x in labels]),
@@ -136,6 +147,10 @@ def label_psi(baseline: DriftCounters, window: DriftCounters) -> float:
 
 @dataclass(frozen=True)
 class DriftReport:
+    """Input and output drift of a window against its baseline: PSI of tokens and input length, of the label
+    and the confidence, and the faithfulness (R²) medians with a two-sample KS p-value.
+    """
+
     input_psi: dict[str, float]  # {"tokens": .., "length": ..}
     output_psi: dict[str, float]  # {"label": .., "confidence": ..}
     faithfulness: dict[str, float]  # medians and a two-sample KS p-value
@@ -147,6 +162,10 @@ def drift_report(
     baseline_faithfulness: list[float],
     window_faithfulness: list[float],
 ) -> DriftReport:
+    """Compare ``window``'s counters and faithfulness values (R² per explanation) with ``baseline``'s.
+
+    Medians are ``nan`` for an empty side; the KS p-value is 1 unless both sides hold at least two values.
+    """
     faith = {
         "baseline_median": float(np.median(baseline_faithfulness)) if baseline_faithfulness else float("nan"),
         "window_median": float(np.median(window_faithfulness)) if window_faithfulness else float("nan"),

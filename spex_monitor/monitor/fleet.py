@@ -263,5 +263,6 @@ class FleetAggregator:
         self.store.set_baseline(self.model, version, baseline, source, scope=FLEET)
 
     def close(self) -> None:
+        """Release the aggregator lock (another candidate takes over on its next tick)."""
         self.lock.release()
         self.leader = False

@@ -21,20 +21,25 @@ log = logging.getLogger(__name__)
 
 
 class Lock(Protocol):
+    """The aggregator lock of one model, as :class:`~spex_monitor.monitor.fleet.FleetAggregator` uses it."""
+
     def hold(self) -> bool:
         """True while this process holds the lock (acquiring it when free); never raises."""
         ...
 
-    def release(self) -> None: ...
+    def release(self) -> None:
+        """Give the lock up (a no-op when not held); never raises."""
 
 
 class HeldLock:
     """Always held: one aggregator over a store nobody else aggregates (SQLite, tests, a pinned leader)."""
 
     def hold(self) -> bool:
+        """Always ``True``."""
         return True
 
     def release(self) -> None:
+        """Nothing to release."""
         return None
 
 
@@ -49,6 +54,8 @@ class AdvisoryLock:
         self._held = False
 
     def hold(self) -> bool:
+        """True while this process holds the lock: checks the held session is alive, else tries
+        ``pg_try_advisory_lock`` (reconnecting when needed); a database error counts as not held."""
         if self._held and self._alive():
             return True
         if self._held:

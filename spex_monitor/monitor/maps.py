@@ -60,12 +60,15 @@ class KeyStats:
     exemplars: list[str] = field(default_factory=list)
 
     def add(self, coef: float, weight: float) -> None:
+        """Count one request's coefficient ``coef`` with weight ``weight`` into the sums."""
         self.count += weight
         self.sum_coef += weight * coef
         self.sum_abs += weight * abs(coef)
         self.sum_sq += weight * coef * coef
 
     def merge(self, other: KeyStats, max_exemplars: int) -> None:
+        """Add ``other``'s sums into these, and its exemplar ids not held yet while fewer than
+        ``max_exemplars``."""
         self.count += other.count
         self.sum_coef += other.sum_coef
         self.sum_abs += other.sum_abs
@@ -248,6 +251,9 @@ class InteractionMap:
 
     @classmethod
     def merged(cls, maps: Iterable[InteractionMap], **kwargs: object) -> InteractionMap:
+        """A new map (built with ``kwargs``: ``max_keys``, ``max_exemplars``, ``max_requests``, ``seed``)
+        holding the merge of every map in ``maps``.
+        """
         out = cls(**kwargs)  # type: ignore[arg-type]
         for m in maps:
             out.merge(m)
@@ -260,6 +266,7 @@ class InteractionMap:
         return 0.0 if stats is None or self.requests == 0 else stats.sum_abs / self.requests
 
     def mean_coef(self, key: KeyTuple) -> float:
+        """Mean signed coefficient per explained request (0 when the key never appeared)."""
         stats = self.stats.get(key)
         return 0.0 if stats is None or self.requests == 0 else stats.sum_coef / self.requests
 

@@ -81,10 +81,12 @@ class PairingBuffer:
 
     @property
     def pending(self) -> int:
+        """Halves waiting for their partner now."""
         return len(self._pending)
 
     @property
     def pending_bytes(self) -> int:
+        """Sum of the ``size`` of the waiting halves (in the caller's unit, e.g. body bytes)."""
         return self._bytes
 
     def offer(self, key: Hashable, half: Half, item: Any, size: int = 0) -> Offer:

@@ -1,4 +1,5 @@
-"""The monitor's records: an observed request, a closed window's result, and thread-safe counters."""
+"""The monitor's records: an observed request, what an explainer returns, a closed window's result, and
+thread-safe counters."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..attribution import Interactions
 from .shift import ShiftReport
@@ -20,6 +22,7 @@ class LockedCounter(Counter):
         self._lock = threading.Lock()
 
     def add(self, key: str, amount: float = 1) -> None:
+        """Add ``amount`` to ``key`` atomically."""
         with self._lock:
             self[key] += amount
 
@@ -41,14 +44,36 @@ class Observation:
     trace_id: str | None = None
 
     def tokens(self) -> list[str] | None:
+        """The text's lower-cased whitespace tokens (what drift counts), or ``None`` for fields."""
         return self.text.lower().split() if self.text is not None else None
 
 
-Explainer = Callable[[Observation], tuple[Interactions, list[str]]]
+class Explained(Protocol):
+    """What the monitor folds from one explanation (the explain layer's ``ExplainResult`` is one).
+
+    ``interactions`` speaks of feature indices ``0..n-1``; ``keys[i]`` is feature ``i``'s monitor key.
+    """
+
+    @property
+    def interactions(self) -> Interactions:
+        """The sparse Fourier coefficients of the explanation."""
+        ...
+
+    @property
+    def keys(self) -> list[str]:
+        """One monitor key per feature (``len(keys) == interactions.n_features``)."""
+        ...
+
+
+Explainer = Callable[[Observation], Explained]
 
 
 @dataclass
 class WindowResult:
+    """A closed window and what came of it: its store id (``None`` without a store or when the write failed),
+    its shift report (``None`` while there is no baseline or the window was too small) and the alarm.
+    """
+
     window: ClosedWindow
     window_id: int | None
     report: ShiftReport | None

@@ -136,4 +136,5 @@ class Redactor:
 
     @property
     def active(self) -> bool:
+        """True when any rule or a hook is configured (otherwise redaction changes nothing)."""
         return bool(self._rules) or self.hook is not None

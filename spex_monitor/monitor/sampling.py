@@ -24,6 +24,8 @@ OTHER_LABEL = "<other>"
 
 @dataclass
 class Candidate:
+    """An observed request offered to the sampler; ``payload`` is what the worker explains."""
+
     request_id: str
     model: str
     label: str
@@ -63,6 +65,7 @@ class StratifiedSampler:
         self._turn = 0
 
     def rate_for(self, model: str) -> float:
+        """The share of ``model``'s requests considered (0 for a model missing from a per-model mapping)."""
         if isinstance(self.rate, Mapping):
             return float(self.rate.get(model, 0.0))
         return float(self.rate)
@@ -118,5 +121,6 @@ class StratifiedSampler:
             return left
 
     def pending(self) -> int:
+        """Candidates waiting in the reservoirs of the current window."""
         with self._lock:
             return sum(len(r) for r in self._reservoirs.values())

@@ -46,6 +46,19 @@ class Contributor(NamedTuple):
 
 @dataclass
 class ShiftReport:
+    """A window compared with its baseline (:func:`compare_maps`).
+
+    Attributes:
+        score: the effect size (0 = identical; see the module docstring).
+        p_value: the permutation test's p-value (1 when either side is empty).
+        order_shares: per order (1, 2, 3+), the ``(baseline, window)`` share of interaction energy.
+        first_order_ndcg: agreement of the two rankings of first-order keys.
+        baseline_requests, window_requests: explained requests on each side.
+        n_permutations: relabellings in the test.
+        contributors: key tuples (order ≥ 2) ranked by how much their strength moved.
+        drift: input and output drift next to it.
+    """
+
     score: float
     p_value: float
     order_shares: dict[int, tuple[float, float]]

@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from .maps import InteractionMap, KeyTuple, key_tuple_coefficients
+from .store_api import Store, Tx
 from .store_schema import (
     FLEET,
     INF,
@@ -52,37 +53,6 @@ __all__ = [
     "Tx",
     "key_text",
 ]
-
-class Store(Protocol):
-    def add_explanation(self, record: ExplanationRecord) -> int: ...
-    def explanations(
-        self,
-        model: str,
-        since: float = 0.0,
-        until: float = float("inf"),
-        key: KeyTuple | None = None,
-        limit: int = 100,
-    ) -> list[ExplanationRecord]: ...
-    def save_window(
-        self, model: str, version: str, start_ts: float, end_ts: float, m: InteractionMap
-    ) -> int: ...
-    def windows(
-        self, model: str, version: str, since: float = 0.0, until: float = float("inf")
-    ) -> list[tuple[int, float, float, InteractionMap]]: ...
-    def set_baseline(self, model: str, version: str, m: InteractionMap, source: str) -> None: ...
-    def baseline(self, model: str, version: str) -> InteractionMap | None: ...
-    def save_report(
-        self, model: str, version: str, window_id: int | None, score: float, p_value: float, body: dict
-    ) -> int: ...
-    def purge(self, now: float | None = None) -> int: ...
-    def close(self) -> None: ...
-
-
-class Tx(Protocol):
-    """What a query sees of a transaction: ``execute`` returns a DB-API cursor; SQL uses ``?``."""
-
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
 
 
 class SQLStore:
@@ -134,6 +104,7 @@ class SQLStore:
 
     @property
     def schema_version(self) -> int:
+        """The highest migration applied to the database."""
         return self._run(lambda tx: tx.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     # ------------------------------------------------------------------------------------ explanations
@@ -268,6 +239,8 @@ class SQLStore:
     def set_baseline(
         self, model: str, version: str, m: InteractionMap, source: str, scope: str = POD
     ) -> None:
+        """Store the encoded baseline of (model, version, scope) with ``source`` and the current time,
+        replacing any earlier one."""
         sql = (
             "INSERT INTO baselines (model, version, scope, created_ts, source, map) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (model, version, scope) DO UPDATE SET created_ts = excluded.created_ts,"
@@ -277,12 +250,14 @@ class SQLStore:
         self._run(lambda tx: tx.execute(sql, args))
 
     def baseline(self, model: str, version: str, scope: str = POD) -> InteractionMap | None:
+        """The stored baseline map of (model, version, scope), or ``None``."""
         found = self.baseline_with_source(model, version, scope)
         return found[0] if found else None
 
     def baseline_with_source(
         self, model: str, version: str, scope: str = POD
     ) -> tuple[InteractionMap, str] | None:
+        """The stored baseline of (model, version, scope) with its ``source``, or ``None``."""
         sql = "SELECT map, source FROM baselines WHERE model = ? AND version = ? AND scope = ?"
         row = self._run(lambda tx: tx.execute(sql, (model, version, scope)).fetchone())
         return (InteractionMap.from_bytes(bytes(row[0])), str(row[1])) if row else None
@@ -294,6 +269,7 @@ class SQLStore:
         return (float(row[0]), str(row[1])) if row else None
 
     def baselines(self, scope: str = POD) -> list[tuple[str, str, float, str]]:
+        """Every stored baseline of ``scope``: ``(model, version, created_ts, source)``, maps not decoded."""
         sql = "SELECT model, version, created_ts, source FROM baselines WHERE scope = ?"
         rows = self._run(lambda tx: tx.execute(sql + " ORDER BY model, version", (scope,)).fetchall())
         return [(r[0], r[1], r[2], r[3]) for r in rows]
@@ -302,6 +278,8 @@ class SQLStore:
     def save_report(
         self, model: str, version: str, window_id: int | None, score: float, p_value: float, body: dict
     ) -> int:
+        """Insert a pod shift report stamped with the current time; ``body`` (contributors, drift, alarm...)
+        is stored as JSON. Returns its id."""
         sql = (
             "INSERT INTO reports (model, version, ts, window_id, score, p_value, body, scope)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -411,6 +389,7 @@ class SQLStore:
         return deleted
 
     def close(self) -> None:  # pragma: no cover - abstract
+        """Release the connection(s)."""
         raise NotImplementedError
 
     def __enter__(self) -> SQLStore:
@@ -419,11 +398,3 @@ class SQLStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def __getattr__(name: str) -> Any:
-    """``from spex_monitor.monitor.store import SQLiteStore`` keeps working (it lives in store_sqlite)."""
-    if name == "SQLiteStore":
-        from .store_sqlite import SQLiteStore
-
-        return SQLiteStore
-    raise AttributeError(name)

@@ -181,4 +181,5 @@ class PostgresStore(SQLStore):
         return None if row is None else int(row[0])
 
     def close(self) -> None:
+        """Close the connection pool."""
         self._pool.close()

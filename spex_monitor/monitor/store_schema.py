@@ -98,6 +98,7 @@ def migration_statements(sql: str, dialect: str) -> list[str]:
 
 
 def key_text(key: KeyTuple) -> str:
+    """A key tuple as stored: its JSON list (non-ASCII kept as is)."""
     return json.dumps(list(key), ensure_ascii=False)
 
 
@@ -115,6 +116,11 @@ def _keys_list(stored: list | dict) -> list[str]:
 
 @dataclass
 class ExplanationRecord:
+    """One explanation as the store keeps it: request and trace ids, model and version, feature keys (``""``
+    for features whose words were not kept or have expired), Fourier terms by feature indices, faithfulness
+    (R²), inferences used, time (Unix seconds) and the request text (only with ``store_text``).
+    """
+
     request_id: str
     model: str
     version: str
@@ -142,6 +148,7 @@ class StoredWindow:
 
     @property
     def map(self) -> InteractionMap:
+        """The window's map, decoded from ``blob`` on each access."""
         return InteractionMap.from_bytes(self.blob)
 
 

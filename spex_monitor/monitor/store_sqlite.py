@@ -77,5 +77,6 @@ class SQLiteStore(SQLStore):
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
+        """Close the database connection."""
         with self._lock:
             self._conn.close()

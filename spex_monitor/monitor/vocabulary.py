@@ -65,6 +65,7 @@ class DocumentFrequency:
 
 
 def sanitize_key(key: KeyTuple, common: Callable[[str], bool]) -> KeyTuple:
+    """``key`` with every word ``common`` rejects replaced by :data:`RARE`, re-sorted."""
     return tuple(sorted(k if common(k) else RARE for k in key))
 
 

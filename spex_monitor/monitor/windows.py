@@ -13,6 +13,9 @@ from .maps import InteractionMap
 
 @dataclass
 class ClosedWindow:
+    """A window taken off :class:`TumblingWindows`: its (model, version), start and end (clock seconds) and
+    map."""
+
     model: str
     version: str
     start_ts: float
@@ -45,12 +48,15 @@ class TumblingWindows:
         return self._open[key][1]
 
     def add(self, model: str, version: str, result: Interactions, keys: list[str], request_id: str) -> None:
+        """Fold one explanation into the open window of (model, version), opening one if needed."""
         with self._lock:
             self._current(model, version).add(result, keys, request_id=request_id)
 
     def observe(
         self, model: str, version: str, tokens: list[str] | None, label: str | None, confidence: float | None
     ) -> None:
+        """Count one observed request's drift into the open window of (model, version), opening one if
+        needed."""
         with self._lock:
             self._current(model, version).observe(tokens, label, confidence)
 

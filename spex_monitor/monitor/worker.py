@@ -17,8 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from .baselines import Baselines
 from .budget import Budget
-from .closing import AUTOMATIC_SOURCE, close_window
+from .closing import WindowCloser
+from .events import (
+    EventHook,
+    ExplanationFinished,
+    MonitorEvent,
+    RequestDropped,
+    RequestObserved,
+    RequestSampled,
+    StoreWriteFailed,
+)
 from .maps import InteractionMap
 from .records import Explainer, LockedCounter, Observation, WindowResult
 from .redaction import Redactor
@@ -35,6 +45,24 @@ MAX_INGEST = 10_000  # observations waiting for drift counting; beyond it they a
 
 @dataclass
 class Monitor:
+    """The monitor loop for every configured model (see the module docstring).
+
+    Args:
+        explainer, sampler, windows: explains one observation (lens + backend + engine); picks which are
+            explained; the tumbling windows per (model, version).
+        budget, budget_wait_s: each background explanation reserves ``inferences_per_explanation`` from
+            ``budget``, waiting up to ``budget_wait_s`` seconds before it drops the candidate (``budget``).
+        store: where explanations, windows, baselines and reports persist (``None``: memory only); a failed
+            write is counted (``store_errors``), never raised.
+        baseline_windows, rolling_decay, min_window_requests, n_permutations, alarm_p_value: the
+            :class:`WindowCloser` settings (baselines, window size, permutation test, alarm threshold).
+        on_window, on_event: get every :class:`WindowResult` and :class:`MonitorEvent`; failures are logged.
+        redact, vocabulary, log_content: redaction of drift tokens, interaction keys and stored text; the
+            document frequency below which words leave the process as ``<rare>``; may logs show words.
+        counters, max_ingest: thread-safe counts (``observed``, ``dropped:<reason>``...); observations
+            waiting for drift counting, beyond which they are dropped (``ingest_full``).
+    """
+
     explainer: Explainer
     sampler: StratifiedSampler = field(default_factory=StratifiedSampler)
     budget: Budget = field(default_factory=Budget)
@@ -48,7 +76,7 @@ class Monitor:
     n_permutations: int = 1000
     alarm_p_value: float = 0.01
     on_window: Callable[[WindowResult], None] | None = None
-    on_event: Callable[[str, dict], None] | None = None
+    on_event: EventHook | None = None
     # applied to every vocabulary token, interaction key and stored text
     redact: Redactor | None = None
     counters: LockedCounter = field(default_factory=LockedCounter)
@@ -61,9 +89,19 @@ class Monitor:
     def __post_init__(self) -> None:
         if not isinstance(self.counters, LockedCounter):
             self.counters = LockedCounter(self.counters)
-        self._baselines: dict[tuple[str, str], InteractionMap] = {}
-        self._pinned: set[tuple[str, str]] = set()  # set by an operator: the rolling baseline leaves them
-        self._warmup: dict[tuple[str, str], list[InteractionMap]] = {}
+        self.baselines = Baselines(self.store, self.persist, self.public_map, self.baseline_windows)
+        self._closer = WindowCloser(
+            self.baselines,
+            self.store,
+            self.persist,
+            self.public_map,
+            self.public_key,
+            self.counters,
+            min_window_requests=self.min_window_requests,
+            n_permutations=self.n_permutations,
+            alarm_p_value=self.alarm_p_value,
+            rolling_decay=self.rolling_decay,
+        )
         # observations waiting for drift counting (tokenising and redacting run off the caller's thread)
         self._ingest: deque[Observation] = deque()
         self._ingest_lock = threading.Lock()
@@ -78,10 +116,10 @@ class Monitor:
         self.store_error: str | None = None  # the last failed write, None once writes succeed again
 
     # --------------------------------------------------------------------------------------- serving path
-    def _emit(self, kind: str, **data: object) -> None:
+    def _emit(self, event: MonitorEvent) -> None:
         if self.on_event is not None:
             try:
-                self.on_event(kind, data)
+                self.on_event(event)
             except Exception:  # metrics must never break the monitor
                 log.exception("event hook failed")
 
@@ -100,7 +138,7 @@ class Monitor:
             if self.store_error is None:
                 log.error("store write failed (%s); continuing without persistence", exc)
             self.store_error = f"{type(exc).__name__}: {exc}"
-            self._emit("store_error", error=self.store_error)
+            self._emit(StoreWriteFailed(self.store_error))
             return None
         if self.store_error is not None:
             log.warning("store writes succeed again after: %s", self.store_error)
@@ -109,7 +147,7 @@ class Monitor:
 
     def _drop(self, model: str, reason: str) -> None:
         self.counters.add(f"dropped:{reason}")
-        self._emit("dropped", model=model, reason=reason)
+        self._emit(RequestDropped(model, reason))
 
     def observe(self, observation: Observation) -> bool:
         """O(1) and never raises into the caller: True when the request became an explanation candidate.
@@ -119,7 +157,7 @@ class Monitor:
         """
         try:
             self.counters.add("observed")
-            self._emit("observed", model=observation.model, version=observation.version)
+            self._emit(RequestObserved(observation.model, observation.version))
             if self._stop.is_set():
                 self._drop(observation.model, "shutdown")
                 return False
@@ -140,7 +178,7 @@ class Monitor:
             if outcome == "reservoir_replaced":
                 self._drop(observation.model, outcome)
             self.counters.add("sampled")
-            self._emit("sampled", model=observation.model, version=observation.version)
+            self._emit(RequestSampled(observation.model, observation.version))
             return True
         except Exception:  # the serving path must never see our failures
             log.exception("observe failed")
@@ -195,7 +233,8 @@ class Monitor:
     def _explain_and_fold(self, observation: Observation) -> None:
         began = time.perf_counter()
         try:
-            result, keys = self.explainer(observation)
+            explained = self.explainer(observation)
+            result, keys = explained.interactions, explained.keys
         except Exception as exc:
             # type and message (ours name limits and shapes, not request words), never the text itself
             log.warning(
@@ -203,15 +242,16 @@ class Monitor:
             )
             self.counters.add("explanations:failed")
             self._emit(
-                "explained",
-                model=observation.model,
-                version=observation.version,
-                status="failed",
-                seconds=time.perf_counter() - began,
-                faithfulness=None,
-                inferences=0,
-                request_id=observation.request_id,
-                trace_id=observation.trace_id,
+                ExplanationFinished(
+                    observation.model,
+                    observation.version,
+                    status="failed",
+                    seconds=time.perf_counter() - began,
+                    faithfulness=None,
+                    inferences=0,
+                    request_id=observation.request_id,
+                    trace_id=observation.trace_id,
+                )
             )
             return
         elapsed = time.perf_counter() - began
@@ -223,15 +263,16 @@ class Monitor:
         self.counters.add("explanations:ok")
         self.counters.add("ablation_inferences", result.inferences_used)
         self._emit(
-            "explained",
-            model=observation.model,
-            version=observation.version,
-            status="ok",
-            seconds=elapsed,
-            faithfulness=result.faithfulness,
-            inferences=result.inferences_used,
-            request_id=observation.request_id,
-            trace_id=observation.trace_id,
+            ExplanationFinished(
+                observation.model,
+                observation.version,
+                status="ok",
+                seconds=elapsed,
+                faithfulness=result.faithfulness,
+                inferences=result.inferences_used,
+                request_id=observation.request_id,
+                trace_id=observation.trace_id,
+            )
         )
         self.windows.add(observation.model, observation.version, result, keys, observation.request_id)
         if self.store is not None:
@@ -267,6 +308,8 @@ class Monitor:
             time.sleep(0.01)
 
     def start(self, workers: int = 1, idle_sleep_s: float = 0.05) -> None:
+        """Start ``workers`` explain threads and one ingest thread, daemons that idle ``idle_sleep_s``."""
+
         def loop() -> None:
             while not self._stop.is_set():
                 try:
@@ -300,7 +343,7 @@ class Monitor:
         left = self.sampler.new_window()
         self.counters.add("dropped:shutdown", left)
         if left:
-            self._emit("dropped", model="", reason="shutdown", count=left)
+            self._emit(RequestDropped("", "shutdown", left))
         self.tick(force=True)
 
     # ------------------------------------------------------------------------------------ what leaves
@@ -309,6 +352,7 @@ class Monitor:
         return m if self.vocabulary is None else sanitize_map(m, self.vocabulary.common)
 
     def public_key(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        """``key`` as it may leave the process: rare words replaced by ``<rare>``."""
         return key if self.vocabulary is None else sanitize_key(key, self.vocabulary.common)
 
     # -------------------------------------------------------------------------------------- windows
@@ -317,24 +361,11 @@ class Monitor:
     ) -> None:
         """Use ``baseline`` from now on. ``pinned`` (an operator's choice: the API, a file) keeps the rolling
         baseline from drifting it; the automatic first-windows baseline is not pinned."""
-        key = (model, version)
-        self._baselines[key] = baseline
-        if pinned:
-            self._pinned.add(key)
-        else:
-            self._pinned.discard(key)
-        if self.store is not None:
-            self.persist(self.store.set_baseline, model, version, self.public_map(baseline), source)
+        self.baselines.set((model, version), baseline, source=source, pinned=pinned)
 
     def baseline(self, model: str, version: str) -> InteractionMap | None:
-        key = (model, version)
-        if key not in self._baselines and self.store is not None:
-            stored = self.store.baseline_with_source(model, version)
-            if stored is not None:
-                self._baselines[key] = stored[0]
-                if not stored[1].startswith(AUTOMATIC_SOURCE):
-                    self._pinned.add(key)
-        return self._baselines.get(key)
+        """The baseline windows of (model, version) are compared with, or ``None`` before there is one."""
+        return self.baselines.get((model, version))
 
     def tick(self, force: bool = False) -> list[WindowResult]:
         """Close due windows; compare each with its baseline (building one from the first windows).
@@ -362,4 +393,7 @@ class Monitor:
         return out
 
     def _close(self, closed: ClosedWindow) -> WindowResult:
-        return close_window(self, closed)
+        result = self._closer.close(closed)
+        self.results.append(result)
+        self.counters.add("windows:closed")
+        return result

@@ -46,6 +46,9 @@ class OverloadCounter(grpc.ServerInterceptor):
         return int(self._state.active_rpc_count) if self._state is not None else 0
 
     def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+        """Pass the call on unchanged; report it to ``on_reject`` when gRPC is about to refuse it (the
+        active-call count is at the limit).
+        """
         handler = continuation(handler_call_details)
         if handler is not None and self._state is not None and self._state.active_rpc_count >= self.limit:
             self.on_reject(handler_call_details.method)  # gRPC refuses it right after we return

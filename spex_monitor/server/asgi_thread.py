@@ -94,6 +94,9 @@ class ASGIThread:
         return self.port
 
     def stop(self, grace_s: float = 5.0) -> None:
+        """Ask uvicorn to exit, wait ``grace_s`` (+1 s) for in-flight requests, force it after that, and close
+        the socket. Safe to call twice or before :meth:`start`.
+        """
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -107,4 +110,5 @@ class ASGIThread:
 
     @property
     def running(self) -> bool:
+        """True while the server thread is alive."""
         return self._thread is not None and self._thread.is_alive()

@@ -8,43 +8,58 @@ a loopback upstream (plaintext across the network would hand the caller's token 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent import futures
-from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from ..config import Settings
+from ..monitor.worker import Monitor
 from .asgi_thread import ASGIThread
-from .observations import InvalidObservation, build_observation
+from .events import EventReceiver
+from .events_app import create_app
+from .metrics import Metrics
+from .observations import Intake, InvalidObservation
+from .proxy import OIPProxy, observations_from_infer
 from .tls import bind, channel_credentials, upstream_is_loopback
-
-if TYPE_CHECKING:
-    from .app import Sidecar
 
 log = logging.getLogger(__name__)
 
+Labels = Mapping[str, Mapping[int, str] | None]  # model name -> class names by index (None: unknown)
 
-def start_proxy(sidecar: Sidecar, host: str, port: int, upstream: str, options: list) -> tuple[Any, Any, int]:
-    """Start the OIP proxy; returns ``(proxy, grpc server, bound port)``."""
-    from .proxy import OIPProxy, observations_from_infer
 
-    server_cfg = sidecar.settings.server
-    versions = {m.name: m.version for m in sidecar.settings.models}
+def start_proxy(
+    settings: Settings,
+    intake: Intake,
+    monitor: Monitor,
+    metrics: Metrics,
+    labels: Labels,
+    options: list,
+) -> tuple[OIPProxy, grpc.Server, int]:
+    """Start the OIP-V2 proxy on ``server.host:server.proxy_port`` in front of ``server.upstream``;
+    returns ``(proxy, grpc server, bound port)``. Each forwarded ModelInfer becomes observations through
+    ``intake`` (the same checks and limits as Observe), off the data path.
+
+    Raises:
+        RuntimeError: the port could not be bound.
+    """
+    server_cfg = settings.server
+    assert server_cfg.proxy_port is not None and server_cfg.upstream
+    host, port, upstream = server_cfg.host, server_cfg.proxy_port, server_cfg.upstream
+    versions = intake.versions
 
     def on_infer(request, response) -> None:  # noqa: ANN001
         model = request.model_name
         if model not in versions:
-            sidecar.metrics.drop(model, "unknown_model")  # label "": names come from callers
+            metrics.drop(model, "unknown_model")  # label "": names come from callers
             return
-        labels = sidecar.labels[model]
-        for item in observations_from_infer(request, response, model, versions[model], labels):
+        for item in observations_from_infer(request, response, model, versions[model], labels[model]):
             try:  # the same checks and limits as Observe (text size, Unicode, input kind)
-                observation = build_observation(
-                    versions, gate=sidecar.version_gate, kinds=sidecar.lens, trace_id=None, **item
-                )
+                observation = intake.build(trace_id=None, **item)
             except InvalidObservation:
-                sidecar.metrics.drop(model, "invalid")
+                metrics.drop(model, "invalid")
                 continue
-            sidecar.monitor.observe(observation)
+            monitor.observe(observation)
 
     upstream_tls = server_cfg.upstream_tls
     forward = upstream_tls is not None or upstream_is_loopback(upstream)
@@ -67,12 +82,20 @@ def start_proxy(sidecar: Sidecar, host: str, port: int, upstream: str, options: 
     return proxy, server, bound
 
 
-def start_events(sidecar: Sidecar, host: str, port: int) -> tuple[Any, ASGIThread, int]:
-    """Start the KServe inference-logger receiver; returns ``(receiver, server, bound port)``."""
-    from .events import EventReceiver
-    from .events_app import create_app
+def start_events(
+    settings: Settings, intake: Intake, monitor: Monitor, metrics: Metrics, labels: Labels
+) -> tuple[EventReceiver, ASGIThread, int]:
+    """Start the KServe inference-logger receiver on ``server.host:server.events_port``; returns
+    ``(receiver, server, bound port)``.
 
-    receiver = EventReceiver.from_sidecar(sidecar)
-    tls = sidecar.settings.server.port_tls("events")
-    server = ASGIThread(create_app(receiver), host, port, name="spex-events", tls=tls)
+    Raises:
+        OSError: the port could not be bound.
+    """
+    server_cfg = settings.server
+    assert server_cfg.events_port is not None
+    receiver = EventReceiver(settings, monitor, metrics, labels, gate=intake.gate)
+    tls = server_cfg.port_tls("events")
+    server = ASGIThread(
+        create_app(receiver), server_cfg.host, server_cfg.events_port, name="spex-events", tls=tls
+    )
     return receiver, server, server.start()

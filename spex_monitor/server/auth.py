@@ -56,6 +56,7 @@ class Caller:
     identity: str
 
     def holds(self, role: Role) -> bool:
+        """Whether the caller holds ``role`` (an admin holds every role)."""
         return role in self.roles or "admin" in self.roles
 
 
@@ -138,6 +139,9 @@ class Authorizer:
         return Caller(frozenset(roles), identity or f"peer:{host or 'unknown'}")
 
     def grpc_caller(self, context: Any) -> Caller:
+        """The caller of a gRPC call: roles from its ``authorization`` metadata, its client certificate's
+        names and (without configured credentials) its loopback peer address.
+        """
         metadata = dict(context.invocation_metadata() or ())
         auth = context.auth_context() or {}
         names = {
@@ -151,6 +155,9 @@ class Authorizer:
         )
 
     def http_caller(self, headers: Mapping[str, str], client_host: str | None) -> Caller:
+        """The caller of an HTTP request: roles from its ``authorization`` header and (without configured
+        credentials) a loopback ``client_host``.
+        """
         return self.resolve(
             str(headers.get("authorization", "")), (), client_host, is_loopback_host(client_host)
         )

@@ -164,17 +164,6 @@ class EventReceiver:
         )
         self._unknown_logged: set[str] = set()
 
-    @classmethod
-    def from_sidecar(cls, sidecar: Any) -> EventReceiver:
-        """Build from a :class:`~spex_monitor.server.app.Sidecar` (its class names by index per model)."""
-        return cls(
-            sidecar.settings,
-            sidecar.monitor,
-            sidecar.metrics,
-            getattr(sidecar, "labels", None),
-            gate=getattr(sidecar, "version_gate", None),
-        )
-
     # ------------------------------------------------------------------------------------------ outcomes
     def _reject(self, status: int, reason: str, detail: str, model: str = "", event_id: str = "") -> Reply:
         self.metrics.dropped.labels(model, reason).inc()

@@ -13,18 +13,17 @@ are refused, not queued), and stops after the batch in flight once the caller's 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent import futures
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
 
 import grpc
 
+from ..config_server import ServerConfig
+from ..explain import ExplainDeadlineError, ExplainRequest, ExplainResult
+from ..monitor.budget import Budget
 from .auth import Caller, RateLimiter
-from .explainers import ExplainDeadlineError
 from .limits import Slots
-
-if TYPE_CHECKING:
-    from .app import Sidecar
-    from .runner import ExplainOutcome
 
 MAX_ORDER = 8
 
@@ -43,10 +42,26 @@ class Refusal(Exception):  # noqa: N818 - an answer, not an error of ours
 
 
 class ExplainAdmission:
-    def __init__(self, sidecar: Sidecar) -> None:
-        server = sidecar.settings.server
-        self.sidecar = sidecar
-        self.max_budget = max(server.explain_max_budget, sidecar.settings.engine.budget)
+    """Admits, bounds and runs on-demand explanations (see the module docstring).
+
+    Args:
+        server: the ``server.explain_*`` limits.
+        default_budget: ``engine.budget``, used when a call asks for 0 (and never capped below).
+        budget_gate: the ablation token bucket shared with background explanations.
+        explain: runs one admitted explanation.
+    """
+
+    def __init__(
+        self,
+        server: ServerConfig,
+        default_budget: int,
+        budget_gate: Budget,
+        explain: Callable[[ExplainRequest], ExplainResult],
+    ) -> None:
+        self.default_budget = default_budget
+        self.budget_gate = budget_gate
+        self.explain = explain
+        self.max_budget = max(server.explain_max_budget, default_budget)
         self.timeout_s = server.explain_timeout_s
         self.rate = RateLimiter(server.explain_rate_per_minute, server.explain_burst)
         self.rate_per_minute = server.explain_rate_per_minute
@@ -66,13 +81,12 @@ class ExplainAdmission:
             )
         if max_order > MAX_ORDER:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"max_order: at most {MAX_ORDER} (or 0)")
-        return budget or self.sidecar.settings.engine.budget
+        return budget or self.default_budget
 
-    def run(self, caller: Caller, context: grpc.ServicerContext, **explain: Any) -> ExplainOutcome:
-        """Admit and run one explanation (``explain``: the keyword arguments of ``Sidecar.explain``, its
-        ``budget`` already checked by :meth:`check_request`); :class:`Refusal` with the status to answer
-        when it cannot."""
-        budget = int(explain["budget"])
+    def run(self, caller: Caller, context: grpc.ServicerContext, request: ExplainRequest) -> ExplainResult:
+        """Admit and run one explanation (``request.budget`` already checked by :meth:`check_request`);
+        :class:`Refusal` with the status to answer when it cannot."""
+        budget = int(request.budget or 0)
         wait = self.rate.take(caller.identity)
         if wait > 0:
             raise Refusal(
@@ -85,7 +99,7 @@ class ExplainAdmission:
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"explain: {self.slots.limit} explanations are running (server.explain_concurrency)",
             )
-        budget_gate = self.sidecar.monitor.budget
+        budget_gate = self.budget_gate
         reason = budget_gate.blocked_reason(budget)
         if reason == "larger_than_burst" or not budget_gate.acquire(budget, 0.0):
             self.slots.release()
@@ -103,7 +117,7 @@ class ExplainAdmission:
             seconds = min(self.timeout_s, remaining) if remaining is not None else self.timeout_s
             deadline = time.time() + seconds
             began = time.perf_counter()
-            future = self._executor.submit(self.sidecar.explain, deadline=deadline, **explain)
+            future = self._executor.submit(self.explain, replace(request, deadline=deadline))
             try:
                 outcome = future.result(timeout=seconds + 1.0)  # the engine stops itself at the deadline
             except (futures.TimeoutError, ExplainDeadlineError) as exc:
@@ -119,4 +133,5 @@ class ExplainAdmission:
             self.slots.release()
 
     def close(self) -> None:
+        """Stop the executor; queued calls are cancelled."""
         self._executor.shutdown(wait=False, cancel_futures=True)

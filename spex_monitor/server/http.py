@@ -14,6 +14,7 @@ configured, else the gRPC server; otherwise 503 with a one-line reason.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,46 @@ from starlette.routing import Mount, Route
 from .auth import Authorizer
 
 Readiness = Callable[[], str | None]  # None: ready; else the reason it is not
+# wildcard listen addresses and the loopback address a probe dials instead
+_DIAL = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+class ServingProbe:
+    """Readiness of what serving needs: one port (the proxy's when traffic flows through the sidecar, else
+    the gRPC port) accepting TCP connections, checked by a connect on loopback (no gRPC worker thread).
+
+    Args:
+        host: the configured listen host (a wildcard is dialled on loopback).
+        name: what the port serves, for the reason text (``"gRPC"``, ``"OIP proxy"``).
+
+    Call :meth:`listening` once the port is bound and :meth:`stopping` when shutdown begins.
+    """
+
+    def __init__(self, host: str, name: str) -> None:
+        self.host = _DIAL.get(host, host)
+        self.name = name
+        self.port = 0
+        self._stopping = False
+
+    def listening(self, port: int) -> None:
+        """The watched port is bound (and serving) at ``port``."""
+        self.port = port
+
+    def stopping(self) -> None:
+        """From now on the probe answers "stopping"."""
+        self._stopping = True
+
+    def __call__(self) -> str | None:
+        """``None`` when ready, else why not (one line)."""
+        if self._stopping:
+            return "stopping"
+        if not self.port:
+            return f"the {self.name} port is not listening yet"
+        try:
+            socket.create_connection((self.host, self.port), timeout=1.0).close()
+        except OSError as exc:
+            return f"the {self.name} port {self.port} refuses connections ({exc.strerror or exc})"
+        return None
 
 
 def create_metrics_app(

@@ -49,10 +49,12 @@ class PriorityExecutor(futures.Executor):
         self._priority = futures.ThreadPoolExecutor(priority_workers, thread_name_prefix="spex-grpc-health")
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future:
+        """Run the call on the priority pool for a :data:`PRIORITY_METHODS` call, else on the main pool."""
         pool = self._priority if _method_of(args) in PRIORITY_METHODS else self._main
         return pool.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Shut both pools down (``Executor.shutdown`` semantics)."""
         self._main.shutdown(wait, cancel_futures=cancel_futures)
         self._priority.shutdown(wait, cancel_futures=cancel_futures)
 
@@ -66,6 +68,7 @@ class Slots:
         self.active = 0
 
     def acquire(self) -> bool:
+        """Take a slot: True when one was free, False at once when all ``limit`` are taken."""
         with self._lock:
             if self.active >= self.limit:
                 return False
@@ -73,6 +76,7 @@ class Slots:
             return True
 
     def release(self) -> None:
+        """Give a slot back (never below zero)."""
         with self._lock:
             self.active = max(0, self.active - 1)
 
@@ -91,17 +95,20 @@ class StreamWatchdog:
         self.cancelled = 0
 
     def watch(self, context: Any) -> int:
+        """Start watching the stream of ``context``; returns the key for :meth:`touch` and :meth:`forget`."""
         with self._lock:
             key = id(context)
             self._streams[key] = [context, time.monotonic()]
             return key
 
     def touch(self, key: int) -> None:
+        """Note activity on stream ``key`` (its idle time restarts)."""
         entry = self._streams.get(key)
         if entry is not None:
             entry[1] = time.monotonic()
 
     def forget(self, key: int) -> None:
+        """Stop watching stream ``key`` (call when the handler ends)."""
         with self._lock:
             self._streams.pop(key, None)
 
@@ -119,5 +126,6 @@ class StreamWatchdog:
                     log.debug("cancelling an idle stream failed", exc_info=True)
 
     def close(self) -> None:
+        """Stop the watchdog thread (waits up to 2 s)."""
         self._stop.set()
         self._thread.join(2.0)

@@ -8,6 +8,9 @@ from ..protocol.v1 import monitor_pb2 as pb
 
 
 def report_message(model: str, version: str, window_id: int, report: Any, alarm: bool) -> pb.ShiftReport:
+    """The ``ShiftReport`` message of a fresh comparison: scores, order shares, drift and the 10 top
+    contributors (keys as given: the caller maps them to public keys).
+    """
     message = pb.ShiftReport(
         model=model,
         version=version,
@@ -35,6 +38,7 @@ def report_message(model: str, version: str, window_id: int, report: Any, alarm:
 
 
 def stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftReport:
+    """The ``ShiftReport`` message of a report as :meth:`SQLiteStore.reports` returns it."""
     message = pb.ShiftReport(
         model=model,
         version=version,

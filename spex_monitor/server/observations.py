@@ -91,6 +91,9 @@ class VersionGate:
         self._lock = threading.Lock()
 
     def admit(self, model: str, version: str) -> bool:
+        """Whether ``model`` may report ``version``: yes for one already seen, and for a new one while the
+        model has fewer than ``max_per_model`` versions (it is then remembered).
+        """
         with self._lock:
             seen = self._seen.setdefault(model, set())
             if version in seen:
@@ -157,6 +160,48 @@ def build_observation(
         fields=fields,
         trace_id=trace_id or None,
     )
+
+
+class Intake:
+    """The configured models as every entry path sees them: default versions, lens kinds and the shared
+    :class:`VersionGate`. :meth:`build` is :func:`build_observation` with those filled in.
+
+    Args:
+        versions: model name → configured (default) version.
+        kinds: model name → lens kind (``text`` / ``fields``).
+    """
+
+    def __init__(self, versions: Mapping[str, str], kinds: Mapping[str, str]) -> None:
+        self.versions = dict(versions)
+        self.kinds = dict(kinds)
+        self.gate = VersionGate(self.versions)
+
+    def build(
+        self,
+        *,
+        request_id: str,
+        model: str,
+        version: str = "",
+        label: str = "",
+        confidence: float | None = None,
+        text: str | None = None,
+        fields: dict[str, float] | None = None,
+        trace_id: str | None = None,
+    ) -> Observation:
+        """A validated observation; raises :class:`InvalidObservation` naming the field."""
+        return build_observation(
+            self.versions,
+            request_id=request_id,
+            model=model,
+            version=version,
+            label=label,
+            confidence=confidence,
+            text=text,
+            fields=fields,
+            trace_id=trace_id,
+            gate=self.gate,
+            kinds=self.kinds,
+        )
 
 
 def label_from_logits(

@@ -28,12 +28,16 @@ class PayloadError(ValueError):
 
 @dataclass(frozen=True)
 class InputRow:
+    """One decoded input row: its text, or its fields (name → value)."""
+
     text: str | None = None
     fields: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
 class DecodedRequest:
+    """A logged request body: the protocol it spoke, its rows, and its V2 ``model_name`` if it carried one."""
+
     protocol: Protocol
     rows: list[InputRow]
     model_name: str | None = None
@@ -41,12 +45,16 @@ class DecodedRequest:
 
 @dataclass(frozen=True)
 class OutputRow:
+    """One decoded prediction: the label and its confidence, when the output gives one."""
+
     label: str
     confidence: float | None = None
 
 
 @dataclass(frozen=True)
 class DecodedResponse:
+    """A logged response body: the protocol, its rows and the model name and version it carried."""
+
     protocol: Protocol
     rows: list[OutputRow]
     model_name: str | None = None

@@ -134,12 +134,14 @@ class OIPProxy:
             self.counters.add("observe_dropped_shutdown")
 
     def register(self, server: grpc.Server) -> None:
+        """Serve every OIP-V2 inference method on ``server``, each forwarding to the upstream."""
         servicer = type(
             "ForwardingServicer", (), {name: staticmethod(self._forward(name)) for name in METHODS}
         )()
         add_inference_servicer(servicer, server)
 
     def close(self) -> None:
+        """Wait for the queued observations to finish, then close the upstream channel."""
         self._executor.shutdown(wait=True)
         self.channel.close()
 

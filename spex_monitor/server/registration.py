@@ -25,6 +25,7 @@ class BadMessage:
 
     @property
     def detail(self) -> str:
+        """The INVALID_ARGUMENT detail: which message was expected and why parsing failed (≤ 300 chars)."""
         return f"request: not a valid {self.expected} message ({self.error})"[:300]
 
 

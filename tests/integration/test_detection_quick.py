@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from spex_monitor.bench.detection import OURS, QUICK, run
+from spex_monitor.bench.detection import run
 from spex_monitor.bench.report import markdown
+from spex_monitor.bench.scenarios import OURS, QUICK
 from spex_monitor.cli import build_parser
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ import pytest
 
 from spex_monitor.config import Settings
 from spex_monitor.examples.embedded import model_path
-from spex_monitor.server.runner import ExplainWorkerLostError, ProcessRunner, ThreadRunner
+from spex_monitor.explain import ExplainRequest
+from spex_monitor.explain.runner import ExplainWorkerLostError, ProcessRunner, ThreadRunner
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +38,14 @@ def runner():
 
 def test_process_runner_matches_the_thread_runner(runner):
     settings = _settings(str(model_path("sentiment-base")))
-    here = ThreadRunner(settings).explain("sentiment", text="the plot was not good")
-    there = runner.explain("sentiment", text="the plot was not good")
+    here = ThreadRunner(settings).explain(ExplainRequest("sentiment", text="the plot was not good"))
+    there = runner.explain(ExplainRequest("sentiment", text="the plot was not good"))
     assert there.keys == here.keys and there.label == here.label == "negative"
-    assert there.result.fourier.keys() == here.result.fourier.keys()
-    for term, coef in here.result.fourier.items():
-        assert there.result.fourier[term] == pytest.approx(coef, rel=1e-4, abs=1e-5)
+    assert there.interactions.fourier.keys() == here.interactions.fourier.keys()
+    for term, coef in here.interactions.fourier.items():
+        assert there.interactions.fourier[term] == pytest.approx(coef, rel=1e-4, abs=1e-5)
     # every ablation row, plus the one unmasked forward that picks the class to explain
-    assert sum(b.rows for b in there.batches) == there.result.inferences_used + 1
+    assert sum(b.rows for b in there.batches) == there.interactions.inferences_used + 1
     assert there.health == {"local": True}
 
 
@@ -55,8 +56,8 @@ def test_a_budget_below_the_minimum_fails_that_call_and_keeps_the_pool(runner):
 
     pids = list(runner.worker_pids)
     with pytest.raises(BudgetTooSmallError, match="budget is too small; the minimum is 40"):
-        runner.explain("sentiment", text="the plot was not very good", budget=16)
-    again = runner.explain("sentiment", text="the plot was not good")
+        runner.explain(ExplainRequest("sentiment", text="the plot was not very good", budget=16))
+    again = runner.explain(ExplainRequest("sentiment", text="the plot was not good"))
     assert again.label == "negative" and runner.worker_pids == pids
     assert runner._pool is not None and not runner._pool._broken
 
@@ -66,7 +67,9 @@ def test_thread_runner_returns_each_batch_once_even_from_concurrent_explanations
     here = ThreadRunner(_settings(str(model_path("sentiment-base"))))
     outcomes = []
     threads = [
-        threading.Thread(target=lambda t=text: outcomes.append(here.explain("sentiment", text=t)))
+        threading.Thread(
+            target=lambda t=text: outcomes.append(here.explain(ExplainRequest("sentiment", text=t)))
+        )
         for text in ("the plot was not good", "i did not hate the movie", "not bad at all")
     ]
     for thread in threads:
@@ -75,9 +78,10 @@ def test_thread_runner_returns_each_batch_once_even_from_concurrent_explanations
         thread.join(120)
     assert len(outcomes) == 3
     batches = [batch for outcome in outcomes for batch in outcome.batches]
-    assert sum(b.rows for b in batches) == sum(o.result.inferences_used + 1 for o in outcomes)
+    assert sum(b.rows for b in batches) == sum(o.interactions.inferences_used + 1 for o in outcomes)
     assert len({id(b) for b in batches}) == len(batches)
-    assert here.explain("sentiment", text="a dull film").batches  # nothing left over from before
+    # nothing left over from before
+    assert here.explain(ExplainRequest("sentiment", text="a dull film")).batches
     assert here._drain() == []
 
 
@@ -92,7 +96,7 @@ def test_a_killed_worker_fails_one_explanation_and_the_pool_recovers(runner):
 
     def explain() -> None:
         try:
-            runner.explain("sentiment", text=LONG, budget=4000, max_order=3)
+            runner.explain(ExplainRequest("sentiment", text=LONG, budget=4000, max_order=3))
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             errors.append(exc)
 
@@ -103,7 +107,7 @@ def test_a_killed_worker_fails_one_explanation_and_the_pool_recovers(runner):
     thread.join(60)
     assert not thread.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], ExplainWorkerLostError)
-    again = runner.explain("sentiment", text="i did not hate the movie")
+    again = runner.explain(ExplainRequest("sentiment", text="i did not hate the movie"))
     assert again.keys == ["i", "did", "not", "hate", "the", "movie"]
 
 

@@ -19,7 +19,8 @@ from spex_monitor.config import Settings
 from spex_monitor.examples.embedded import model_path
 from spex_monitor.examples.sentiment import generate_corpus
 from spex_monitor.monitor import InteractionMap
-from spex_monitor.monitor.store import ExplanationRecord, SQLiteStore
+from spex_monitor.monitor.store import ExplanationRecord
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import STORE_HEALTH_SERVICE, Sidecar
@@ -67,7 +68,7 @@ def test_a_full_store_degrades_persistence_but_never_observe(tmp_path):
         # a write that cannot fit (100 kB of text) makes the state deterministic: degraded
         huge = ExplanationRecord("huge", "sentiment", "v1", ["a"], {(): 0.0}, 1.0, 1, text="x" * 100_000)
         assert sidecar.monitor.persist(sidecar.store.add_explanation, huge) is None
-        sidecar._update_store_health()
+        sidecar.ticker.update_store_health()
         health = health_pb2_grpc.HealthStub(channel)
 
         def status(service: str) -> int:
@@ -81,7 +82,7 @@ def test_a_full_store_degrades_persistence_but_never_observe(tmp_path):
         # room again (an operator grew the volume): the next write succeeds and the store recovers
         sidecar.store._conn.execute("PRAGMA max_page_count = 100000")
         assert sidecar.monitor.persist(sidecar.store.add_explanation, huge)
-        sidecar._update_store_health()
+        sidecar.ticker.update_store_health()
         assert status(STORE_HEALTH_SERVICE) == health_pb2.HealthCheckResponse.SERVING
         assert value("spex_monitor_store_degraded") == 0.0
         assert stub.Observe(
@@ -97,7 +98,8 @@ import sys, time
 import numpy as np
 from spex_monitor.attribution import Interactions
 from spex_monitor.monitor import InteractionMap
-from spex_monitor.monitor.store import ExplanationRecord, SQLiteStore
+from spex_monitor.monitor.store import ExplanationRecord
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 
 store = SQLiteStore(sys.argv[1], store_text=True)
 rng = np.random.default_rng(int(sys.argv[2]))

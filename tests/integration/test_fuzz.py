@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from spex_monitor.config import ConfigError, Settings, load_settings
 from spex_monitor.examples.embedded import model_path
+from spex_monitor.explain import ExplainRequest
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import Sidecar
@@ -255,14 +256,22 @@ def test_ten_thousand_random_messages_no_crash_and_still_serving(sidecar, stub):
         else:
             assert (code == grpc.StatusCode.OK) == _expected_ok(request), (code, request)
     assert sum(codes.values()) == RANDOM_MESSAGES and codes.get(grpc.StatusCode.OK, 0) > 200
-    taken = len(sidecar.version_gate._seen["sentiment"])  # v1 (configured), v2, any the fuzz admitted
+    taken = len(sidecar.intake.gate._seen["sentiment"])  # v1 (configured), v2, any the fuzz admitted
     assert taken >= 2
+    admitted = []
     for i in range(40):  # a version per request: the first ones open windows, then refusals
         reply = _check(
             stub.Observe,
             pb.ObserveRequest(request_id=f"v{i}", model="sentiment", version=f"build-{i}", text="fine"),
         )
-        assert (reply == grpc.StatusCode.OK) == (i < 16 - taken)
+        admitted.append(reply == grpc.StatusCode.OK)
+    # OKs first, then only refusals, and the gate full at its bound. A call of an earlier test that its
+    # client gave up on may still admit a version on the server after `taken` was read (seen under load),
+    # so the count of OKs is bounded by, not equal to, the slots that were free.
+    first_refused = admitted.index(False)
+    assert not any(admitted[first_refused:]), admitted
+    assert 0 < first_refused <= 16 - taken
+    assert len(sidecar.intake.gate._seen["sentiment"]) == sidecar.intake.gate.max_per_model == 16
     channel = grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}")
     raw = channel.unary_unary("/spex_monitor.v1.MonitorService/Observe")
     for _ in range(200):
@@ -299,8 +308,8 @@ def test_any_config_document_loads_or_fails_with_named_fields(tmp_path_factory, 
 
 def test_a_100k_word_text_is_truncated_to_the_context_and_capped_in_features(sidecar):
     text = " ".join(["not good but great"] * 25_000)  # 100,000 words
-    outcome = sidecar.explain("sentiment", text=text, budget=64)
+    outcome = sidecar.explain(ExplainRequest("sentiment", text=text, budget=64))
     cap = sidecar.settings.models[0].lens.max_features
     assert cap < 100_000 and len(outcome.keys) == cap  # lens.max_features, neighbours merged
-    assert outcome.result.inferences_used <= 64
+    assert outcome.interactions.inferences_used <= 64
     assert all(key.split()[0] in {"not", "good", "but", "great"} for key in outcome.keys)

@@ -92,6 +92,9 @@ class Container:
         return (done.stdout + done.stderr)[-4000:]
 
 
+READER_TOKEN = "image-test-reader-token"
+
+
 def _config() -> dict:
     return {
         "models": [
@@ -106,7 +109,9 @@ def _config() -> dict:
         "budget": {"inferences_per_second": 1e7, "burst": 1e7},
         "windows": {"seconds": None, "requests": 20},
         "baseline": {"windows": 1, "min_window_requests": 10, "n_permutations": 200},
-        "store": {"path": "/var/lib/spex-monitor/spex.db"},
+        # One request is sent, so its words are seen once: keep them
+        # (the default replaces such words by <rare>).
+        "store": {"path": "/var/lib/spex-monitor/spex.db", "min_document_frequency": 1},
         "server": {
             "host": "0.0.0.0",
             "grpc_port": 50051,
@@ -114,16 +119,20 @@ def _config() -> dict:
             "explain_in": "process",
             "workers": 1,
             "tick_s": 0.5,
+            # Calls reach the container through podman's port forwarding, not from its loopback: read RPCs
+            # need the readers role (docs/security.md).
+            "reader_tokens": [READER_TOKEN],
         },
     }
 
 
 def _wait_metrics(container: Container) -> None:
-    """Until /metrics answers (the sidecar is up), the container exits, or the deadline passes."""
+    """Until /readyz answers 200 (models loaded, gRPC serving; the metrics port itself comes up first), the
+    container exits, or the deadline passes."""
     deadline = time.monotonic() + START_DEADLINE_S
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{container.metrics_port}/metrics", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{container.metrics_port}/readyz", timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -132,7 +141,7 @@ def _wait_metrics(container: Container) -> None:
         if state not in {"running", "created", "configured"}:
             pytest.fail(f"container {state} before serving:\n{container.logs()}")
         if time.monotonic() > deadline:
-            pytest.fail(f"no /metrics within {START_DEADLINE_S:.0f} s:\n{container.logs()}")
+            pytest.fail(f"not ready (/readyz) within {START_DEADLINE_S:.0f} s:\n{container.logs()}")
         time.sleep(0.5)
 
 
@@ -254,7 +263,11 @@ def test_observe_comes_back_explained(container: Container) -> None:
         deadline = time.monotonic() + START_DEADLINE_S
         found = []
         while not found and time.monotonic() < deadline:
-            listed = stub.ListExplanations(pb.ListExplanationsRequest(model="sentiment"), timeout=10)
+            listed = stub.ListExplanations(
+                pb.ListExplanationsRequest(model="sentiment"),
+                timeout=10,
+                metadata=[("authorization", f"Bearer {READER_TOKEN}")],
+            )
             found = [e for e in listed.explanations if e.request_id == request_id]
             time.sleep(0.2)
     assert found, f"{request_id} was not explained within {START_DEADLINE_S:.0f} s:\n{container.logs()}"

@@ -11,63 +11,24 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from spex_monitor.config import Settings
-from spex_monitor.examples.embedded import model_path
+from spex_monitor.explain import ExplainRequest
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import Sidecar
+
+from .harness import bearer, rpc_status, sentiment_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
 LONG = " ".join(["the plot was not good but the music was great"] * 3)
 EXPLAINER = "expl41n-token"
+OK = grpc.StatusCode.OK
 
 
 def _sidecar(folder, budget: dict | None = None, **server) -> Sidecar:
-    settings = Settings.model_validate(
-        {
-            "models": [
-                {
-                    "name": "sentiment",
-                    "sampling_rate": 0.0,
-                    "backend": {"kind": "local", "path": str(model_path("sentiment-base"))},
-                }
-            ],
-            "engine": {"budget": 128, "max_order": 2},
-            "budget": budget or {"inferences_per_second": 1e7, "burst": 1e7},
-            "store": {"path": str(folder / "spex.db")},
-            "server": {
-                "grpc_port": 0,
-                "metrics_port": 0,
-                "explain_in": "thread",
-                "explain_tokens": [EXPLAINER],
-                "reader_tokens": ["r3ader-token"],
-                **server,
-            },
-        }
-    )
-    return Sidecar(settings).start()
-
-
-def _as(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
-
-
-def _code(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
-    try:
-        call(*args, **kwargs)
-    except grpc.RpcError as error:
-        return error.code(), error.details() or ""
-    return grpc.StatusCode.OK, ""
-
-
-def _wait(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+    server = {"explain_tokens": [EXPLAINER], "reader_tokens": ["r3ader-token"], **server}
+    extra = {"budget": budget} if budget else {}
+    return Sidecar(sentiment_settings(folder, server=server, **extra)).start()
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +55,13 @@ def test_twenty_busy_explain_clients_never_delay_a_health_check(busy):
     request = pb.ExplainRequest(model="sentiment", text=LONG, budget=2000)
 
     def client() -> None:
-        codes.append(_code(stub.Explain, request, metadata=_as(EXPLAINER), timeout=120)[0])
+        codes.append(rpc_status(stub.Explain, request, metadata=bearer(EXPLAINER), timeout=120)[0])
 
     threads = [threading.Thread(target=client) for _ in range(20)]
     for thread in threads:
         thread.start()
     try:
-        assert _wait(lambda: busy._servicer.explain_admission.slots.active == 2)
+        assert wait_until(lambda: busy._servicer.explain_admission.slots.active == 2)
         for _ in range(6):
             reply = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -129,13 +90,13 @@ def test_idle_streams_are_capped_and_cancelled(busy):
 
     calls = [stub.ObserveStream.future(idle(), timeout=60) for _ in range(16)]
     try:
-        assert _wait(lambda: sum(call.done() for call in calls) >= 8, 10)  # beyond max_streams: refused
+        assert wait_until(lambda: sum(call.done() for call in calls) >= 8, 10)  # beyond max_streams: refused
         early = [call.exception().code() for call in calls if call.done()]
         assert early.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 8
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         stub.Observe(pb.ObserveRequest(request_id="o", model="sentiment", text="fine"), timeout=5)
-        assert _wait(lambda: all(call.done() for call in calls), 10)  # idle 1 s: cancelled
+        assert wait_until(lambda: all(call.done() for call in calls), 10)  # idle 1 s: cancelled
         assert busy._servicer.watchdog.cancelled >= 8 and busy._servicer.streams.active == 0
         assert {call.exception().code() for call in calls} <= {
             grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -149,21 +110,21 @@ def test_idle_streams_are_capped_and_cancelled(busy):
 def test_explain_budget_is_capped_and_the_role_is_required(busy):
     stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{busy.grpc_port}"))
     for budget in (60_000, 4_294_967_295):  # 117 s of worker CPU; a 2 TiB allocation
-        code, details = _code(
+        code, details = rpc_status(
             stub.Explain,
             pb.ExplainRequest(model="sentiment", text="not good", budget=budget),
-            metadata=_as(EXPLAINER),
+            metadata=bearer(EXPLAINER),
             timeout=10,
         )
         assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("budget: at most 2000")
-    code, details = _code(
+    code, details = rpc_status(
         stub.Explain,
         pb.ExplainRequest(model="sentiment", text="not good"),
-        metadata=_as("r3ader-token"),
+        metadata=bearer("r3ader-token"),
         timeout=10,
     )
     assert code == grpc.StatusCode.PERMISSION_DENIED and "explain role" in details
-    code, _ = _code(stub.Explain, pb.ExplainRequest(model="sentiment", text="not good"), timeout=10)
+    code, _ = rpc_status(stub.Explain, pb.ExplainRequest(model="sentiment", text="not good"), timeout=10)
     assert code == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -180,17 +141,17 @@ def test_explain_is_rate_limited_per_caller_and_stopped_at_its_deadline(tmp_path
         stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{app.grpc_port}"))
         small = pb.ExplainRequest(model="sentiment", text="the plot was not good", budget=64)
         for _ in range(2):
-            assert _code(stub.Explain, small, metadata=_as(EXPLAINER), timeout=60)[0] == grpc.StatusCode.OK
-        code, details = _code(stub.Explain, small, metadata=_as(EXPLAINER), timeout=60)
+            assert rpc_status(stub.Explain, small, metadata=bearer(EXPLAINER), timeout=60)[0] == OK
+        code, details = rpc_status(stub.Explain, small, metadata=bearer(EXPLAINER), timeout=60)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit" in details
-        assert _code(stub.Explain, small, metadata=_as("other-caller"), timeout=60)[0] == grpc.StatusCode.OK
+        assert rpc_status(stub.Explain, small, metadata=bearer("other-caller"), timeout=60)[0] == OK
         # a budget that takes many seconds: the server stops it at explain_timeout_s (the caller set none)
         slow = pb.ExplainRequest(model="sentiment", text=LONG, budget=20_000)
         began = time.monotonic()
-        code, details = _code(stub.Explain, slow, metadata=_as("other-caller"))
+        code, details = rpc_status(stub.Explain, slow, metadata=bearer("other-caller"))
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED and details.startswith("deadline:"), details
         assert time.monotonic() - began < 15
-        assert _wait(lambda: app._servicer.explain_admission.slots.active == 0)
+        assert wait_until(lambda: app._servicer.explain_admission.slots.active == 0)
     finally:
         app.stop()
 
@@ -200,13 +161,13 @@ def test_explain_spends_the_ablation_budget(tmp_path):
     try:
         stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{app.grpc_port}"))
         request = pb.ExplainRequest(model="sentiment", text=LONG, budget=200)
-        assert _code(stub.Explain, request, metadata=_as(EXPLAINER), timeout=60)[0] == grpc.StatusCode.OK
-        code, details = _code(stub.Explain, request, metadata=_as(EXPLAINER), timeout=60)
+        assert rpc_status(stub.Explain, request, metadata=bearer(EXPLAINER), timeout=60)[0] == OK
+        code, details = rpc_status(stub.Explain, request, metadata=bearer(EXPLAINER), timeout=60)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and details.startswith(
             "budget: the ablation budget"
         )
         too_big = pb.ExplainRequest(model="sentiment", text=LONG, budget=400)
-        code, details = _code(stub.Explain, too_big, metadata=_as(EXPLAINER), timeout=60)
+        code, details = rpc_status(stub.Explain, too_big, metadata=bearer(EXPLAINER), timeout=60)
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "exceed budget.burst" in details
     finally:
         app.stop()
@@ -218,7 +179,7 @@ def test_real_batch_latency_and_running_explanations_feed_the_backpressure_gate(
     try:
         gate = app.monitor.budget
         assert gate.blocked_reason(10) is None
-        app.explain("sentiment", text="the plot was not good")  # real batches on the local model
+        app.explain(ExplainRequest("sentiment", text="the plot was not good"))  # real batches, local model
         assert gate._latency > 1e-6 and gate.blocked_reason(10) == "backpressure_latency"
         assert gate._queue_depth == 0  # nothing running any more
         started = threading.Event()
@@ -226,14 +187,14 @@ def test_real_batch_latency_and_running_explanations_feed_the_backpressure_gate(
 
         def long_one() -> None:
             started.set()
-            app.explain("sentiment", text=LONG, budget=2000)
+            app.explain(ExplainRequest("sentiment", text=LONG, budget=2000))
             finished.set()
 
         gate.max_latency_s = None  # now only the queue signal
         gate.max_queue_depth = 0
         thread = threading.Thread(target=long_one)
         thread.start()
-        assert _wait(lambda: gate._queue_depth == 1)
+        assert wait_until(lambda: gate._queue_depth == 1)
         assert gate.blocked_reason(10) == "backpressure_queue"  # one explanation runs against the backend
         thread.join(120)
         assert finished.is_set() and gate._queue_depth == 0 and gate.blocked_reason(10) is None

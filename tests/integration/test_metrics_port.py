@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import socket
+import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
 from spex_monitor.config import Settings
-from spex_monitor.examples.embedded import model_path
 from spex_monitor.server.app import Sidecar
+
+from .harness import sentiment_settings
 
 pytestmark = pytest.mark.integration
 
 
 def _settings(folder, **server) -> Settings:
-    return Settings.model_validate(
-        {
-            "models": [
-                {
-                    "name": "sentiment",
-                    "sampling_rate": 0.0,
-                    "backend": {"kind": "local", "path": str(model_path("sentiment-base"))},
-                }
-            ],
-            "store": {"path": str(folder / "spex.db")},
-            "server": {"grpc_port": 0, "metrics_port": 0, "explain_in": "thread", **server},
-        }
-    )
+    return sentiment_settings(folder, server=server)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +73,7 @@ def test_readiness_reports_a_port_that_stopped_listening(tmp_path):
     app = Sidecar(_settings(tmp_path)).start()
     try:
         assert app.readiness() is None
-        app._grpc.stop(0).wait(5)  # the serving port goes away; the HTTP server and process live on
+        app._grpc.server.stop(0).wait(5)  # the serving port goes away; the HTTP server and process live on
         reason = app.readiness()
         assert reason is not None and reason.startswith(f"the gRPC port {app.grpc_port} refuses connections")
         status, body = _get(app.metrics_port, "/readyz")
@@ -91,3 +81,50 @@ def test_readiness_reports_a_port_that_stopped_listening(tmp_path):
         assert _get(app.metrics_port, "/healthz") == (200, "ok\n")  # liveness does not follow serving
     finally:
         app.stop()
+
+
+def test_probes_answer_while_the_explain_runner_loads_its_models(tmp_path):
+    """The chart's startup and liveness probes hit /healthz while worker processes load their models (a
+    large model takes minutes): the metrics port is served before the runner starts; /readyz stays 503
+    until the serving port listens."""
+    from spex_monitor.explain.runner import make_runner
+
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_runner(settings: Settings):  # a runner whose start blocks until the test lets it finish
+        loading.set()
+        assert release.wait(60)
+        return make_runner(settings)
+
+    app = Sidecar(_settings(tmp_path), runner_factory=slow_runner)
+    starting = threading.Thread(target=app.start)
+    starting.start()
+    try:
+        assert loading.wait(30)
+        assert app.metrics_port  # bound before the runner started
+        assert _get(app.metrics_port, "/healthz") == (200, "ok\n")
+        status, body = _get(app.metrics_port, "/readyz")
+        assert (status, body) == (503, "not ready: the gRPC port is not listening yet\n")
+        status, body = _get(app.metrics_port, "/metrics")
+        assert status == 200 and "spex_monitor_requests_observed" in body
+        release.set()
+        starting.join(60)
+        assert not starting.is_alive() and app.grpc_port
+        assert _get(app.metrics_port, "/readyz") == (200, "ready\n")
+    finally:
+        release.set()
+        starting.join(60)
+        app.stop()
+
+
+def test_a_runner_that_fails_to_start_stops_the_metrics_port(tmp_path):
+    def broken_runner(settings: Settings):
+        raise FileNotFoundError("model folder /models/m does not exist")
+
+    app = Sidecar(_settings(tmp_path), runner_factory=broken_runner)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        app.start()
+    port = app.metrics_port
+    assert port
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -14,10 +14,11 @@ from spex_monitor.attribution import ProxySPEX
 from spex_monitor.backends import LocalBackend
 from spex_monitor.examples.embedded import model_path
 from spex_monitor.examples.sentiment import generate_corpus
+from spex_monitor.explain import ExplainResult
 from spex_monitor.lenses import classifier_value_function, text_masker
 from spex_monitor.monitor.budget import Budget
 from spex_monitor.monitor.sampling import StratifiedSampler
-from spex_monitor.monitor.store import SQLiteStore
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 from spex_monitor.monitor.windows import TumblingWindows
 from spex_monitor.monitor.worker import Monitor, Observation
 
@@ -48,7 +49,7 @@ class SwappableExplainer:
         value_fn, _ = classifier_value_function(masker, self.backend)
         budget = min(2**masker.n_features, 256)
         result = ProxySPEX(budget=budget, max_order=3, seed=0).explain(value_fn, masker.n_features)
-        return result, [f.key for f in masker.features]
+        return ExplainResult(result, [f.key for f in masker.features], 0, "")
 
 
 def test_incident_is_detected_and_traced(tmp_path):

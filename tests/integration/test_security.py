@@ -14,10 +14,10 @@ from spex_monitor.client import MonitorClient
 from spex_monitor.config import OIPBackendConfig, Settings
 from spex_monitor.examples.embedded import model_path
 from spex_monitor.examples.oip_server import SentimentServer
+from spex_monitor.explain.backends import build_backend
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import Sidecar
-from spex_monitor.server.explainers import build_backend
 
 pytestmark = pytest.mark.integration
 

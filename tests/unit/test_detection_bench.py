@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from spex_monitor.bench.calibration import Detector, calibrate, outcome, wilson
-from spex_monitor.bench.detection import planted_rank
 from spex_monitor.bench.pools import PoolBuilder, predict
+from spex_monitor.bench.runs import planted_rank
 from spex_monitor.bench.traffic import (
     NORMAL,
     TOPIC_SHIFT,

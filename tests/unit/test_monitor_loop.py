@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from spex_monitor.attribution import Interactions
+from spex_monitor.explain import ExplainResult
 from spex_monitor.monitor.budget import Budget
 from spex_monitor.monitor.sampling import StratifiedSampler
-from spex_monitor.monitor.store import SQLiteStore
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 from spex_monitor.monitor.windows import TumblingWindows, compare_versions, roll_baseline
 from spex_monitor.monitor.worker import Monitor, Observation
 
@@ -27,7 +28,9 @@ def fake_explainer(strength: float = 2.0, fail_every: int = 0):
         rng = np.random.default_rng(zlib.crc32(observation.request_id.encode()))  # hash() is salted
         terms = {(i,): float(rng.normal(0, 0.3)) for i in range(len(words))}
         terms[(0, 1)] = strength + float(rng.normal(0, 0.1))
-        return Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words
+        return ExplainResult(
+            Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words, 0, ""
+        )
 
     return explain
 

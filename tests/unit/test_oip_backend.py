@@ -159,3 +159,30 @@ def test_breaker_half_open_probe():
 def test_config_errors():
     with pytest.raises(ValueError, match="endpoints"):
         OIPBackend([], "m")
+
+
+def _wait_for(condition, timeout_s: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_two_replicas_failing_and_recovering_together_both_come_back(replicas):
+    """Issue 15 item 7: a half-open replica that is not the one picked must not stay 'probing' forever."""
+    fakes, endpoints, _ = replicas
+    with OIPBackend(
+        endpoints, "m", retries=1, backoff_s=0.001, breaker_failures=1, breaker_reset_s=0.2
+    ) as backend:
+        fakes[0].fail_next = fakes[1].fail_next = 1  # both fail once: both breakers open
+        with pytest.raises(BackendUnavailableError):
+            backend.infer_texts(["a"])
+        assert backend.health() == {endpoints[0]: False, endpoints[1]: False}
+        began = time.monotonic()
+        _wait_for(lambda: time.monotonic() - began > 0.25, what="the breakers' cool-down")
+        before = [f.calls for f in fakes]
+        for _ in range(6):  # both replicas recovered: sequential calls must reach both again
+            assert backend.infer_texts(["a b"])[0, 1] == 2.0
+        assert backend.health() == {endpoints[0]: True, endpoints[1]: True}
+        assert all(f.calls - b >= 2 for f, b in zip(fakes, before, strict=True))

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from spex_monitor.attribution import Interactions
+from spex_monitor.explain import ExplainResult
 from spex_monitor.monitor import InteractionMap
 from spex_monitor.monitor.budget import Budget
 from spex_monitor.monitor.maps import MapTooLargeError
 from spex_monitor.monitor.sampling import StratifiedSampler
-from spex_monitor.monitor.store import ExplanationRecord, SQLiteStore
+from spex_monitor.monitor.store import ExplanationRecord
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 from spex_monitor.monitor.vocabulary import RARE, DocumentFrequency, sanitize_map
 from spex_monitor.monitor.windows import TumblingWindows
 from spex_monitor.monitor.worker import LockedCounter, Monitor, Observation
@@ -116,7 +118,7 @@ def _explainer(observation: Observation):  # noqa: ANN202
     rng = np.random.default_rng(zlib.crc32(observation.request_id.encode()))
     terms = {(i,): float(rng.normal(0, 0.3)) for i in range(len(words))}
     terms[(0, 1)] = 2.0
-    return Interactions(terms, len(words), faithfulness=0.9, inferences_used=10), words
+    return ExplainResult(Interactions(terms, len(words), faithfulness=0.9, inferences_used=10), words, 0, "")
 
 
 def _monitor(tmp_path, **kwargs) -> Monitor:

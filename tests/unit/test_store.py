@@ -9,7 +9,8 @@ import pytest
 
 from spex_monitor.attribution import Interactions
 from spex_monitor.monitor import InteractionMap
-from spex_monitor.monitor.store import SCHEMA_VERSION, ExplanationRecord, SQLiteStore
+from spex_monitor.monitor.store import SCHEMA_VERSION, ExplanationRecord
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 
 
 def _record(i: int, ts: float, pair_coef: float, text: str | None = None) -> ExplanationRecord:

@@ -31,6 +31,8 @@ EXAMPLES = {
     "ConfigError": ("c.yaml", [("engine.budget", "too small")]),
     "BackendUnavailableError": ("no replica",),
     "ReplicaResponseError": ("bad shape",),
+    "ReplicaRequestError": ("HTTP 400 from http://127.0.0.1:8000/v1/completions: prompt too long",),
+    "_Retryable": ("HTTP 503",),
     "PatternError": ("not RE2",),
     "MapTooLargeError": ("map: too large",),
     "EnvValueError": ("models.3", "no entry 3"),
@@ -84,7 +86,7 @@ class Odd(Exception):
 
 
 def test_an_unpicklable_worker_exception_becomes_a_stand_in():
-    from spex_monitor.server.runner import ExplainWorkerError, picklable
+    from spex_monitor.explain.runner import ExplainWorkerError, picklable
 
     odd = Odd(1, 2)
     odd.batches = [1]

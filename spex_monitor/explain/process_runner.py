@@ -1,15 +1,8 @@
-"""Where explanation work runs: worker processes (default) or threads of the sidecar process.
+"""Explanations in ``spawn``-ed worker processes (see :mod:`.runner` for why), and what crosses the pipe.
 
-An explanation is hundreds of model forwards plus a LightGBM fit: seconds of CPU, much of it holding the
-GIL. In the sidecar's own process that work competes with the gRPC threads that answer ``Observe`` and
-forward proxied inference, and the serving path's p99 pays for it. ``ProcessRunner`` moves the model, the
-backend and the engine into ``spawn``-ed worker processes started at a lower CPU priority (``nice``), so the
-serving process only enqueues, waits on a pipe (GIL released) and folds the result. ``ThreadRunner`` keeps
-everything in-process: no start-up cost, for tests and tiny models.
-
-Both return an :class:`ExplainOutcome`, which carries what the serving process needs without loading the
-model itself: the interactions, feature keys, predicted label, the backend batches (for
-``spex_monitor_backend_request_duration_seconds``) and replica health (for ``spex_monitor_backend_up``).
+Each worker builds every configured model's explainer once, at a lower CPU priority. A request goes out
+pickled, a result (or an exception that round-trips pickle) comes back; a worker that dies fails the
+explanation in flight and the pool is rebuilt.
 """
 
 from __future__ import annotations
@@ -21,41 +14,15 @@ import pickle
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import replace
 
-from ..attribution import Interactions
 from ..backends.base import BatchTiming
 from ..config import Settings
-from .explainers import ModelExplainer, build_backend
+from .explainer import ModelExplainer, build_explainers
+from .request import ExplainRequest, ExplainResult
+from .thread_runner import replica_health, run
 
 log = logging.getLogger(__name__)
-
-LOCAL_REPLICA = "local"
-
-
-@dataclass
-class ExplainOutcome:
-    result: Interactions
-    keys: list[str]
-    target: int
-    label: str
-    batches: list[BatchTiming] = field(default_factory=list)
-    health: dict[str, bool] = field(default_factory=dict)
-
-
-class ExplainRunner(Protocol):
-    def explain(
-        self,
-        model: str,
-        text: str | None = None,
-        fields: dict[str, float] | None = None,
-        budget: int | None = None,
-        max_order: int | None = None,
-        deadline: float | None = None,
-    ) -> ExplainOutcome: ...
-
-    def close(self) -> None: ...
 
 
 class ExplainWorkerLostError(RuntimeError):
@@ -95,80 +62,6 @@ def picklable(exc: BaseException) -> BaseException:
         return stand_in
 
 
-def _health(explainer: ModelExplainer) -> dict[str, bool]:
-    health = getattr(explainer.backend, "health", None)
-    return dict(health()) if callable(health) else {LOCAL_REPLICA: True}
-
-
-def build_explainers(settings: Settings) -> dict[str, ModelExplainer]:
-    return {
-        m.name: ModelExplainer(m, settings.engine, build_backend(m.backend), settings.seed)
-        for m in settings.models
-    }
-
-
-def _run(
-    explainer: ModelExplainer,
-    text: str | None,
-    fields: dict[str, float] | None,
-    budget: int | None,
-    max_order: int | None,
-    deadline: float | None = None,
-) -> ExplainOutcome:
-    result, keys, target = explainer.explain(
-        text=text, fields=fields, budget=budget, max_order=max_order, deadline=deadline
-    )
-    return ExplainOutcome(result, keys, target, explainer.label_name(target), health=_health(explainer))
-
-
-class ThreadRunner:
-    """Explain in the calling thread, with backends built in this process.
-
-    Backends report batches from whatever thread ran them (the OIP backend fans a call out over its own
-    pool), so batches are collected runner-wide and handed to whichever explanation finishes next: each
-    batch is returned exactly once, as the process runner's are, which is all the latency histogram needs.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.explainers = build_explainers(settings)
-        self._batches: list[BatchTiming] = []
-        self._lock = threading.Lock()
-        for explainer in self.explainers.values():
-            explainer.backend.on_batch = self._collect
-
-    def _collect(self, batch: BatchTiming) -> None:
-        with self._lock:
-            self._batches.append(batch)
-
-    def _drain(self) -> list[BatchTiming]:
-        with self._lock:
-            batches, self._batches = self._batches, []
-        return batches
-
-    def explain(
-        self,
-        model: str,
-        text: str | None = None,
-        fields: dict[str, float] | None = None,
-        budget: int | None = None,
-        max_order: int | None = None,
-        deadline: float | None = None,
-    ) -> ExplainOutcome:
-        try:
-            outcome = _run(self.explainers[model], text, fields, budget, max_order, deadline)
-        except Exception as exc:
-            exc.batches = self._drain()  # type: ignore[attr-defined]  # failed calls still used the model
-            raise
-        outcome.batches = self._drain()
-        return outcome
-
-    def close(self) -> None:
-        for explainer in self.explainers.values():
-            close = getattr(explainer.backend, "close", None)
-            if callable(close):
-                close()
-
-
 # ------------------------------------------------------------------------------ inside a worker process
 _worker_explainers: dict[str, ModelExplainer] = {}
 _worker_batches: list[BatchTiming] = []
@@ -198,28 +91,20 @@ def _check_worker() -> None:
         raise _worker_error[0]
 
 
-def _worker_explain(
-    model: str,
-    text: str | None,
-    fields: dict[str, float] | None,
-    budget: int | None,
-    max_order: int | None,
-    deadline: float | None = None,
-) -> ExplainOutcome:
+def _worker_explain(request: ExplainRequest) -> ExplainResult:
     _check_worker()
     _worker_batches.clear()
-    explainer = _worker_explainers[model]
+    explainer = _worker_explainers[request.model]
     try:
-        outcome = _run(explainer, text, fields, budget, max_order, deadline)
+        result = run(explainer, request)
     except Exception as exc:
-        exc.health = _health(explainer)  # type: ignore[attr-defined]  # pickled with the exception
+        exc.health = replica_health(explainer)  # type: ignore[attr-defined]  # pickled with the exception
         exc.batches = list(_worker_batches)  # type: ignore[attr-defined]
         safe = picklable(exc)
         if safe is exc:
             raise
         raise safe from None
-    outcome.batches = list(_worker_batches)
-    return outcome
+    return replace(result, batches=list(_worker_batches))
 
 
 def _worker_ready() -> int:
@@ -227,6 +112,7 @@ def _worker_ready() -> int:
     return os.getpid()
 
 
+# ------------------------------------------------------------------------------ in the serving process
 class ProcessRunner:
     """Explain in ``workers`` spawned processes that each load every configured model once.
 
@@ -234,6 +120,11 @@ class ProcessRunner:
     fails the sidecar's start rather than its first explanation. A worker that dies (``kill -9``, out of
     memory) fails the explanation in flight with :class:`ExplainWorkerLostError`; the pool is rebuilt
     before the next one.
+
+    Args:
+        settings: the whole configuration (sent to each worker as JSON).
+        workers: worker processes; nice: their CPU priority offset (0: same as the sidecar).
+        start_timeout_s: how long ``start()`` waits for every worker to load its models.
     """
 
     def __init__(
@@ -256,6 +147,12 @@ class ProcessRunner:
         )
 
     def start(self) -> ProcessRunner:
+        """Spawn the workers and wait until each has built its explainers.
+
+        Raises:
+            Exception: the first worker's own start-up error (a missing model folder, a bad backend).
+            TimeoutError: a worker did not answer within ``start_timeout_s``.
+        """
         pool = self._new_pool()
         # one task per worker makes every process spawn and run its initializer now
         ready = [pool.submit(_worker_ready) for _ in range(self.workers)]
@@ -267,21 +164,19 @@ class ProcessRunner:
         self._pool = pool
         return self
 
-    def explain(
-        self,
-        model: str,
-        text: str | None = None,
-        fields: dict[str, float] | None = None,
-        budget: int | None = None,
-        max_order: int | None = None,
-        deadline: float | None = None,
-    ) -> ExplainOutcome:
+    def explain(self, request: ExplainRequest) -> ExplainResult:
+        """Explain ``request`` on a worker; see :class:`~.thread_runner.ExplainRunner`.
+
+        Raises:
+            RuntimeError: the runner is not started or was closed.
+            ExplainWorkerLostError: the worker died; the pool was rebuilt.
+        """
         with self._lock:
             if self._pool is None:
                 raise RuntimeError("explain runner is not started (or was closed)")
             pool = self._pool
         try:
-            return pool.submit(_worker_explain, model, text, fields, budget, max_order, deadline).result()
+            return pool.submit(_worker_explain, request).result()
         except BrokenProcessPool as exc:
             self._replace(pool)
             raise ExplainWorkerLostError("an explain worker process died; workers restarted") from exc
@@ -295,15 +190,8 @@ class ProcessRunner:
             self._pool = self._new_pool()
 
     def close(self) -> None:
+        """Stop the workers after the explanations in flight."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def make_runner(settings: Settings) -> Any:
-    """The runner ``server.explain_in`` asks for, started."""
-    server = settings.server
-    if server.explain_in == "process":
-        return ProcessRunner(settings, workers=server.workers, nice=server.worker_nice).start()
-    return ThreadRunner(settings)

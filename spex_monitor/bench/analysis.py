@@ -1,0 +1,91 @@
+"""From compared windows to the benchmark's numbers: calibrated thresholds, false-alarm rates, detection
+delays and where the planted interaction ranks when our detector first alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+
+import numpy as np
+
+from .calibration import calibrate, outcome, wilson
+from .runs import BudgetRun, WindowRecord
+from .scenarios import DETECTORS, OURS, SCENARIOS, BenchConfig, Scenario
+
+
+def _matrix(
+    records: list[WindowRecord],
+    scenario: str,
+    attr: Callable[[WindowRecord], float],
+    runs: set[int] | None = None,
+) -> np.ndarray:
+    chosen = [r for r in records if r.scenario == scenario and (runs is None or r.run in runs)]
+    ids = sorted({r.run for r in chosen})
+    width = max((r.index for r in chosen), default=-1) + 1
+    out = np.full((len(ids), width), np.nan)
+    row = {run: i for i, run in enumerate(ids)}
+    for r in chosen:
+        out[row[r.run], r.index] = attr(r)
+    return out
+
+
+def analyse(config: BenchConfig, budget_run: BudgetRun) -> dict:
+    """Thresholds, false-alarm rates, and per scenario × detector outcomes for one budget."""
+    records = budget_run.records
+    detectors = [d for d in DETECTORS if d.name in records[0].values]
+    out: dict = {"budget": budget_run.budget, "detectors": {}, "scenarios": {}}
+    target = config.target_requests
+    for d in detectors:
+        null = _matrix(records, "no-incident", lambda r, name=d.name: r.values[name]).ravel()
+        if d.exact:
+            threshold, how = d.nominal, "exact test"
+        else:
+            calibration = budget_run.calibration[d.name]
+            threshold = calibrate(d, calibration, config.false_alarm_rate)
+            how = f"1 % of {len(calibration)} windows"
+        alarms = int(d.alarms(null, threshold).sum())
+        out["detectors"][d.name] = {
+            "threshold": threshold,
+            "threshold_from": how,
+            "false_alarm_rate": alarms / null.size,
+            "false_alarm_ci": wilson(alarms, null.size),
+            "evaluation_windows": int(null.size),
+            "nominal_rule": d.nominal_rule,
+            "nominal_false_alarm_rate": float(d.alarms(null, d.nominal).mean()),
+        }
+    for scenario in SCENARIOS:
+        explained = _matrix(records, scenario.name, lambda r: r.explained)
+        inferences = _matrix(records, scenario.name, lambda r: r.inferences)
+        rows: dict = {}
+        for d in detectors:
+            values = _matrix(records, scenario.name, lambda r, name=d.name: r.values[name])
+            threshold = out["detectors"][d.name]["threshold"]
+            calibrated = outcome(d.alarms(values, threshold), explained, inferences, target)
+            nominal = outcome(d.alarms(values, d.nominal), explained, inferences, target)
+            rows[d.name] = {"calibrated": asdict(calibrated), "nominal": asdict(nominal)}
+        ranks = _first_alarm_ranks(config, records, scenario, out["detectors"][OURS]["threshold"])
+        out["scenarios"][scenario.name] = {"detectors": rows, "planted": list(scenario.planted), **ranks}
+    return out
+
+
+def _first_alarm_ranks(
+    config: BenchConfig, records: list[WindowRecord], scenario: Scenario, threshold: float
+) -> dict:
+    """Rank of the planted tuple among our top contributors, in each run's first alarming window."""
+    if not scenario.planted:
+        return {}
+    ours = next(d for d in DETECTORS if d.name == OURS)
+    firsts: dict[int, WindowRecord] = {}
+    for r in sorted(records, key=lambda r: (r.run, r.index)):
+        if r.scenario == scenario.name and r.run not in firsts and ours.alarms(r.values[OURS], threshold):
+            firsts[r.run] = r
+    ranks = [r.planted_rank for r in firsts.values()]
+    every = [r.planted_rank for r in records if r.scenario == scenario.name]
+    top3 = lambda xs: float(np.mean([x is not None and x <= 3 for x in xs])) if xs else float("nan")  # noqa: E731
+    found = [x for x in ranks if x is not None]
+    return {
+        "alarm_windows_ranked": len(ranks),
+        "median_rank_at_first_alarm": float(np.median(found)) if found else None,
+        "top3_share_at_first_alarm": top3(ranks),
+        "top3_share_all_windows": top3(every),
+    }

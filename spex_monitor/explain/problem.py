@@ -1,0 +1,31 @@
+"""The value problem one input poses to an engine: its value function, feature keys and target class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..attribution.oracle import ValueFunction
+from .request import ExplainRequest
+
+
+@dataclass(frozen=True)
+class ValueProblem:
+    """What an engine needs for one input.
+
+    Attributes:
+        value_fn: ``(k, n) bool`` masks (``True`` = feature kept) → ``(k,)`` float64 values, e.g. the
+            log-odds of ``target``.
+        keys: the monitor key of each of the ``n`` features.
+        target: index of the class the value function scores (predicted on the unmasked input).
+    """
+
+    value_fn: ValueFunction
+    keys: list[str]
+    target: int
+
+
+def missing_input(request: ExplainRequest, wanted: str, lens_kind: str) -> ValueError:
+    """The error for a request without the input its model's lens reads (entry points refuse it first)."""
+    if request.text is None and request.fields is None:
+        return ValueError("input: give text or fields")
+    return ValueError(f"{wanted}: model {request.model!r} takes {wanted} (its lens.kind is {lens_kind!r})")

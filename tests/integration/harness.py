@@ -1,0 +1,74 @@
+"""Shared pieces of the integration suite (issue 16 item 7): the sidecar settings most modules start from,
+waiting on async state with a deadline, and reading a gRPC call's status. ``conftest.py`` adds the
+``start_sidecar`` fixture.
+
+Modules that need something special (TLS, a KServe replica, PostgreSQL, vLLM) still build it themselves; what
+every module repeated lives here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from spex_monitor.config import Settings
+from spex_monitor.examples.embedded import model_path
+
+
+def sentiment_settings(
+    folder: Path,
+    *,
+    model: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Settings:
+    """Settings for one embedded ``sentiment`` classifier (never sampled unless ``model`` says so), a store in
+    ``folder``, both ports chosen by the OS, explanations in threads and a budget that never throttles.
+
+    ``model`` updates the model entry, ``server`` the server section, and any other keyword replaces a whole
+    top-level section (``engine``, ``budget``, ``windows``, ...).
+    """
+    config: dict[str, Any] = {
+        "models": [
+            {
+                "name": "sentiment",
+                "sampling_rate": 0.0,
+                "backend": {"kind": "local", "path": str(model_path("sentiment-base"))},
+                **(model or {}),
+            }
+        ],
+        "engine": {"budget": 128, "max_order": 2},
+        "budget": {"inferences_per_second": 1e7, "burst": 1e7},
+        "store": {"path": str(folder / "spex.db")},
+        "server": {"grpc_port": 0, "metrics_port": 0, "explain_in": "thread", **(server or {})},
+    }
+    config.update(sections)
+    return Settings.model_validate(config)
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is truthy or ``timeout_s`` seconds pass; the last answer decides."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())
+
+
+def rpc_status(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[grpc.StatusCode, str]:
+    """The status code and details a gRPC call ends with (``OK`` and ``""`` when it succeeds)."""
+    try:
+        call(*args, **kwargs)
+    except grpc.RpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    """gRPC metadata carrying ``token`` as a bearer credential."""
+    return [("authorization", f"Bearer {token}")]
