@@ -157,7 +157,10 @@ class FleetAggregator:
         last = self.store.window_end_bound(self.model, FLEET, latest=True)
         if last is not None:
             return self._next_start(last)
-        return self._next_start(due_end - self.backfill_windows * self.window_s)
+        # a first start: anchor the backfill once, so later ticks go on from it (recomputing it from each
+        # tick's due_end would chase, with backfill_windows=0, a window that is never due)
+        self._cursor = due_end - self.backfill_windows * self.window_s
+        return self._next_start(self._cursor)
 
     def _next_start(self, after: float) -> float | None:
         """The start of the first fleet window at or after ``after`` that holds a pod window (empty

@@ -118,6 +118,19 @@ def test_a_pinned_fleet_baseline_is_used_from_the_first_window(stores):
     assert result.alarm and result.report_id is not None
 
 
+def test_without_backfill_the_first_start_merges_the_windows_that_come_due_after_it(stores):
+    _write_slot(stores, 1, n=12)  # due at the first tick: left out (backfill_windows=0)
+    aggregator = FleetAggregator(stores["pod-0"], "m", W, grace_s=5, baseline_windows=1, backfill_windows=0)
+    assert aggregator.tick(now=2 * W + 6) == []
+    _write_slot(stores, 2, n=12)
+    assert aggregator.tick(now=3 * W + 1) == []  # not due before the grace
+    (result,) = aggregator.tick(now=3 * W + 6)
+    assert (result.start_ts, result.end_ts, result.pods) == (2 * W, 3 * W, 3)
+    _write_slot(stores, 3, n=12)
+    (result,) = aggregator.tick(now=4 * W + 6)
+    assert result.start_ts == 3 * W and result.report is not None
+
+
 def test_the_standalone_entry_point_refuses_what_it_cannot_run(tmp_path, capsys):
     import socket
 
