@@ -150,3 +150,25 @@ def test_the_standalone_entry_point_refuses_what_it_cannot_run(tmp_path, capsys)
     config.write_text(yaml.safe_dump({"models": [model], "store": {"url": url, "timeout_s": 2}}))
     assert main(["--config", str(config)]) == 1
     assert f"store.url: cannot open {url}" in capsys.readouterr().err
+
+
+def test_the_cli_runs_the_aggregator_and_trace_takes_a_scope(tmp_path, capsys):
+    import yaml
+
+    from spex_monitor.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["aggregate", "--help"])
+    assert exited.value.code == 0
+    helped = capsys.readouterr().out
+    assert "store.url" in helped and "advisory lock" in helped and "--config" in helped
+    config = tmp_path / "c.yaml"
+    model = {"name": "m", "backend": {"kind": "local", "path": "/nonexistent"}}
+    config.write_text(yaml.safe_dump({"models": [model]}))
+    assert cli_main(["aggregate", "--config", str(config)]) == 2  # through monitor.aggregate.main
+    assert "store.url" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["trace", "--model", "m", "--scope", "galaxy"])
+    assert "invalid choice" in capsys.readouterr().err
+    assert cli_main(["trace", "--model", "m", "--scope", "fleet", "--report", str(tmp_path / "r.html")]) == 2
+    assert "--report" in capsys.readouterr().err
