@@ -51,15 +51,16 @@ def _serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from .monitor.store_postgres import StoreUnavailableError
     from .server.app import Sidecar
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(args.config)
-    except ConfigError as exc:
+        sidecar = Sidecar(settings).start()
+    except (ConfigError, StoreUnavailableError) as exc:  # a bad file, or store.url refused (named)
         print(exc, file=sys.stderr)
-        return 2
-    sidecar = Sidecar(settings).start()
+        return 2 if isinstance(exc, ConfigError) else 1
     print(
         f"spex-monitor: gRPC {settings.server.host}:{sidecar.grpc_port}, "
         f"metrics http://{settings.server.host}:{sidecar.metrics_port}/metrics"

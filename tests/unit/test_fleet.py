@@ -172,3 +172,23 @@ def test_the_cli_runs_the_aggregator_and_trace_takes_a_scope(tmp_path, capsys):
     assert "invalid choice" in capsys.readouterr().err
     assert cli_main(["trace", "--model", "m", "--scope", "fleet", "--report", str(tmp_path / "r.html")]) == 2
     assert "--report" in capsys.readouterr().err
+
+
+def test_serve_names_store_url_when_the_shared_store_refuses(tmp_path, capsys):
+    import socket
+
+    import yaml
+
+    from spex_monitor.cli import main as cli_main
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    model = {"name": "m", "backend": {"kind": "local", "path": "/nonexistent"}}
+    store = {"url": f"postgresql://spex@127.0.0.1:{port}/spex", "timeout_s": 2}
+    config = tmp_path / "c.yaml"
+    server = {"explain_in": "process"}
+    config.write_text(yaml.safe_dump({"models": [model], "store": store, "server": server}))
+    assert cli_main(["serve", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "store.url" in err and "Traceback" not in err

@@ -88,7 +88,7 @@ def test_the_standalone_aggregator_is_its_own_deployment_on_the_same_config():
     spec = aggregator["spec"]["template"]["spec"]
     check_pod_spec(spec)
     (container,) = spec["containers"]
-    assert container["command"] == ["python", "-m", "spex_monitor.monitor.aggregate"]
+    assert "command" not in container and container["args"][0] == "aggregate"  # `spex-monitor aggregate`
     config_path = container["args"][container["args"].index("--config") + 1]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert config_path.startswith(mounts["spex-monitor-config"] + "/")
