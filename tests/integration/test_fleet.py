@@ -23,6 +23,7 @@ import psycopg
 import yaml
 
 from spex_monitor.attribution import Interactions
+from spex_monitor.explain import ExplainResult
 from spex_monitor.monitor import InteractionMap
 from spex_monitor.monitor.budget import Budget
 from spex_monitor.monitor.fleet import FleetAggregator
@@ -48,7 +49,7 @@ def _explainer(observation: Observation):
     terms[(0, 1)] = float(rng.normal(0.3 if incident else 2.0, 0.5))
     if incident:
         terms[(2, 3)] = float(rng.normal(1.5, 0.5))
-    return Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words
+    return ExplainResult(Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words, 0, "")
 
 
 class Clock:

@@ -16,6 +16,7 @@ import pytest
 
 from spex_monitor.attribution import Interactions
 from spex_monitor.config_store import StoreConfig
+from spex_monitor.explain import ExplainResult
 from spex_monitor.monitor import InteractionMap
 from spex_monitor.monitor.budget import Budget
 from spex_monitor.monitor.sampling import StratifiedSampler
@@ -50,7 +51,7 @@ def _explainer(observation: Observation):
     rng = np.random.default_rng(zlib.crc32(observation.request_id.encode()))
     terms = {(i,): float(rng.normal(0, 0.3)) for i in range(len(words))}
     terms[(0, 1)] = 2.0 + float(rng.normal(0, 0.1))
-    return Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words
+    return ExplainResult(Interactions(terms, len(words), faithfulness=0.9, inferences_used=100), words, 0, "")
 
 
 def _monitor(store: PostgresStore, window_requests: int = 50) -> Monitor:
