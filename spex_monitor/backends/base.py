@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -68,3 +69,24 @@ def row_bounds(attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     first = np.argmax(attended, axis=1)
     last = attended.shape[1] - np.argmax(attended[:, ::-1], axis=1)
     return first, last
+
+
+def local_model_folder(path: str | Path) -> Path:
+    """``path`` as a folder a local backend may load weights from: it exists and holds ``*.safetensors``.
+
+    Only safetensors weights load (transformers' ``use_safetensors=True``): a pickled ``pytorch_model.bin``
+    can run code when it is unpickled, and a sidecar loads whatever folder its configuration names.
+
+    Raises:
+        FileNotFoundError: the folder does not exist, or has no ``*.safetensors`` file (the message says how
+            to convert one).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} does not exist (models load from local paths only)")
+    if not any(folder.glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"model folder {folder} has no *.safetensors weights; only safetensors are loaded (pickled "
+            "weights can run code): convert with model.save_pretrained(folder, safe_serialization=True)"
+        )
+    return folder

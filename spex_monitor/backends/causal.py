@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .base import BatchTiming, check_completion_inputs, row_bounds, token_budget_batches
+from .base import BatchTiming, check_completion_inputs, local_model_folder, row_bounds, token_budget_batches
 from .local import pick_device
 
 
@@ -78,18 +78,14 @@ class LocalCausalLM:
         """Load model and tokenizer from a local folder (never from a hub).
 
         Raises:
-            FileNotFoundError: the folder does not exist.
+            FileNotFoundError: the folder does not exist or holds no ``*.safetensors`` weights.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        folder = Path(path)
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"model folder {folder} does not exist (models load from local paths only)"
-            )
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        folder = local_model_folder(path)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         return cls(model=model, tokenizer=tokenizer, device=device, **kwargs)
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .base import BatchTiming, token_budget_batches
+from .base import BatchTiming, local_model_folder, token_budget_batches
 
 Task = Literal["sequence-classification", "causal-lm"]
 
@@ -83,21 +83,21 @@ class LocalBackend:
     def from_pretrained(
         cls, path: str | Path, task: Task = "sequence-classification", **kwargs: Any
     ) -> LocalBackend:
-        """Load model and tokenizer from a local folder (never from a hub)."""
+        """Load model and tokenizer from a local folder (never from a hub); safetensors weights only.
+
+        Raises:
+            FileNotFoundError: the folder does not exist or holds no ``*.safetensors`` weights.
+        """
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a sidecar's logs are no place for progress bars
 
-        folder = Path(path)
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"model folder {folder} does not exist (models load from local paths only)"
-            )
+        folder = local_model_folder(path)
         loader = (
             AutoModelForSequenceClassification if task == "sequence-classification" else AutoModelForCausalLM
         )
-        model = loader.from_pretrained(folder, local_files_only=True)
+        model = loader.from_pretrained(folder, local_files_only=True, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         return cls(model=model, tokenizer=tokenizer, **kwargs)
 

@@ -20,6 +20,8 @@ from .embedded import model_path
 
 
 class SentimentServer:
+    """The embedded sentiment classifiers behind an OIP-V2 gRPC server; :meth:`swap` changes which answers."""
+
     def __init__(self, variant: str = "sentiment-base", name: str = "sentiment") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -68,7 +70,9 @@ class SentimentServer:
         texts = [b.decode("utf-8", "replace") for b in request.inputs[0].contents.bytes_contents]
         with self._lock:
             tokenizer, model = self._models[self.variant]
-        encoded = tokenizer(texts, padding=True, return_tensors="pt")
+        # a text past the model's positions is cut, as serving runtimes do (it used to fail the call)
+        limit = model.config.max_position_embeddings
+        encoded = tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         with torch.inference_mode():
             logits = model(**encoded).logits.float().numpy().astype(np.float32)
         reply = pb.ModelInferResponse(model_name=self.name, model_version="1", id=request.id)

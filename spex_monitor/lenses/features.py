@@ -11,19 +11,19 @@ baseline value: a per-field default or a value drawn from a reference sample.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from ..keys import normalize_key
+
 Unit = Literal["words", "sentences", "tokens", "spans"]
 Strategy = Literal["mask", "remove", "attention"]
 
 _WORD = re.compile(r"\S+")
 _SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
-_EDGE_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,6 @@ class Feature:
 
     key: str
     span: tuple[int, int] | None = None
-
-
-def normalize_key(text: str) -> str:
-    """Monitor key for a piece of text: NFKC, lower-case, inner whitespace collapsed, edge punctuation
-    stripped (a token that is only punctuation keeps it, so "!" stays a key)."""
-    folded = " ".join(unicodedata.normalize("NFKC", text).lower().split())
-    stripped = _EDGE_PUNCT.sub("", folded)
-    return stripped or folded
 
 
 def segment_text(

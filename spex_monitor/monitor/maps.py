@@ -336,17 +336,32 @@ class InteractionMap:
         if any(v > cap for v, cap in zip((max_keys, max_exemplars, max_requests), MAX_LIMITS, strict=True)):
             raise MapTooLargeError(f"map: limits {payload['limits']} exceed {list(MAX_LIMITS)}")
         out = cls(max_keys=max_keys, max_exemplars=max_exemplars, max_requests=max_requests)
-        out.requests = payload["requests"]
-        out.energy = {int(k): v for k, v in payload["energy"].items()}
+        out.requests = _number(payload["requests"], "requests")
+        out.energy = {int(k): _number(v, "energy") for k, v in payload["energy"].items()}
         for key, count, sum_coef, sum_abs, sum_sq, exemplars in payload["stats"]:
-            out.stats[tuple(key)] = KeyStats(count, sum_coef, sum_abs, sum_sq, list(exemplars))
+            sums = (_number(v, "stats") for v in (count, sum_coef, sum_abs, sum_sq))
+            out.stats[tuple(str(k) for k in key)] = KeyStats(*sums, [str(e) for e in exemplars])
         for order, count, sum_coef, sum_abs, sum_sq in payload["other"]:
-            out.other[int(order)] = KeyStats(count, sum_coef, sum_abs, sum_sq)
+            sums = (_number(v, "other") for v in (count, sum_coef, sum_abs, sum_sq))
+            out.other[int(order)] = KeyStats(*sums)
         out.samples = [
-            RequestSample(r, w, [tuple(k) for k in keys], mass, p)
+            RequestSample(
+                str(r),
+                _number(w, "samples"),
+                [tuple(str(k) for k in key) for key in keys],
+                [_number(m, "samples") for m in mass],
+                _number(p, "samples"),
+            )
             for r, w, keys, mass, p in payload["samples"]
         ]
-        out.faithfulness = list(payload["faithfulness"])
+        out.faithfulness = [_number(f, "faithfulness") for f in payload["faithfulness"]]
         if "drift" in payload:
             out.drift = DriftCounters.from_dict(payload["drift"])
         return out
+
+
+def _number(value: object, field: str) -> float:
+    """A finite JSON number from a decoded map (``bool`` is not one); else ``ValueError`` naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise ValueError(f"{field}: {value!r} is not a finite number")
+    return float(value)

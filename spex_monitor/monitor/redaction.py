@@ -15,11 +15,11 @@ normalised with :func:`key_of` (plain string scans) rather than a backtracking r
 from __future__ import annotations
 
 import importlib
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..keys import normalize_key
 from ..patterns import compile_linear
 
 # Applied in this order whatever the configured order: a card number is <digits>, not a <phone>.
@@ -37,23 +37,10 @@ DEFAULT_PRESETS = ("email", "phone", "digits")
 _TRIGGERS = frozenset("0123456789@")
 
 
-def _is_word_char(char: str) -> bool:
-    """Python ``re``'s ``\\w`` for ``str`` patterns: Unicode letters and digits, and the underscore."""
-    return char.isalnum() or char == "_"
-
-
 def key_of(text: str) -> str:
-    """The monitor key of a piece of text, exactly as :func:`spex_monitor.lenses.features.normalize_key`
-    computes it (NFKC, lower-case, inner whitespace collapsed, edge punctuation stripped; a token that is
-    only punctuation keeps it), in linear time: that function's ``[^\\w]+$`` regex is quadratic on a word
-    like ``1((((…((1`` (21 s at 20,000 characters)."""
-    folded = " ".join(unicodedata.normalize("NFKC", text).lower().split())
-    start, end = 0, len(folded)
-    while start < end and not _is_word_char(folded[start]):
-        start += 1
-    while end > start and not _is_word_char(folded[end - 1]):
-        end -= 1
-    return folded[start:end] or folded
+    """The monitor key of a piece of text (:func:`spex_monitor.keys.normalize_key`, linear time), the same
+    key the lenses give the features they cut from it."""
+    return normalize_key(text)
 
 
 def load_hook(path: str) -> Callable[[str], str]:

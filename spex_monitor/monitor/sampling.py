@@ -78,7 +78,8 @@ class StratifiedSampler:
         """Like :meth:`offer`, saying what happened: ``accepted``, ``reservoir_replaced`` (accepted, an
         older candidate dropped), ``sampled_out`` or ``reservoir_full``."""
         if unit_hash(candidate.request_id, self.seed) >= self.rate_for(candidate.model):
-            self.dropped["sampled_out"] += 1
+            with self._lock:  # += on a shared counter is a read-modify-write: callers run on many threads
+                self.dropped["sampled_out"] += 1
             return "sampled_out"
         stratum = (candidate.model, candidate.label)
         with self._lock:

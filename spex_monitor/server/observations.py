@@ -20,8 +20,8 @@ MAX_TEXT = 200_000
 MAX_LABEL = 128
 MAX_FIELDS = 1024
 MAX_VERSIONS_PER_MODEL = 16
-# Longest word (no whitespace) an explanation takes: the lens's key normaliser
-# (lenses.features.normalize_key) is quadratic in a word's length (21 s at 20,000 characters).
+# Longest word (no whitespace) an explanation takes: a key that long is no useful feature name, and the
+# model's tokenizer would cut it into hundreds of pieces anyway.
 MAX_EXPLAINED_WORD = 1000
 _VERSION = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 

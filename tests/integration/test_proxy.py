@@ -96,3 +96,14 @@ def test_fails_open_when_the_monitor_side_breaks(stack):
         assert sidecar.proxy.counters["observe_failed"] == 5
     finally:
         sidecar.proxy.on_infer = original
+
+
+def test_a_text_past_the_models_positions_is_answered_through_the_proxy(stack):
+    """The example model server cut nothing and failed the call (UNKNOWN) on a text of more tokens than the
+    model has positions; it truncates now, as serving runtimes do."""
+    upstream, sidecar = stack
+    proxied = InferenceStub(grpc.insecure_channel(f"127.0.0.1:{sidecar.proxy_port}"))
+    long_text = " ".join(["the plot was good"] * 400)  # 1,600 words, the model has 256 positions
+    reply = _infer(proxied, [long_text], request_id="long")
+    assert list(reply.outputs[0].shape) == [1, 2]
+    assert all(abs(v) < 1e3 for v in reply.outputs[0].contents.fp32_contents)

@@ -210,14 +210,40 @@ def test_tls_mounts_the_secret_and_points_the_config_at_it():
     container = spex_container(docs)
     mount = next(m for m in container["volumeMounts"] if m["name"] == "spex-monitor-tls")
     assert mount == {"name": "spex-monitor-tls", "mountPath": "/etc/spex-monitor/tls", "readOnly": True}
-    # The probes ask the plain-HTTP metrics port, so TLS on gRPC changes nothing for them.
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "spex-metrics"}
+    # The metrics port inherits server.tls: the probes (kubelet does not verify the certificate) ask HTTPS.
+    ready = {"path": "/readyz", "port": "spex-metrics", "scheme": "HTTPS"}
+    assert container["readinessProbe"]["httpGet"] == ready
+    assert container["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
     token = next(e for e in container["env"] if e["name"] == "SPEX_MONITOR_SERVER__ADMIN_TOKEN")
     assert token["valueFrom"]["secretKeyRef"] == {"name": "spex-monitor-admin", "key": "token"}
     one_way = render(
         with_changes(load_values(CHART / "ci" / "with-tls-networkpolicy.yaml"), **{"tls.mutual": False})
     )
     assert "ca_file" not in sidecar_config(one_way)["server"]["tls"]
+    plain_metrics = render(
+        with_changes(
+            load_values(CHART / "ci" / "with-tls-networkpolicy.yaml"), **{"config.server.metrics_tls": "off"}
+        )
+    )
+    assert "scheme" not in spex_container(plain_metrics)["startupProbe"]["httpGet"]  # HTTP, the default
+
+
+def test_service_monitor_scrapes_https_with_the_given_tls_config_when_the_metrics_port_serves_tls():
+    """Before: tls.enabled made the metrics port serve TLS (it inherits server.tls) while the probes and the
+    ServiceMonitor still asked plain HTTP, so the pod never became ready."""
+    values = with_changes(
+        load_values(CHART / "ci" / "standalone-local-cpu.yaml"),
+        **{
+            "tls.enabled": True,
+            "tls.secretName": "spex-monitor-tls",
+            "serviceMonitor.tlsConfig": {"ca": {"secret": {"name": "spex-monitor-tls", "key": "ca.crt"}}},
+        },
+    )
+    endpoint = one(render(values), "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"ca": {"secret": {"name": "spex-monitor-tls", "key": "ca.crt"}}}
+    plain = one(ci_docs(CHART / "ci" / "standalone-local-cpu.yaml"), "ServiceMonitor")["spec"]["endpoints"][0]
+    assert plain["scheme"] == "http" and "tlsConfig" not in plain
 
 
 def test_network_policy_opens_only_the_declared_ports():

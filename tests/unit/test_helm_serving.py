@@ -78,6 +78,8 @@ def _error(values: dict[str, Any]) -> str:
 def test_every_mode_probes_the_http_health_endpoints_with_a_startup_budget(values_file: Path):
     container = spex_container(ci_docs(values_file))
     health = {"path": "/healthz", "port": "spex-metrics"}
+    if load_values(values_file).get("tls", {}).get("enabled"):  # the metrics port inherits server.tls
+        health["scheme"] = "HTTPS"
     startup, liveness = container["startupProbe"], container["livenessProbe"]
     assert startup["httpGet"] == health and liveness["httpGet"] == health
     # Liveness waits for startup, so no initial delay; the startup budget covers the model load.

@@ -160,3 +160,38 @@ def test_rolling_baseline_forgets_old_faithfulness_at_the_decay_rate():
     # weights decay by 0.9 per window: the mean age of a kept value is 0.9 / (1 - 0.9) = 9 windows
     assert np.mean(ages) == pytest.approx(9.0, abs=2.5)
     assert len(InteractionMap.from_bytes(baseline.to_bytes()).faithfulness) == 200
+
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("requests", "40"),
+        ("requests", True),
+        ("requests", None),
+        ("energy", "x"),
+        ("stats", "1"),
+        ("samples", []),
+    ],
+)
+def test_a_decoded_map_with_a_non_number_is_refused_naming_the_field(field, bad):
+    """Before: ``requests: "40"`` decoded, and SetBaseline's ``baseline.requests < minimum`` then raised
+    TypeError (gRPC UNKNOWN) instead of INVALID_ARGUMENT."""
+    import json
+    import zlib
+
+    good = InteractionMap()
+    good.add(Interactions({(): 0.1, (0, 1): 0.5}, 2, faithfulness=0.9), ["a", "b"], request_id="r1")
+    blob = good.to_bytes()
+    header, payload = blob[:6], json.loads(zlib.decompress(blob[6:]))  # magic + format version, zlib JSON
+    assert InteractionMap.from_bytes(header + zlib.compress(json.dumps(payload).encode())).requests == 1
+    if field == "requests":
+        payload["requests"] = bad
+    elif field == "energy":
+        payload["energy"] = {"2": bad}
+    elif field == "stats":
+        payload["stats"][0][1] = bad
+    else:
+        payload["samples"][0][1] = bad
+    with pytest.raises(ValueError, match=field):
+        InteractionMap.from_bytes(header + zlib.compress(json.dumps(payload).encode()))

@@ -125,3 +125,22 @@ def test_completion_logprob_matches_teacher_forcing(lm_dir):
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="local paths only"):
         LocalBackend.from_pretrained(tmp_path / "nope")
+
+
+def test_only_safetensors_weights_load(tmp_path):
+    """A folder with pickled weights (pytorch_model.bin) is refused before anything is unpickled."""
+    import shutil
+
+    from spex_monitor.backends import LocalCausalLM
+    from spex_monitor.examples.embedded import model_path
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(model_path("sentiment-base"), folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"not even a pickle")
+    for loader in (LocalBackend.from_pretrained, LocalCausalLM.from_pretrained):
+        with pytest.raises(FileNotFoundError, match=r"no \*\.safetensors weights"):
+            loader(folder)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        LocalBackend.from_pretrained(tmp_path / "missing")
+    assert LocalBackend.from_pretrained(model_path("sentiment-base")).device_name == "cpu"

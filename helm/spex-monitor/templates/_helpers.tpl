@@ -282,16 +282,35 @@ Probes, all on the metrics port's HTTP server (answered off the gRPC user-call p
 GET /healthz (the process and its HTTP server live), readiness GET /readyz (what serving needs is up: the
 OIP proxy port when configured, else the gRPC server) where readiness gates the pod.
 */}}
+{{/*
+HTTPS when the metrics port serves TLS: the chart's tls.enabled sets server.tls, which the metrics port
+inherits unless config.server.metrics_tls says "off" (an own cert/key also means TLS).
+*/}}
+{{- define "spex-monitor.metricsScheme" -}}
+{{- $server := (.Values.config | default dict).server | default dict -}}
+{{- $metricsTLS := get $server "metrics_tls" | default "inherit" -}}
+{{- if kindIs "map" $metricsTLS -}}HTTPS
+{{- else if and .Values.tls.enabled (ne $metricsTLS "off") -}}HTTPS
+{{- else -}}HTTP
+{{- end -}}
+{{- end -}}
+
 {{- define "spex-monitor.probes" -}}
 {{- if .Values.probes.enabled -}}
-{{- $health := dict "httpGet" (dict "path" "/healthz" "port" "spex-metrics") -}}
+{{- $get := dict "path" "/healthz" "port" "spex-metrics" -}}
+{{- $ready := dict "path" "/readyz" "port" "spex-metrics" -}}
+{{- if eq (include "spex-monitor.metricsScheme" .) "HTTPS" -}}
+{{- $_ := set $get "scheme" "HTTPS" -}}
+{{- $_ := set $ready "scheme" "HTTPS" -}}
+{{- end -}}
+{{- $health := dict "httpGet" $get -}}
 startupProbe:
   {{- toYaml (merge (dict) (deepCopy $health) .Values.probes.startup) | nindent 2 }}
 livenessProbe:
   {{- toYaml (merge (dict) (deepCopy $health) .Values.probes.liveness) | nindent 2 }}
 {{- if eq (include "spex-monitor.gateReadiness" .) "true" }}
 readinessProbe:
-  {{- toYaml (merge (dict "httpGet" (dict "path" "/readyz" "port" "spex-metrics")) .Values.probes.readiness) | nindent 2 }}
+  {{- toYaml (merge (dict "httpGet" $ready) .Values.probes.readiness) | nindent 2 }}
 {{- end }}
 {{- end -}}
 {{- end -}}
