@@ -142,6 +142,19 @@ def test_two_sidecars_share_a_fleet_report(tmp_path, pg_url, start_sidecar):  # 
     pod_reports = stubs[1].ListShiftReports(pb.ListShiftReportsRequest(model="sentiment"), timeout=10).reports
     assert report.window_id not in [r.window_id for r in pod_reports], "pod scope never shows fleet rows"
 
+    # a range comparison over the fleet windows, against the fleet baseline
+    ranged = stubs[1].GetShiftReport(
+        pb.GetShiftReportRequest(
+            model="sentiment",
+            scope="fleet",
+            since_unix=report.window_start_unix,
+            until_unix=report.window_end_unix,
+        ),
+        timeout=30,
+    )
+    assert ranged.scope == "fleet" and ranged.window_requests >= report.window_requests
+    assert 0.0 < ranged.p_value <= 1.0
+
     # every fleet window stored once, written by one aggregator though both sidecars compete
     with psycopg.connect(pg_url, password=PASSWORD) as conn:
         twice = conn.execute(
