@@ -47,12 +47,17 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 venv: $(VENV)/.installed
 
-# Prometheus (server + promtool) for the integration tests; Debian's package, installed when we are root.
+# Prometheus (server + promtool) and PostgreSQL for the integration tests; Debian's package, installed when we are root.
 system-deps:
 	@command -v prometheus >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null; \
 	  else echo "note: 'prometheus' is not installed and we are not root; Prometheus tests will be skipped"; fi; }
+	@# PostgreSQL 15 server (initdb, postgres) for the store and fleet tests: they start a throwaway cluster.
+	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql) >/dev/null; \
+	  else echo "note: PostgreSQL is not installed and we are not root; the PostgreSQL store tests will fail"; fi; }
 
 # The container image (Containerfile, docs/image.md): podman, runc (crun refuses hybrid cgroups), catatonit
 # (`podman run --init`) and mmdebstrap (the Debian base) from Debian, installed when we are root.

@@ -1,5 +1,5 @@
-"""``spex-monitor``: the command line — ``serve``, ``trace``, ``explain``, ``baseline``, ``config check``,
-``demo``, ``bench detection``."""
+"""``spex-monitor``: the command line — ``serve``, ``aggregate``, ``trace``, ``explain``, ``baseline``,
+``config check``, ``demo``, ``bench detection``."""
 
 from __future__ import annotations
 
@@ -51,15 +51,16 @@ def _serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from .monitor.store_postgres import StoreUnavailableError
     from .server.app import Sidecar
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(args.config)
-    except ConfigError as exc:
+        sidecar = Sidecar(settings).start()
+    except (ConfigError, StoreUnavailableError) as exc:  # a bad file, or store.url refused (named)
         print(exc, file=sys.stderr)
-        return 2
-    sidecar = Sidecar(settings).start()
+        return 2 if isinstance(exc, ConfigError) else 1
     print(
         f"spex-monitor: gRPC {settings.server.host}:{sidecar.grpc_port}, "
         f"metrics http://{settings.server.host}:{sidecar.metrics_port}/metrics"
@@ -72,6 +73,12 @@ def _serve(args: argparse.Namespace) -> int:
     done.wait()
     sidecar.stop()
     return 0
+
+
+def _aggregate(args: argparse.Namespace) -> int:
+    from .monitor.aggregate import main as aggregate_main
+
+    return aggregate_main(["--config", args.config, "--log-level", args.log_level])
 
 
 def _duration(text: str) -> float:
@@ -89,10 +96,13 @@ def _trace(args: argparse.Namespace) -> int:
     from .protocol.v1 import monitor_pb2 as pb
     from .trace_text import render_trace
 
+    if args.scope == "fleet" and args.report:
+        print("spex-monitor trace: --report: pod scope only (it shows this pod's maps)", file=sys.stderr)
+        return 2
     stub = _stub(args)
     since = time.time() - _duration(args.since) if args.since else 0.0
     try:
-        request = pb.GetShiftReportRequest(model=args.model, version=args.version)
+        request = pb.GetShiftReportRequest(model=args.model, version=args.version, scope=args.scope)
         if args.since:
             request.since_unix = since
             request.until_unix = time.time()
@@ -307,11 +317,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the sidecar")
     serve.add_argument("--config", required=True, help="YAML configuration file")
     serve.set_defaults(func=_serve)
+    aggregate = commands.add_parser(
+        "aggregate",
+        help="run the standalone fleet aggregator over the shared PostgreSQL store (store.url)",
+        description="Merge every pod's windows of each configured model into epoch-aligned fleet windows in "
+        "the shared PostgreSQL store (store.url), compare them with the fleet baseline and store fleet "
+        "reports (read them with `trace --scope fleet`). One replica leads per model through a PostgreSQL "
+        "advisory lock; run two for failover. Knobs: the fleet section (window_s, grace_s, tick_s, "
+        "baseline_windows, min_window_requests, baseline_file, backfill_windows). Exit 0 after "
+        "SIGTERM/SIGINT, 2 for a configuration error (or no store.url), 1 when the store cannot be "
+        "reached at start.",
+    )
+    aggregate.add_argument("--config", required=True, help="the sidecars' YAML configuration file")
+    aggregate.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    aggregate.set_defaults(func=_aggregate)
     trace = commands.add_parser("trace", help="on-call: which interactions moved, with example requests")
     trace.add_argument("--model", required=True)
     trace.add_argument("--version", default="", help="default: the configured version")
     trace.add_argument("--since", default="", help="compare the windows of the last 1h / 30m / 2d instead")
     trace.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    trace.add_argument(
+        "--scope",
+        choices=["pod", "fleet"],
+        default="pod",
+        help="pod: this sidecar's windows; fleet: every pod's, merged by the fleet aggregator (store.url)",
+    )
     trace.add_argument(
         "--report",
         default="",

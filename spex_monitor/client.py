@@ -172,14 +172,16 @@ class MonitorClient:
         """
         return self.stub.Explain(pb.ExplainRequest(model=model, text=text, budget=budget), timeout=60)
 
-    def shift_report(self, model: str, version: str = "") -> pb.ShiftReport:
-        """The latest stored shift report of ``model`` (``version`` "" = the configured one), 30 s deadline.
+    def shift_report(self, model: str, version: str = "", scope: str = "pod") -> pb.ShiftReport:
+        """The latest stored shift report of ``model`` (``version`` "" = the configured one), 30 s deadline;
+        ``scope="fleet"``: the fleet aggregator's latest report over every pod (a shared store, issue 20).
 
         Raises:
-            grpc.RpcError: e.g. FAILED_PRECONDITION before there is a baseline, NOT_FOUND before the first
-                report.
+            grpc.RpcError: e.g. FAILED_PRECONDITION before there is a baseline (or for ``fleet`` without a
+                shared store), NOT_FOUND before the first report, INVALID_ARGUMENT for another scope.
         """
-        return self.stub.GetShiftReport(pb.GetShiftReportRequest(model=model, version=version), timeout=30)
+        request = pb.GetShiftReportRequest(model=model, version=version, scope=scope)
+        return self.stub.GetShiftReport(request, timeout=30)
 
     def explanations(self, model: str, key_tuple: list[str] | None = None, limit: int = 20) -> Iterator:
         """Summaries of the newest stored explanations of ``model``, newest first (at most ``limit``); with

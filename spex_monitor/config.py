@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .config_env import ENV_PREFIX, EnvValueError, overlay
 from .config_events import EventsMapping
 from .config_server import PortTLS, ServerConfig, Strict, TLSConfig
-from .patterns import PatternError, compile_linear
+from .config_store import FleetConfig, StoreConfig
 
 __all__ = [
     "BaselineConfig",
@@ -30,6 +30,7 @@ __all__ = [
     "EngineConfig",
     "EventsMapping",
     "FieldsLens",
+    "FleetConfig",
     "LocalBackendConfig",
     "ModelConfig",
     "OIPBackendConfig",
@@ -182,58 +183,6 @@ class BaselineConfig(Strict):
     file: Path | None = Field(None, description="InteractionMap bytes to pin as the baseline at start")
 
 
-class StoreConfig(Strict):
-    """The ``store`` section: the database, redaction, retention and the ``<rare>`` word filter."""
-
-    path: Path = Path("spex-monitor.db")
-    store_text: bool = False
-    redact: list[Literal["email", "phone", "digits"]] = Field(
-        default_factory=lambda: ["email", "phone", "digits"],
-        description="presets replaced by <email>/<phone>/<digits> in keys, vocabulary and stored text",
-    )
-    redact_patterns: list[str] = Field(
-        default_factory=list,
-        description="extra regular expressions replaced by <redacted>; RE2 syntax (linear time: no "
-        "backreferences or lookaround)",
-    )
-    redact_hook: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-        description="'module:function' (str -> str) applied after the regexes, for in-house rules",
-    )
-    text_ttl_s: float = Field(
-        86_400.0,
-        gt=0,
-        description="stored text (store_text) and each explanation's words (its strongest key tuples) are "
-        "erased after this; aggregate window maps keep only words of min_document_frequency",
-    )
-    retention_days: float = Field(30.0, gt=0, description="explanations, windows, reports older are deleted")
-    max_bytes: int | None = Field(
-        None,
-        ge=65_536,
-        description="cap on the database file; beyond it writes fail and the store is degraded",
-    )
-    purge_interval_s: float = Field(300.0, gt=0, description="how often retention and text TTL are applied")
-
-    min_document_frequency: int = Field(
-        2,
-        ge=1,
-        description="a word seen in fewer requests than this is replaced by <rare> in every map, report and "
-        "reply that leaves the process or reaches the store (a name seen once is personal data; a word "
-        "seen in thousands of requests is vocabulary); 1: off",
-    )
-
-    @field_validator("redact_patterns")
-    @classmethod
-    def _patterns_compile(cls, value: list[str]) -> list[str]:
-        for index, pattern in enumerate(value):
-            try:
-                compile_linear(pattern)
-            except PatternError as exc:
-                raise ValueError(f"[{index}] {pattern!r}: {exc}") from exc
-        return value
-
-
 class Settings(Strict):
     """The sidecar's whole configuration (read it with :func:`load_settings`).
 
@@ -248,8 +197,17 @@ class Settings(Strict):
     windows: WindowConfig = Field(default_factory=WindowConfig)
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _fleet_needs_postgres(self) -> Settings:
+        if self.fleet.aggregate and self.store.url is None:
+            raise ValueError("fleet.aggregate: needs a shared PostgreSQL store (store.url)")
+        if self.fleet.aggregate and self.fleet.window_s is None and self.windows.seconds is None:
+            raise ValueError("fleet.window_s: required when windows.seconds is unset (count-based windows)")
+        return self
 
     @model_validator(mode="after")
     def _unique_models(self) -> Settings:

@@ -20,8 +20,11 @@ def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0
         grpc.RpcError: the ListExplanations call failed.
     """
     verdict = "ALARM: interaction shift" if report.alarm else "no interaction shift alarm"
+    where = f"window {report.window_id}"
+    if report.scope == "fleet":
+        where = f"fleet window {report.window_id} ({report.pods} pods)"
     lines = [
-        f"{model} {report.version} window {report.window_id}: {verdict} "
+        f"{model} {report.version} {where}: {verdict} "
         f"(score {report.score:.3f}, p = {report.p_value:.4f}, {report.window_requests:.0f} explained)"
     ]
     drift_in = ", ".join(f"{k} {v:.2f}" for k, v in report.input_drift_psi.items())

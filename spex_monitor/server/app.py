@@ -24,6 +24,7 @@ from ..explain.backends import class_labels
 from ..explain.runner import ExplainRunner, make_runner
 from ..monitor.worker import Monitor
 from .admission import OverloadCounter
+from .aggregation import FleetThread
 from .asgi_thread import ASGIThread
 from .attach import start_events, start_proxy
 from .auth import Authorizer
@@ -115,6 +116,8 @@ class Sidecar:
         self.proxy: OIPProxy | None = None
         self.events: EventReceiver | None = None  # the KServe inference-logger receiver (server.events_port)
         self.grpc_port = self.metrics_port = self.proxy_port = self.events_port = 0
+        # fleet.aggregate: this sidecar competes for each model's fleet aggregator lock (shared store only)
+        self.fleet = FleetThread(settings, self.store) if settings.fleet.aggregate else None
 
     # ---------------------------------------------------------------------------------------- helpers
     @property
@@ -178,6 +181,8 @@ class Sidecar:
             self.readiness.listening(self.grpc_port)
         self.monitor.start(workers=cfg.workers)
         self.ticker.start()
+        if self.fleet is not None:
+            self.fleet.start()
         if cfg.proxy_port is not None and cfg.upstream:
             options = message_options(cfg)
             self.proxy, self._proxy_server, self.proxy_port = start_proxy(
@@ -194,6 +199,8 @@ class Sidecar:
         """Stop taking traffic, finish in-flight explanations, persist open windows, close the store."""
         self.readiness.stopping()
         self.ticker.stop(grace_s)
+        if self.fleet is not None:
+            self.fleet.stop(grace_s)
         if self._events_server is not None:
             self._events_server.stop(grace_s)
         if self._proxy_server is not None:

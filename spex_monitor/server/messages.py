@@ -38,7 +38,8 @@ def report_message(model: str, version: str, window_id: int, report: Any, alarm:
 
 
 def stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftReport:
-    """The ``ShiftReport`` message of a report as :meth:`SQLiteStore.reports` returns it."""
+    """The ``ShiftReport`` message of a report as :meth:`~spex_monitor.monitor.store.SQLStore.reports`
+    returns it (a fleet report also carries its scope, window range and pod count)."""
     message = pb.ShiftReport(
         model=model,
         version=version,
@@ -49,6 +50,10 @@ def stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftRep
         first_order_ndcg=stored.get("first_order_ndcg", 1.0),
         window_requests=stored.get("window_requests", 0.0),
         time_unix=stored["ts"],
+        scope=stored.get("scope", "pod"),
+        window_start_unix=stored.get("start_ts") or 0.0,
+        window_end_unix=stored.get("end_ts") or 0.0,
+        pods=int(stored.get("pods", 0)),
     )
     for order, (base, window) in stored.get("order_shares", {}).items():
         message.order_share_baseline[order] = base

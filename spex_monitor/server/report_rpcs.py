@@ -14,7 +14,7 @@ import grpc
 
 from ..config import Settings
 from ..monitor import InteractionMap, compare_maps
-from ..monitor.store import Store
+from ..monitor.store import FLEET, POD, Store
 from ..monitor.windows import baseline_from_windows
 from ..monitor.worker import Monitor
 from ..protocol.v1 import monitor_pb2 as pb
@@ -24,6 +24,7 @@ from .messages import report_message, stored_report_message
 from .observations import Intake
 
 MAX_REPORTS = 500
+SCOPES = {"": POD, "pod": POD, "fleet": FLEET}
 
 
 def _capped(method: Any) -> Any:
@@ -66,6 +67,19 @@ class ReportRPCs:
             )
         return name
 
+    def _scope(self, value: str, context: grpc.ServicerContext) -> str:
+        """The store scope a request names ("" = pod). INVALID_ARGUMENT for another value; FAILED_PRECONDITION
+        for ``fleet`` without a shared store (fleet windows exist only in the PostgreSQL of ``store.url``)."""
+        scope = SCOPES.get(value)
+        if scope is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"scope: 'pod' or 'fleet', not {value[:40]!r}")
+        if scope == FLEET and self.settings.store.url is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "scope: fleet reports are in the shared PostgreSQL store; this sidecar has no store.url",
+            )
+        return scope
+
     def _require(self, context: grpc.ServicerContext, role: Role) -> Caller:
         """The caller, if it holds ``role`` (see :mod:`.auth`); else PERMISSION_DENIED."""
         authorizer = self.authorizer
@@ -82,17 +96,22 @@ class ReportRPCs:
         """A shift report of (model, version; version "" = the configured one), ``readers`` role: the latest
         stored report (of ``window_id`` when set), or, with ``since_unix``/``until_unix``, a fresh comparison
         of the baseline with the merged stored windows of that range (keys through the ``<rare>`` filter).
+        With ``scope="fleet"`` the same over the fleet aggregator's windows, baseline and reports (issue 20).
 
         Status codes:
             PERMISSION_DENIED: the caller lacks the ``readers`` role.
-            INVALID_ARGUMENT: missing or unknown model.
+            INVALID_ARGUMENT: missing or unknown model, or a scope other than pod/fleet.
             RESOURCE_EXHAUSTED: ``server.max_concurrent_reads`` read calls are running.
-            FAILED_PRECONDITION: no baseline yet for (model, version).
+            FAILED_PRECONDITION: no baseline yet for (model, version); fleet scope without store.url.
             NOT_FOUND: no windows in the range, or no stored report (for that window).
         """
         self._require(context, "readers")
         self._model(request.model, context)
+        scope = self._scope(request.scope, context)
         version = request.version or self.settings.model(request.model).version
+        ranged = bool(request.since_unix or request.until_unix)
+        if scope == FLEET:
+            return self._fleet_report(request, version, ranged, context)
         baseline = self.monitor.baseline(request.model, version)
         if baseline is None:
             context.abort(
@@ -100,7 +119,7 @@ class ReportRPCs:
                 f"baseline: none yet for {request.model} {version} (set one or wait for the first windows)",
             )
         store = self.store
-        if request.since_unix or request.until_unix:
+        if ranged:
             maps = [
                 w[3]
                 for w in store.windows(
@@ -129,6 +148,38 @@ class ReportRPCs:
         if not reports:
             context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no shift report yet")
         return stored_report_message(request.model, version, reports[-1])
+
+    def _fleet_report(
+        self, request: pb.GetShiftReportRequest, version: str, ranged: bool, context: grpc.ServicerContext
+    ) -> pb.ShiftReport:
+        """GetShiftReport for ``scope="fleet"``: the latest stored fleet report, or a fresh comparison of the
+        fleet baseline with the fleet windows of a range (their words were filtered when the pods stored
+        them, so keys are shown as stored)."""
+        store: Any = self.store
+        if not ranged:
+            reports = store.reports(
+                request.model, version=version, window_id=request.window_id or None, limit=1, scope=FLEET
+            )
+            if not reports:
+                context.abort(grpc.StatusCode.NOT_FOUND, "window_id: no fleet shift report yet")
+            return stored_report_message(request.model, version, reports[-1])
+        baseline = store.baseline(request.model, version, scope=FLEET)
+        if baseline is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"baseline: no fleet baseline yet for {request.model} {version}",
+            )
+        until = request.until_unix or float("inf")
+        maps = [w[3] for w in store.windows(request.model, version, request.since_unix, until, scope=FLEET)]
+        if not maps:
+            context.abort(grpc.StatusCode.NOT_FOUND, "since_unix/until_unix: no fleet windows in that range")
+        report = compare_maps(
+            baseline, baseline_from_windows(maps), n_permutations=self.settings.baseline.n_permutations
+        )
+        alarm = report.p_value < self.settings.baseline.alarm_p_value
+        message = report_message(request.model, version, 0, report, alarm)
+        message.scope = FLEET
+        return message
 
     @_capped
     def GetInteractionMap(
@@ -211,15 +262,18 @@ class ReportRPCs:
         self, request: pb.ListShiftReportsRequest, context: grpc.ServicerContext
     ) -> pb.ListShiftReportsResponse:
         """Stored shift reports of a model since ``since_unix``, ``readers`` role: the newest ``limit``
-        (0 = 500), oldest first, of every version unless ``version`` is set.
+        (0 = 500), oldest first, of every version unless ``version`` is set; ``scope="fleet"``: the fleet
+        aggregator's reports instead of this pod's.
 
         Status codes:
             PERMISSION_DENIED: the caller lacks the ``readers`` role.
-            INVALID_ARGUMENT: missing or unknown model, or ``limit`` above 500.
+            INVALID_ARGUMENT: missing or unknown model, ``limit`` above 500, or a scope other than pod/fleet.
             RESOURCE_EXHAUSTED: ``server.max_concurrent_reads`` read calls are running.
+            FAILED_PRECONDITION: ``scope="fleet"`` without a shared store (``store.url``).
         """
         self._require(context, "readers")
         self._model(request.model, context)
+        scope = self._scope(request.scope, context)
         if request.limit > MAX_REPORTS:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit: at most {MAX_REPORTS}")
         stored = self.store.reports(
@@ -227,6 +281,7 @@ class ReportRPCs:
             since=request.since_unix,
             version=request.version or None,
             limit=request.limit or MAX_REPORTS,
+            scope=scope,
         )
         response = pb.ListShiftReportsResponse()
         for item in stored:

@@ -13,7 +13,8 @@ from ..monitor.budget import Budget
 from ..monitor.records import Explainer
 from ..monitor.redaction import Redactor, load_hook
 from ..monitor.sampling import StratifiedSampler
-from ..monitor.store import SQLiteStore
+from ..monitor.store import SQLStore
+from ..monitor.store_factory import make_store
 from ..monitor.vocabulary import DocumentFrequency
 from ..monitor.windows import TumblingWindows
 from ..monitor.worker import Monitor
@@ -28,16 +29,15 @@ def replica_names(settings: Settings) -> list[str]:
     return names
 
 
-def open_store(settings: Settings) -> SQLiteStore:
-    """The store ``store.*`` describes (SQLite at ``store.path``; created when missing)."""
-    store = settings.store
-    return SQLiteStore(
-        store.path,
-        store_text=store.store_text,
-        text_ttl_s=store.text_ttl_s,
-        retention_s=store.retention_days * 86_400,
-        max_bytes=store.max_bytes,
-    )
+def open_store(settings: Settings) -> SQLStore:
+    """The store ``store.*`` describes: the shared PostgreSQL at ``store.url`` when set, else SQLite at
+    ``store.path`` (created when missing); see :func:`~spex_monitor.monitor.store_factory.make_store`.
+
+    Raises:
+        ConfigError: ``store.password_file`` unreadable.
+        StoreUnavailableError: PostgreSQL refused the connection (the message names ``store.url``).
+    """
+    return make_store(settings.store)
 
 
 def redactor(settings: Settings) -> Redactor | None:
@@ -64,7 +64,7 @@ def ablation_budget(settings: Settings) -> Budget:
     )
 
 
-def build_monitor(settings: Settings, store: SQLiteStore, budget: Budget, explainer: Explainer) -> Monitor:
+def build_monitor(settings: Settings, store: SQLStore, budget: Budget, explainer: Explainer) -> Monitor:
     """The monitor loop with sampler, windows and baseline rules from ``settings`` (its ``on_event`` and
     ``on_window`` hooks are left for the caller to attach).
 

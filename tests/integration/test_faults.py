@@ -19,7 +19,8 @@ from spex_monitor.config import Settings
 from spex_monitor.examples.embedded import model_path
 from spex_monitor.examples.sentiment import generate_corpus
 from spex_monitor.monitor import InteractionMap
-from spex_monitor.monitor.store import ExplanationRecord, SQLiteStore
+from spex_monitor.monitor.store import ExplanationRecord
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import STORE_HEALTH_SERVICE, Sidecar
@@ -97,7 +98,8 @@ import sys, time
 import numpy as np
 from spex_monitor.attribution import Interactions
 from spex_monitor.monitor import InteractionMap
-from spex_monitor.monitor.store import ExplanationRecord, SQLiteStore
+from spex_monitor.monitor.store import ExplanationRecord
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 
 store = SQLiteStore(sys.argv[1], store_text=True)
 rng = np.random.default_rng(int(sys.argv[2]))

@@ -18,7 +18,7 @@ from spex_monitor.explain import ExplainResult
 from spex_monitor.lenses import classifier_value_function, text_masker
 from spex_monitor.monitor.budget import Budget
 from spex_monitor.monitor.sampling import StratifiedSampler
-from spex_monitor.monitor.store import SQLiteStore
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 from spex_monitor.monitor.windows import TumblingWindows
 from spex_monitor.monitor.worker import Monitor, Observation
 

@@ -63,6 +63,7 @@ def test_every_documented_values_file_is_here():
         "sidecar-deployment.yaml",
         "with-tls-networkpolicy.yaml",
         "standalone-kserve-logger.yaml",
+        "sidecar-fleet-postgres.yaml",
     } <= names
     readme = (CHART / "README.md").read_text()
     for name in names:
@@ -564,6 +565,7 @@ def test_long_release_names_keep_every_name_valid_and_distinct():
 # ------------------------------------------------------------------------------------------- the README
 BAGS = {
     "resources",
+    "aggregator.resources",
     "podSecurityContext",
     "securityContext",
     "probes.startup",

@@ -12,7 +12,7 @@ from spex_monitor.attribution import Interactions
 from spex_monitor.explain import ExplainResult
 from spex_monitor.monitor.budget import Budget
 from spex_monitor.monitor.sampling import StratifiedSampler
-from spex_monitor.monitor.store import SQLiteStore
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 from spex_monitor.monitor.windows import TumblingWindows, compare_versions, roll_baseline
 from spex_monitor.monitor.worker import Monitor, Observation
 

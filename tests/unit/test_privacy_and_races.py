@@ -17,7 +17,8 @@ from spex_monitor.monitor import InteractionMap
 from spex_monitor.monitor.budget import Budget
 from spex_monitor.monitor.maps import MapTooLargeError
 from spex_monitor.monitor.sampling import StratifiedSampler
-from spex_monitor.monitor.store import ExplanationRecord, SQLiteStore
+from spex_monitor.monitor.store import ExplanationRecord
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 from spex_monitor.monitor.vocabulary import RARE, DocumentFrequency, sanitize_map
 from spex_monitor.monitor.windows import TumblingWindows
 from spex_monitor.monitor.worker import LockedCounter, Monitor, Observation

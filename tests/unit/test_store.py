@@ -9,7 +9,8 @@ import pytest
 
 from spex_monitor.attribution import Interactions
 from spex_monitor.monitor import InteractionMap
-from spex_monitor.monitor.store import ExplanationRecord, SQLiteStore
+from spex_monitor.monitor.store import SCHEMA_VERSION, ExplanationRecord
+from spex_monitor.monitor.store_sqlite import SQLiteStore
 
 
 def _record(i: int, ts: float, pair_coef: float, text: str | None = None) -> ExplanationRecord:
@@ -30,9 +31,9 @@ def _record(i: int, ts: float, pair_coef: float, text: str | None = None) -> Exp
 def test_wal_migrations_and_reopen(tmp_path):
     path = tmp_path / "s.db"
     with SQLiteStore(path) as store:
-        assert store.schema_version == 1
+        assert store.schema_version == SCHEMA_VERSION
     with SQLiteStore(path) as store:  # reopening applies nothing twice
-        assert store.schema_version == 1
+        assert store.schema_version == SCHEMA_VERSION
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

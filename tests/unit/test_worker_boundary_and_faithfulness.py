@@ -37,6 +37,7 @@ EXAMPLES = {
     "MapTooLargeError": ("map: too large",),
     "EnvValueError": ("models.3", "no entry 3"),
     "Refusal": (grpc.StatusCode.RESOURCE_EXHAUSTED, "explain: busy"),
+    "StoreUnavailableError": ("store.url: cannot open postgresql://spex@db/spex: refused",),
 }
 
 

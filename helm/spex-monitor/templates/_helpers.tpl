@@ -106,8 +106,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $baseline "file" (printf "%s/%s" (include "spex-monitor.baselineDir" .) .Values.baseline.pinned.key) -}}
 {{- $_ := set $config "baseline" $baseline -}}
 {{- end -}}
+{{- with .Values.store.postgres.url -}}
+{{- $store := get $config "store" | default dict -}}
+{{- $_ := set $store "url" . -}}
+{{- $_ := unset $store "max_bytes" -}}
+{{- if $.Values.store.postgres.passwordSecret.name -}}
+{{- $_ := set $store "password_file" (printf "%s/%s" (include "spex-monitor.storeSecretDir" $) $.Values.store.postgres.passwordSecret.key) -}}
+{{- end -}}
+{{- $_ := set $config "store" $store -}}
+{{- end -}}
+{{- if eq .Values.aggregator.mode "sidecars" -}}
+{{- $fleet := get $config "fleet" | default dict -}}
+{{- $_ := set $fleet "aggregate" true -}}
+{{- $_ := set $config "fleet" $fleet -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
+
+{{/* Where the PostgreSQL password Secret (store.postgres.passwordSecret) is mounted. */}}
+{{- define "spex-monitor.storeSecretDir" -}}/etc/spex-monitor/store{{- end -}}
 
 {{/*
 Ports, shared by the container, the Service, the NetworkPolicy and the sidecar's clash check. Container port
@@ -226,6 +243,17 @@ in sidecar mode an eviction would take the serving pod with it.
     defaultMode: 0444
     {{- else }}
     # Readable through the pod's fsGroup (podSecurityContext).
+    defaultMode: 0440
+    {{- end }}
+{{- end }}
+{{- with .Values.store.postgres.passwordSecret.name }}
+- name: spex-monitor-store-password
+  secret:
+    secretName: {{ . }}
+    items: [{key: {{ $.Values.store.postgres.passwordSecret.key | quote }}, path: {{ $.Values.store.postgres.passwordSecret.key | quote }}}]
+    {{- if eq $.Values.mode "sidecar" }}
+    defaultMode: 0444
+    {{- else }}
     defaultMode: 0440
     {{- end }}
 {{- end }}
@@ -348,6 +376,11 @@ volumeMounts:
   {{- if .Values.tls.enabled }}
   - name: spex-monitor-tls
     mountPath: {{ .Values.tls.mountPath }}
+    readOnly: true
+  {{- end }}
+  {{- if .Values.store.postgres.passwordSecret.name }}
+  - name: spex-monitor-store-password
+    mountPath: {{ include "spex-monitor.storeSecretDir" . }}
     readOnly: true
   {{- end }}
   {{- if include "spex-monitor.pinned" . }}

@@ -22,14 +22,15 @@ them, and a failed install names the knob instead of leaving a pod that cannot s
 {{- fail (printf "config.store.path (%s) must lie under persistence.mountPath (%s): the root filesystem is read-only" $store $mount) -}}
 {{- end -}}
 {{- include "spex-monitor.validateBaseline" . -}}
+{{- include "spex-monitor.validateStore" . -}}
 {{- $pdb := .Values.podDisruptionBudget -}}
 {{- if and $pdb.enabled (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) -}}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" -}}
 {{- end -}}
 {{- if eq .Values.mode "sidecar" -}}
 {{- include "spex-monitor.validateSidecar" . -}}
-{{- else if gt (int .Values.replicaCount) 1 -}}
-{{- fail (printf "replicaCount %d: each replica would keep its own store and baseline and see a share of the traffic; more than one replica needs a shared store (PostgreSQL, coming with the fleet issue). Keep replicaCount 1" (int .Values.replicaCount)) -}}
+{{- else if and (gt (int .Values.replicaCount) 1) (not .Values.store.postgres.url) -}}
+{{- fail (printf "replicaCount %d: each replica would keep its own store and baseline and see a share of the traffic; more than one replica needs a shared store (store.postgres.url). Keep replicaCount 1" (int .Values.replicaCount)) -}}
 {{- end -}}
 {{- if .Values.gpu.enabled -}}
 {{- $local := false -}}
@@ -41,6 +42,27 @@ them, and a failed install names the knob instead of leaving a pod that cannot s
 {{- end -}}
 {{- end -}}
 {{- include "spex-monitor.checkReferences" . -}}
+{{- end -}}
+
+{{/* The shared store: the chart owns config.store.url/password_file and config.fleet.aggregate. */}}
+{{- define "spex-monitor.validateStore" -}}
+{{- $store := .Values.config.store | default dict -}}
+{{- $pg := .Values.store.postgres -}}
+{{- if or $store.url $store.password_file -}}
+{{- fail "config.store.url and config.store.password_file are owned by the chart: set store.postgres.url and store.postgres.passwordSecret" -}}
+{{- end -}}
+{{- if regexMatch "^postgres(ql)?://[^/@]*:[^/@]*@" $pg.url -}}
+{{- fail "store.postgres.url must not carry a password (it would land in a ConfigMap): put it in a Secret and set store.postgres.passwordSecret.name" -}}
+{{- end -}}
+{{- if hasKey (.Values.config.fleet | default dict) "aggregate" -}}
+{{- fail "config.fleet.aggregate is owned by the chart: set aggregator.mode (sidecars or standalone)" -}}
+{{- end -}}
+{{- if and (ne .Values.aggregator.mode "disabled") (not $pg.url) -}}
+{{- fail (printf "aggregator.mode %s needs the shared PostgreSQL store: set store.postgres.url" .Values.aggregator.mode) -}}
+{{- end -}}
+{{- if and (ne .Values.aggregator.mode "disabled") (not (dig "windows" "seconds" 300 (.Values.config | default dict))) (not (dig "fleet" "window_s" nil (.Values.config | default dict))) -}}
+{{- fail "aggregator.mode needs time windows: set config.fleet.window_s when config.windows.seconds is null" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* A restart must not relearn the baseline from whatever traffic follows: pin one, or opt in to learning. */}}
@@ -70,7 +92,7 @@ them, and a failed install names the knob instead of leaving a pod that cannot s
 {{- fail "networkPolicy is for mode standalone: in sidecar mode the pod's policy also covers the model server's ports, so it belongs with the serving workload" -}}
 {{- end -}}
 {{- if .Values.persistence.enabled -}}
-{{- fail "persistence.enabled in mode sidecar: every serving replica would mount the one ReadWriteOnce claim (a second node cannot attach it, two pods on one node are two SQLite writers on one file). Keep the per-pod emptyDir store, pin the baseline (baseline.pinned) so restarts keep it; fleet state belongs in the shared PostgreSQL store of the fleet issue" -}}
+{{- fail "persistence.enabled in mode sidecar: every serving replica would mount the one ReadWriteOnce claim (a second node cannot attach it, two pods on one node are two SQLite writers on one file). Keep the per-pod emptyDir store, pin the baseline (baseline.pinned) so restarts keep it; fleet state belongs in the shared PostgreSQL store (store.postgres.url)" -}}
 {{- end -}}
 {{- if .Values.podDisruptionBudget.enabled -}}
 {{- fail "podDisruptionBudget is for mode standalone: in sidecar mode the serving workload's budget covers the pod" -}}
@@ -117,6 +139,9 @@ them either way. checkReferences: false skips it (an installer without read acce
 {{- end }}
 {{- with .Values.baseline.pinned.configMap }}
 - {kind: ConfigMap, name: {{ . | quote }}, value: baseline.pinned.configMap}
+{{- end }}
+{{- with .Values.store.postgres.passwordSecret.name }}
+- {kind: Secret, name: {{ . | quote }}, value: store.postgres.passwordSecret.name}
 {{- end }}
 {{- end -}}
 

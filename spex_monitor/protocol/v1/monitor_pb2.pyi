@@ -100,18 +100,20 @@ class ExplainResponse(_message.Message):
     def __init__(self, feature_keys: _Optional[_Iterable[str]] = ..., interactions: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., faithfulness: _Optional[float] = ..., inferences_used: _Optional[int] = ..., predicted_label: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class GetShiftReportRequest(_message.Message):
-    __slots__ = ("model", "version", "window_id", "since_unix", "until_unix")
+    __slots__ = ("model", "version", "window_id", "since_unix", "until_unix", "scope")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     WINDOW_ID_FIELD_NUMBER: _ClassVar[int]
     SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     window_id: int
     since_unix: float
     until_unix: float
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., since_unix: _Optional[float] = ..., until_unix: _Optional[float] = ...) -> None: ...
+    scope: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., since_unix: _Optional[float] = ..., until_unix: _Optional[float] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class Contributor(_message.Message):
     __slots__ = ("keys", "baseline", "window", "delta", "exemplar_request_ids")
@@ -128,7 +130,7 @@ class Contributor(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[str]] = ..., baseline: _Optional[float] = ..., window: _Optional[float] = ..., delta: _Optional[float] = ..., exemplar_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShiftReport(_message.Message):
-    __slots__ = ("model", "version", "window_id", "score", "p_value", "alarm", "order_share_baseline", "order_share_window", "first_order_ndcg", "input_drift_psi", "output_drift_psi", "top_contributors", "window_requests", "time_unix")
+    __slots__ = ("model", "version", "window_id", "score", "p_value", "alarm", "order_share_baseline", "order_share_window", "first_order_ndcg", "input_drift_psi", "output_drift_psi", "top_contributors", "window_requests", "time_unix", "scope", "window_start_unix", "window_end_unix", "pods")
     class OrderShareBaselineEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +173,10 @@ class ShiftReport(_message.Message):
     TOP_CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_UNIX_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_UNIX_FIELD_NUMBER: _ClassVar[int]
+    PODS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     window_id: int
@@ -185,7 +191,11 @@ class ShiftReport(_message.Message):
     top_contributors: _containers.RepeatedCompositeFieldContainer[Contributor]
     window_requests: float
     time_unix: float
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., score: _Optional[float] = ..., p_value: _Optional[float] = ..., alarm: _Optional[bool] = ..., order_share_baseline: _Optional[_Mapping[str, float]] = ..., order_share_window: _Optional[_Mapping[str, float]] = ..., first_order_ndcg: _Optional[float] = ..., input_drift_psi: _Optional[_Mapping[str, float]] = ..., output_drift_psi: _Optional[_Mapping[str, float]] = ..., top_contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., window_requests: _Optional[float] = ..., time_unix: _Optional[float] = ...) -> None: ...
+    scope: str
+    window_start_unix: float
+    window_end_unix: float
+    pods: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., score: _Optional[float] = ..., p_value: _Optional[float] = ..., alarm: _Optional[bool] = ..., order_share_baseline: _Optional[_Mapping[str, float]] = ..., order_share_window: _Optional[_Mapping[str, float]] = ..., first_order_ndcg: _Optional[float] = ..., input_drift_psi: _Optional[_Mapping[str, float]] = ..., output_drift_psi: _Optional[_Mapping[str, float]] = ..., top_contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., window_requests: _Optional[float] = ..., time_unix: _Optional[float] = ..., scope: _Optional[str] = ..., window_start_unix: _Optional[float] = ..., window_end_unix: _Optional[float] = ..., pods: _Optional[int] = ...) -> None: ...
 
 class GetInteractionMapRequest(_message.Message):
     __slots__ = ("model", "version", "baseline", "window_id")
@@ -278,16 +288,18 @@ class ListExplanationsResponse(_message.Message):
     def __init__(self, explanations: _Optional[_Iterable[_Union[ExplanationSummary, _Mapping]]] = ...) -> None: ...
 
 class ListShiftReportsRequest(_message.Message):
-    __slots__ = ("model", "version", "since_unix", "limit")
+    __slots__ = ("model", "version", "since_unix", "limit", "scope")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     since_unix: float
     limit: int
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., since_unix: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
+    scope: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., since_unix: _Optional[float] = ..., limit: _Optional[int] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class ListShiftReportsResponse(_message.Message):
     __slots__ = ("reports",)

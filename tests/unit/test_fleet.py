@@ -1,0 +1,194 @@
+"""Fleet aggregation on the SQLite store (one process, lock always held): exact merges, epoch-aligned fleet
+windows, grace, gaps, the learned or pinned fleet baseline, and resuming from the store without
+re-reporting (what a failover relies on; the PostgreSQL lock itself is tested in tests/integration)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spex_monitor.attribution import Interactions
+from spex_monitor.monitor import InteractionMap
+from spex_monitor.monitor.fleet import FleetAggregator
+from spex_monitor.monitor.store import FLEET
+from spex_monitor.monitor.store_sqlite import SQLiteStore
+
+W = 60.0
+
+
+def _map(n: int, seed: int, incident: bool = False) -> InteractionMap:
+    rng = np.random.default_rng(seed)
+    m = InteractionMap()
+    for i in range(n):
+        terms = {(0,): 0.2, (0, 1): float(rng.normal(0.3 if incident else 2.0, 0.4))}
+        if incident:
+            terms[(2, 3)] = float(rng.normal(1.5, 0.4))
+        m.add(Interactions(terms, 4), ["not", "good", "at", "all"], f"s{seed}-{i}")
+        m.observe(["not", "good", "at", "all"], "pos", 0.9)
+    return m
+
+
+@pytest.fixture
+def stores(tmp_path):
+    names = ("pod-0", "pod-1", "pod-2")
+    opened = {name: SQLiteStore(tmp_path / "shared.db", instance=name) for name in names}
+    yield opened
+    for store in opened.values():
+        store.close()
+
+
+def _write_slot(stores, slot: int, n: int, incident: bool = False, version: str = "v1") -> list:
+    maps = []
+    for p, store in enumerate(stores.values()):
+        m = _map(n, seed=slot * 10 + p, incident=incident)
+        # pods' windows are not aligned: each ends somewhere inside the fleet window
+        store.save_window("m", version, slot * W - 40 + p, slot * W + 10 + 7 * p, m)
+        maps.append(m)
+    return maps
+
+
+def test_a_fleet_window_is_the_exact_merge_of_the_pods_windows(stores):
+    maps = _write_slot(stores, 1, n=12)
+    aggregator = FleetAggregator(stores["pod-0"], "m", W, grace_s=5, baseline_windows=1)
+    (result,) = aggregator.tick(now=2 * W + 6)
+    assert (result.start_ts, result.end_ts, result.pods, result.requests) == (W, 2 * W, 3, 36)
+    (_, _, _, fleet), = stores["pod-0"].windows("m", "v1", scope=FLEET)
+    expected = InteractionMap.merged(maps)
+    for key, stats in expected.stats.items():
+        assert fleet.stats[key].sum_abs == pytest.approx(stats.sum_abs, rel=1e-12)
+        assert fleet.stats[key].count == stats.count
+    assert fleet.drift.observed == 36
+    assert stores["pod-0"].baseline("m", "v1", scope=FLEET) is not None  # 1 window: learned at once
+
+
+def test_windows_wait_for_the_grace_and_gaps_are_skipped(stores):
+    _write_slot(stores, 1, n=5)
+    _write_slot(stores, 50, n=5)  # nothing in between
+    aggregator = FleetAggregator(stores["pod-0"], "m", W, grace_s=30, backfill_windows=100)
+    assert aggregator.tick(now=2 * W + 29) == []  # slot 1 ended 29 s ago: pods may still write
+    assert [r.start_ts for r in aggregator.tick(now=2 * W + 31)] == [W]
+    assert [r.start_ts for r in aggregator.tick(now=51 * W + 31)] == [50 * W]
+    assert aggregator.tick(now=60 * W) == []
+
+
+def test_baseline_from_the_first_fleet_windows_then_reports_and_an_alarm(stores):
+    for slot in range(4):
+        _write_slot(stores, slot + 1, n=12, incident=slot == 3)
+    aggregator = FleetAggregator(
+        stores["pod-0"], "m", W, grace_s=5, baseline_windows=2, min_window_requests=30, n_permutations=999
+    )
+    results = aggregator.tick(now=5 * W + 6)
+    assert [r.report is not None for r in results] == [False, False, True, True]
+    assert [r.alarm for r in results] == [False, False, False, True]
+    assert stores["pod-1"].baseline_with_source("m", "v1", scope=FLEET)[1] == "first 2 fleet windows"
+    reports = stores["pod-2"].reports("m", scope=FLEET)
+    assert [r["pods"] for r in reports] == [3, 3] and reports[-1]["alarm"] is True
+    assert ["all", "at"] in [c[0] for c in reports[-1]["top"][:2]]
+    assert stores["pod-0"].reports("m") == []  # pod scope untouched
+
+
+def test_a_new_aggregator_resumes_from_the_store_without_reporting_twice(stores):
+    for slot in range(1, 4):
+        _write_slot(stores, slot, n=12)
+    first = FleetAggregator(stores["pod-0"], "m", W, grace_s=5, baseline_windows=1, min_window_requests=10)
+    assert len(first.tick(now=3 * W + 6)) == 2  # slots 1, 2
+    second = FleetAggregator(stores["pod-1"], "m", W, grace_s=5, baseline_windows=1, min_window_requests=10)
+    assert [r.start_ts for r in second.tick(now=4 * W + 6)] == [3 * W]  # only what is new
+    assert len(stores["pod-0"].reports("m", scope=FLEET)) == 2  # slots 2 and 3 (slot 1 made the baseline)
+    assert len(stores["pod-0"].windows("m", "v1", scope=FLEET)) == 3
+
+
+def test_a_duplicated_pod_window_counts_once_and_versions_stay_apart(stores):
+    _write_slot(stores, 1, n=10)
+    _write_slot(stores, 1, n=10)  # the same three windows stored again (a retried write)
+    _write_slot(stores, 1, n=4, version="v2")
+    aggregator = FleetAggregator(stores["pod-0"], "m", W, grace_s=5)
+    results = {r.version: r for r in aggregator.tick(now=2 * W + 6)}
+    assert (results["v1"].requests, results["v1"].pod_windows) == (30, 3)
+    assert results["v2"].requests == 12
+
+
+def test_a_pinned_fleet_baseline_is_used_from_the_first_window(stores):
+    _write_slot(stores, 1, n=12, incident=True)
+    aggregator = FleetAggregator(
+        stores["pod-0"], "m", W, grace_s=5, min_window_requests=30, n_permutations=999
+    )
+    aggregator.pin_baseline("v1", _map(40, seed=99), source="file")
+    (result,) = aggregator.tick(now=2 * W + 6)
+    assert result.alarm and result.report_id is not None
+
+
+def test_without_backfill_the_first_start_merges_the_windows_that_come_due_after_it(stores):
+    _write_slot(stores, 1, n=12)  # due at the first tick: left out (backfill_windows=0)
+    aggregator = FleetAggregator(stores["pod-0"], "m", W, grace_s=5, baseline_windows=1, backfill_windows=0)
+    assert aggregator.tick(now=2 * W + 6) == []
+    _write_slot(stores, 2, n=12)
+    assert aggregator.tick(now=3 * W + 1) == []  # not due before the grace
+    (result,) = aggregator.tick(now=3 * W + 6)
+    assert (result.start_ts, result.end_ts, result.pods) == (2 * W, 3 * W, 3)
+    _write_slot(stores, 3, n=12)
+    (result,) = aggregator.tick(now=4 * W + 6)
+    assert result.start_ts == 3 * W and result.report is not None
+
+
+def test_the_standalone_entry_point_refuses_what_it_cannot_run(tmp_path, capsys):
+    import socket
+
+    import yaml
+
+    from spex_monitor.monitor.aggregate import main
+
+    model = {"name": "m", "backend": {"kind": "local", "path": "/nonexistent"}}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"models": [model]}))
+    assert main(["--config", str(config)]) == 2
+    assert "store.url" in capsys.readouterr().err
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://spex@127.0.0.1:{port}/spex"
+    config.write_text(yaml.safe_dump({"models": [model], "store": {"url": url, "timeout_s": 2}}))
+    assert main(["--config", str(config)]) == 1
+    assert f"store.url: cannot open {url}" in capsys.readouterr().err
+
+
+def test_the_cli_runs_the_aggregator_and_trace_takes_a_scope(tmp_path, capsys):
+    import yaml
+
+    from spex_monitor.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["aggregate", "--help"])
+    assert exited.value.code == 0
+    helped = capsys.readouterr().out
+    assert "store.url" in helped and "advisory lock" in helped and "--config" in helped
+    config = tmp_path / "c.yaml"
+    model = {"name": "m", "backend": {"kind": "local", "path": "/nonexistent"}}
+    config.write_text(yaml.safe_dump({"models": [model]}))
+    assert cli_main(["aggregate", "--config", str(config)]) == 2  # through monitor.aggregate.main
+    assert "store.url" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["trace", "--model", "m", "--scope", "galaxy"])
+    assert "invalid choice" in capsys.readouterr().err
+    assert cli_main(["trace", "--model", "m", "--scope", "fleet", "--report", str(tmp_path / "r.html")]) == 2
+    assert "--report" in capsys.readouterr().err
+
+
+def test_serve_names_store_url_when_the_shared_store_refuses(tmp_path, capsys):
+    import socket
+
+    import yaml
+
+    from spex_monitor.cli import main as cli_main
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    model = {"name": "m", "backend": {"kind": "local", "path": "/nonexistent"}}
+    store = {"url": f"postgresql://spex@127.0.0.1:{port}/spex", "timeout_s": 2}
+    config = tmp_path / "c.yaml"
+    server = {"explain_in": "process"}
+    config.write_text(yaml.safe_dump({"models": [model], "store": store, "server": server}))
+    assert cli_main(["serve", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "store.url" in err and "Traceback" not in err
