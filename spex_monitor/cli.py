@@ -9,6 +9,13 @@ from pathlib import Path
 
 from .cli_connect import connection_options as _connection_options
 from .cli_connect import stub as _stub
+from .cli_generation import (
+    GenerationArgsError,
+    add_generation_options,
+    generation_fields,
+    generation_title,
+    wants_generation,
+)
 from .config import ConfigError, load_settings
 
 
@@ -162,8 +169,19 @@ def _explain(args: argparse.Namespace) -> int:
     from .protocol.v1 import monitor_pb2 as pb
 
     try:
+        given = {"generation": pb.Generation(**generation_fields(args))} if wants_generation(args) else {}
+    except GenerationArgsError as exc:
+        print(f"spex-monitor explain: {exc}", file=sys.stderr)
+        return 2
+    if not given and not args.text:
+        print("spex-monitor explain: give TEXT, or --prompt/--messages with --completion", file=sys.stderr)
+        return 2
+    title = generation_title(args) if given else args.text
+    try:
         future = _stub(args).Explain.future(
-            pb.ExplainRequest(model=args.model, text=args.text, budget=args.budget, top_k=args.top),
+            pb.ExplainRequest(
+                model=args.model, budget=args.budget, top_k=args.top, **(given or {"text": title})
+            ),
             timeout=300,
         )
         reply = _await_with_progress(future, f"explaining on {args.target}")
@@ -186,15 +204,15 @@ def _explain(args: argparse.Namespace) -> int:
         Path(args.html).write_text(
             page(
                 f"spex-monitor explain: {args.model}",
-                f"<h3>{html.escape(args.text)} → {html.escape(reply.predicted_label)}</h3>"
-                f"<p>held-out R² {reply.faithfulness:.3f}, {reply.inferences_used} inferences; "
-                "bars: joint (Möbius) effect on the predicted class's log-odds</p>"
+                f"<h3>{html.escape(title)} → {html.escape(reply.predicted_label)}</h3>"
+                f"<p>held-out R² {reply.faithfulness:.3f}, {reply.inferences_used} inferences; bars: joint "
+                f"(Möbius) effect on {'the completion log-prob' if given else 'the class log-odds'}</p>"
                 f"{chart}",
             )
         )
         print(f"wrote {args.html}")
     if args.png:
-        return _interaction_png(args.png, args.text, reply)
+        return _interaction_png(args.png, title, reply)
     return 0
 
 
@@ -321,13 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(trace)
     trace.set_defaults(func=_trace)
     explain = commands.add_parser("explain", help="explain one input now, on the sidecar's model")
-    explain.add_argument("text")
+    explain.add_argument("text", nargs="?", default=None, help="the input text (text models)")
     explain.add_argument("--model", required=True)
     explain.add_argument("--budget", type=int, default=0, help="inferences (default: configured budget)")
     explain.add_argument("--top", type=int, default=15, help="interactions to show")
     explain.add_argument("--html", default="", help="also write an interaction bar chart to this file")
     explain.add_argument("--png", default="", help="also write the chart as a PNG (needs matplotlib)")
     explain.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    add_generation_options(explain)
     _connection_options(explain)
     explain.set_defaults(func=_explain)
     baseline = commands.add_parser("baseline", help="show, export, import or build the baseline")

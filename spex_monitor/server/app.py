@@ -69,7 +69,9 @@ class Sidecar:
         self.metrics = metrics or Metrics()
         self.metrics.model_names = frozenset(m.name for m in settings.models)
         server_cfg = settings.server
-        if server_cfg.explain_in == "thread" and any(m.backend.kind == "local" for m in settings.models):
+        if server_cfg.explain_in == "thread" and any(
+            m.backend.kind in ("local", "causal") for m in settings.models
+        ):
             import torch
 
             torch.set_num_threads(server_cfg.torch_threads)

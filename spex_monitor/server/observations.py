@@ -57,17 +57,20 @@ def check_input(
     kind: str | None,
     text: str | None,
     fields: Mapping[str, float] | None,
+    generation: object | None = None,
 ) -> None:
     """The input checks every entry path shares (Observe, the proxies, events, Explain).
 
-    ``kind`` is the model's lens kind (``text`` or ``fields``); ``None`` skips that check.
+    ``kind`` is the model's lens kind (``text``, ``fields`` or ``prompt``); ``None`` skips that check.
+    ``generation`` is already validated (see :mod:`.generations`); only its kind is checked here.
     Raises :class:`InvalidObservation` naming the field.
     """
-    if text is None and fields is None:
-        raise InvalidObservation("input: give text or fields")
-    if kind is not None and (text is not None) != (kind == "text"):
-        given, wanted = ("text", "fields") if text is not None else ("fields", "text")
-        raise InvalidObservation(f"{given}: model {model!r} takes {wanted} (its lens.kind is {kind!r})")
+    given = [n for n, v in (("text", text), ("fields", fields), ("generation", generation)) if v is not None]
+    if not given:
+        raise InvalidObservation("input: give text, fields or a generation")
+    wanted = {"text": "text", "fields": "fields", "prompt": "generation"}.get(kind or "")
+    if wanted is not None and given[0] != wanted:
+        raise InvalidObservation(f"{given[0]}: model {model!r} takes {wanted} (its lens.kind is {kind!r})")
     if text is not None:
         if len(text) > MAX_TEXT:
             raise InvalidObservation(f"text: longer than {MAX_TEXT} characters")

@@ -28,6 +28,7 @@ from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from .auth import Authorizer
 from .explain_rpc import ExplainAdmission, Refusal
+from .generations import generation_from_pb
 from .limits import Slots, StreamWatchdog
 from .metrics import Metrics
 from .observations import Intake, InvalidObservation, check_input, explainable
@@ -157,7 +158,10 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
         Status codes:
             PERMISSION_DENIED: the caller lacks the ``explain`` role.
             INVALID_ARGUMENT: missing or unknown model; missing, wrong-kind, oversized, blank or non-Unicode
-                input, or a word over 1000 characters; a budget below 16 (0 = the configured one), above
+                input, or a word over 1000 characters; a generation whose messages, completion or segments
+                break the bounds of :mod:`.generations` (the field is named: ``generation.segments[1].end``),
+                or whose prompt and completion exceed the model's context; a budget below 16 (0 = the
+                configured one), above
                 ``server.explain_max_budget`` or above ``budget.burst``; ``max_order`` above 8; a budget below
                 the engine's smallest design; another ``ValueError`` from the explanation.
             RESOURCE_EXHAUSTED: the caller's rate limit, ``server.explain_concurrency`` calls already running,
@@ -170,12 +174,16 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
         caller = self._require(context, "explain")
         self._model(request.model, context)
         kind = request.WhichOneof("input")
+        generation = None
         try:
+            if kind == "generation":
+                generation = generation_from_pb(request.generation)
             check_input(
                 request.model,
                 self.intake.kinds.get(request.model),
                 request.text if kind == "text" else None,
                 dict(request.fields.values) if kind == "fields" else None,
+                generation,
             )
             explainable(request.text if kind == "text" else None)
         except InvalidObservation as exc:
@@ -193,6 +201,7 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
                     fields=dict(request.fields.values) if kind == "fields" else None,
                     budget=budget,
                     max_order=request.max_order or None,
+                    generation=generation,
                 ),
             )
         except Refusal as refusal:
