@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import cast
 
 from ..backends.base import BatchTiming
 from ..explain import ExplainRequest, ExplainResult
 from ..explain.runner import LOCAL_REPLICA, ExplainRunner
+from ..lenses.generation import Generation
 from ..monitor.budget import Budget
 from ..monitor.records import Observation
 from .metrics import Metrics
@@ -70,7 +72,11 @@ class AccountedExplainer:
 
     def explain_observation(self, observation: Observation) -> ExplainResult:
         """The monitor's explainer: refuse text the lens cannot explain in linear time (a failed, counted
-        explanation rather than minutes of a worker's CPU), then explain the observed input."""
+        explanation rather than minutes of a worker's CPU), then explain the observed input (a generation:
+        the served completion, by teacher forcing, whatever temperature it was sampled at)."""
+        if observation.generation is not None:  # validated on entry (server/generations.py)
+            generation = cast(Generation, observation.generation)
+            return self.explain(ExplainRequest(observation.model, generation=generation))
         explainable(observation.text)
         return self.explain(ExplainRequest(observation.model, observation.text, observation.fields))
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..lenses.generation import Generation, message_keys
 from ..monitor.worker import Observation
 
 MAX_ID = 256
@@ -81,6 +82,18 @@ def check_input(
             raise InvalidObservation("text: empty or only whitespace (nothing to explain)")
 
 
+def generation_view(generation: Generation) -> tuple[str, tuple[str, ...]]:
+    """What the monitor sees of a generation: its prompt's text (a plain prompt, or the message contents one
+    per line) and the words its lens may use as keys (segment names, message roles as ``role``/``role#2``).
+    """
+    if generation.messages is not None:
+        text = "\n".join(m["content"] for m in generation.messages)
+        roles = message_keys([m["role"] for m in generation.messages])
+    else:
+        text, roles = generation.prompt or "", []
+    return text, tuple(dict.fromkeys([*generation.segments, *roles]))
+
+
 class VersionGate:
     """Bounds the versions a model may report: each one opens windows, maps and metric series.
 
@@ -120,9 +133,11 @@ def build_observation(
     trace_id: str | None = None,
     gate: VersionGate | None = None,
     kinds: Mapping[str, str] | None = None,
+    generation: Generation | None = None,
 ) -> Observation:
     """Validate and build an observation; ``versions`` maps each configured model to its default version,
-    ``kinds`` (optional) each model to its lens kind (``text`` / ``fields``)."""
+    ``kinds`` (optional) each model to its lens kind (``text`` / ``fields`` / ``prompt``). A
+    ``generation`` must already be validated (:func:`.generations.build_generation`)."""
     if not request_id or len(request_id) > MAX_ID:
         raise InvalidObservation(f"request_id: required, at most {MAX_ID} characters")
     for name, value in (("request_id", request_id), ("label", label), ("trace_id", trace_id)):
@@ -131,7 +146,7 @@ def build_observation(
             raise InvalidObservation(f"{name}: {problem}")
     if model not in versions:
         raise InvalidObservation(f"model: unknown model {model[:100]!r}")
-    check_input(model, (kinds or {}).get(model), text, fields)
+    check_input(model, (kinds or {}).get(model), text, fields, generation)
     if version and not _VERSION.match(version):
         raise InvalidObservation("version: 1 to 64 of the characters A-Z a-z 0-9 _ . : + -")
     if len(label or "") > MAX_LABEL:
@@ -153,6 +168,9 @@ def build_observation(
         raise InvalidObservation(
             f"version: {model!r} already reports {gate.max_per_model} versions; refusing {version!r}"
         )
+    key_words: tuple[str, ...] = ()
+    if generation is not None:
+        text, key_words = generation_view(generation)
     return Observation(
         request_id=request_id,
         model=model,
@@ -162,6 +180,8 @@ def build_observation(
         text=text,
         fields=fields,
         trace_id=trace_id or None,
+        generation=generation,
+        key_words=key_words,
     )
 
 
@@ -190,6 +210,7 @@ class Intake:
         text: str | None = None,
         fields: dict[str, float] | None = None,
         trace_id: str | None = None,
+        generation: Generation | None = None,
     ) -> Observation:
         """A validated observation; raises :class:`InvalidObservation` naming the field."""
         return build_observation(
@@ -204,6 +225,7 @@ class Intake:
             trace_id=trace_id,
             gate=self.gate,
             kinds=self.kinds,
+            generation=generation,
         )
 
 

@@ -82,6 +82,7 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
     def _observation(self, request: pb.ObserveRequest) -> tuple[Observation | None, str]:
         kind = request.WhichOneof("input")
         try:
+            generation = generation_from_pb(request.generation) if kind == "generation" else None
             return self.intake.build(
                 request_id=request.request_id,
                 model=request.model,
@@ -91,6 +92,7 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
                 text=request.text if kind == "text" else None,
                 fields=dict(request.fields.values) if kind == "fields" else None,
                 trace_id=request.trace_id,
+                generation=generation,
             ), ""
         except InvalidObservation as exc:
             return None, str(exc)
@@ -106,7 +108,8 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
                 input, or text for a fields model or the reverse; text too long or blank; a string that is
                 not valid Unicode; a malformed version, or a new one past the model's 16; a label or trace
                 id too long; a confidence neither 0 (unknown) nor in (0, 1]; empty, too many, badly
-                named or non-finite fields.
+                named or non-finite fields; a generation breaking the bounds of :mod:`.generations`
+                (``generation.*`` fields named).
         """
         observation, problem = self._observation(request)
         if observation is None:

@@ -322,3 +322,37 @@ def test_a_request_without_a_generation_is_refused_by_the_prompt_lens(tiny_lm):
 
     with pytest.raises(ValueError, match="^generation: model 'llm' takes generation"):
         value_problem(PromptLens(kind="prompt"), tiny_lm, ExplainRequest("llm", text="hello"))
+
+
+# ------------------------------------------------------------------------ observations and the client
+def test_a_generation_observation_counts_its_prompt_words_and_segment_keys():
+    from spex_monitor.server.observations import Intake
+
+    intake = Intake({"llm": "v1"}, {"llm": "prompt"})
+    generation = build_generation(
+        prompt="", messages=[("system", "Be brief"), ("user", "doc A"), ("user", "Q")], completion="5",
+        segments=[SegmentInput("doc:a", 1, 0, 5)],
+    )  # fmt: skip
+    observation = intake.build(request_id="r", model="llm", generation=generation)
+    assert observation.text == "Be brief\ndoc A\nQ" and observation.generation is generation
+    assert observation.tokens() == ["be", "brief", "doc", "a", "q", "doc:a", "system", "user", "user#2"]
+    with pytest.raises(InvalidObservation, match="^generation: model 'clf' takes text"):
+        Intake({"clf": "v1"}, {"clf": "text"}).build(request_id="r", model="clf", generation=generation)
+
+
+def test_the_client_builds_generation_messages_and_never_raises():
+    from spex_monitor.client import MonitorClient, generation_message
+
+    message = generation_message(
+        "5", messages=[{"role": "user", "content": "doc q"}], segments={"doc": (0, 0, 3), "all": (0, 5)},
+        temperature=0.7,
+    )  # fmt: skip
+    assert message.messages[0].content == "doc q" and message.temperature == pytest.approx(0.7)
+    assert message.segments[0].message == 0 and not message.segments[1].HasField("message")
+    client = MonitorClient("127.0.0.1:9", timeout_s=0.1)  # nothing listens: the queue takes it anyway
+    try:
+        assert client.observe_generation("r1", "llm", "5", prompt="p", segments={"p": (0, 1)})
+        assert not client.observe_generation("r2", "llm", "5", prompt="p", segments={"p": ("x", 1)})
+        assert client.dropped["invalid"] == 1
+    finally:
+        client.close()
