@@ -25,7 +25,7 @@ from ..explain.runner import ExplainRunner, make_runner
 from ..monitor.worker import Monitor
 from .admission import OverloadCounter
 from .asgi_thread import ASGIThread
-from .attach import start_events, start_proxy
+from .attach import start_events, start_openai_proxy, start_proxy
 from .auth import Authorizer
 from .events import EventReceiver
 from .explaining import AccountedExplainer
@@ -33,6 +33,7 @@ from .grpc_serving import GrpcServing, message_options, start_grpc
 from .http import ServingProbe, create_metrics_app
 from .metrics import Metrics
 from .observations import Intake
+from .openai_proxy import CallObserver
 from .proxy import OIPProxy
 from .recording import MetricsRecorder
 from .reports import ReportBoard
@@ -117,6 +118,9 @@ class Sidecar:
         self.proxy: OIPProxy | None = None
         self.events: EventReceiver | None = None  # the KServe inference-logger receiver (server.events_port)
         self.grpc_port = self.metrics_port = self.proxy_port = self.events_port = 0
+        self._openai_server: ASGIThread | None = None
+        self.openai_observer: CallObserver | None = None  # the OpenAI proxy's observer (openai_proxy_port)
+        self.openai_proxy_port = 0
 
     # ---------------------------------------------------------------------------------------- helpers
     @property
@@ -191,6 +195,11 @@ class Sidecar:
                 self.settings, self.intake, self.monitor, self.metrics, self.labels
             )
             log.info("KServe inference-logger receiver on http://%s:%d/", cfg.host, self.events_port)
+        if cfg.openai_proxy_port is not None:
+            self.openai_observer, self._openai_server, self.openai_proxy_port = start_openai_proxy(
+                self.settings, self.intake, self.monitor, self.metrics
+            )
+            log.info("OpenAI-compatible proxy on :%d -> %s", self.openai_proxy_port, cfg.openai_upstream)
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop taking traffic, finish in-flight explanations, persist open windows, close the store."""
@@ -198,6 +207,10 @@ class Sidecar:
         self.ticker.stop(grace_s)
         if self._events_server is not None:
             self._events_server.stop(grace_s)
+        if self._openai_server is not None:
+            self._openai_server.stop(grace_s)
+        if self.openai_observer is not None:
+            self.openai_observer.close()
         if self._proxy_server is not None:
             self._proxy_server.stop(grace_s).wait(grace_s)
         if self.proxy is not None:
