@@ -41,6 +41,11 @@ class PromptLens(Strict):
     labels: list[str] = Field(
         default_factory=list, description="value: label — the label set (at least two, distinct)"
     )
+    context_prefixes: list[str] = Field(
+        default_factory=lambda: ["doc:", "tool"],
+        description="keys starting with one of these are context segments (retrieved documents, tool "
+        "outputs) for spex_monitor_generation_context_share_ratio",
+    )
 
     @model_validator(mode="after")
     def _labels(self) -> PromptLens:

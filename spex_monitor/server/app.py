@@ -84,7 +84,8 @@ class Sidecar:
         self.authorizer = Authorizer(server_cfg)
         self.reports = ReportBoard()
         budget = ablation_budget(settings)
-        self.explainer = AccountedExplainer(budget, self.metrics, replica_names(settings))
+        contexts = {m.name: m.lens.context_prefixes for m in settings.models if m.lens.kind == "prompt"}
+        self.explainer = AccountedExplainer(budget, self.metrics, replica_names(settings), contexts)
         self.monitor: Monitor = build_monitor(
             settings, self.store, budget, self.explainer.explain_observation
         )

@@ -356,3 +356,62 @@ def test_the_client_builds_generation_messages_and_never_raises():
         assert client.dropped["invalid"] == 1
     finally:
         client.close()
+
+
+def test_context_share_is_the_interaction_mass_touching_a_context_segment():
+    from spex_monitor.attribution import ProxySPEX
+    from spex_monitor.explain.generation_values import context_interaction_share
+
+    def explain_exhaustively(fn, n):
+        return ProxySPEX(budget=2**n, max_order=n).explain(fn, n)  # 2^n masks: exact
+
+    def planted(masks):  # Möbius: doc x question 2.0, question 1.0, system x question 0.5, doc 1.0
+        doc, question, system = masks[:, 0], masks[:, 1], masks[:, 2]
+        return (2.0 * doc * question + question + 0.5 * system * question + doc + 3.0).astype(float)
+
+    result = explain_exhaustively(planted, 3)
+    keys = ["doc:refund", "question", "system"]
+    assert context_interaction_share(result, keys, ["doc:", "tool"]) == pytest.approx(2.0 / 4.5)
+    assert context_interaction_share(result, keys, ["tool"]) == pytest.approx(0.0)
+    flat = explain_exhaustively(lambda m: np.full(len(m), 2.0), 3)
+    assert context_interaction_share(flat, keys, ["doc:"]) is None
+
+
+def test_observed_generations_feed_the_context_share_histogram(tiny_lm):
+    from spex_monitor.explain import ExplainResult
+    from spex_monitor.monitor.budget import Budget
+    from spex_monitor.server.explaining import AccountedExplainer
+    from spex_monitor.server.metrics import Metrics
+    from spex_monitor.server.observations import Intake
+
+    metrics = Metrics()
+    metrics.model_names = frozenset({"llm"})
+    explainer = AccountedExplainer(Budget(1e6, 1e6), metrics, ["local"], {"llm": ["doc:"]})
+    request = _request()
+
+    class Runner:
+        def explain(self, req):
+            from spex_monitor.config import EngineConfig, ModelConfig, PromptLens
+            from spex_monitor.explain.explainer import ModelExplainer
+
+            config = ModelConfig(
+                name="llm", lens=PromptLens(kind="prompt"), backend={"kind": "causal", "path": "/x"}
+            )
+            return ModelExplainer(config, EngineConfig(budget=64), tiny_lm).explain(req)
+
+        def close(self):
+            pass
+
+    explainer.runner = Runner()
+    observation = Intake({"llm": "v1"}, {"llm": "prompt"}).build(
+        request_id="r", model="llm", generation=request.generation
+    )
+    outcome = explainer.explain_observation(observation)
+    assert isinstance(outcome, ExplainResult) and outcome.keys == ["doc:acme", "question"]
+    count = metrics.registry.get_sample_value(
+        "spex_monitor_generation_context_share_ratio_count", {"model": "llm"}
+    )
+    total = metrics.registry.get_sample_value(
+        "spex_monitor_generation_context_share_ratio_sum", {"model": "llm"}
+    )
+    assert count == 1 and 0.5 < total <= 1.0  # the base model's answer rests on doc x question
