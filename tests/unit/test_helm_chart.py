@@ -193,7 +193,8 @@ def test_openai_proxy_mode_fronts_vllm_through_the_service():
     assert service_ports["openai-proxy"]["targetPort"] == "spex-openai"
     assert config["server"]["openai_upstream"] == "http://vllm.llm-serving.svc:8000"
     (model,) = Settings.model_validate(config).models
-    assert (model.lens.kind, model.backend.kind, model.backend.served_model) == ("prompt", "openai", "rag-llm")
+    backend = model.backend
+    assert (model.lens.kind, backend.kind, backend.served_model) == ("prompt", "openai", "rag-llm")
     container = spex_container(docs)
     names = {e["name"]: e for e in container.get("env", [])}
     assert names["LLM_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "vllm-api-key"
