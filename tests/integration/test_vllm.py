@@ -209,14 +209,14 @@ def test_proxied_vllm_generation_is_observed_and_explained_by_vllm(vllm, proxied
     for name, text in (("doc:office", "the office of acme is on floor 3 ."), ("question", USER_PROMPT[-52:])):
         start = USER_PROMPT.index(text)
         spans[name] = [1, start, start + len(text)]
-    headers = {"x-spex-segments": json.dumps(spans)}
+    headers = {"x-spex-segments": json.dumps(spans), "x-request-id": "rag-call-1"}
     reply = httpx.post(proxy + "/v1/chat/completions", json=_chat(vllm, True), headers=headers, timeout=120)
     assert reply.status_code == 200
     stub = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}"))
 
     def explained():
         listed = stub.ListExplanations(pb.ListExplanationsRequest(model="llm"), timeout=10).explanations
-        return [e for e in listed if e.request_id.startswith("chatcmpl")]
+        return [e for e in listed if e.request_id == "rag-call-1"]  # the caller's x-request-id
 
     assert wait_until(explained, timeout_s=180), "the proxied vLLM generation was not explained"
     keys = {k for term in explained()[0].top for k in term.keys}
