@@ -7,8 +7,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_baseline import baseline_command as _baseline
 from .cli_connect import connection_options as _connection_options
+from .cli_connect import duration as _duration
 from .cli_connect import stub as _stub
+from .cli_generation import (
+    GenerationArgsError,
+    add_generation_options,
+    generation_fields,
+    generation_title,
+    wants_generation,
+)
 from .config import ConfigError, load_settings
 
 
@@ -79,13 +88,6 @@ def _aggregate(args: argparse.Namespace) -> int:
     from .monitor.aggregate import main as aggregate_main
 
     return aggregate_main(["--config", args.config, "--log-level", args.log_level])
-
-
-def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text and text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text)
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -172,8 +174,19 @@ def _explain(args: argparse.Namespace) -> int:
     from .protocol.v1 import monitor_pb2 as pb
 
     try:
+        given = {"generation": pb.Generation(**generation_fields(args))} if wants_generation(args) else {}
+    except GenerationArgsError as exc:
+        print(f"spex-monitor explain: {exc}", file=sys.stderr)
+        return 2
+    if not given and not args.text:
+        print("spex-monitor explain: give TEXT, or --prompt/--messages with --completion", file=sys.stderr)
+        return 2
+    title = generation_title(args) if given else args.text
+    try:
         future = _stub(args).Explain.future(
-            pb.ExplainRequest(model=args.model, text=args.text, budget=args.budget, top_k=args.top),
+            pb.ExplainRequest(
+                model=args.model, budget=args.budget, top_k=args.top, **(given or {"text": title})
+            ),
             timeout=300,
         )
         reply = _await_with_progress(future, f"explaining on {args.target}")
@@ -196,15 +209,15 @@ def _explain(args: argparse.Namespace) -> int:
         Path(args.html).write_text(
             page(
                 f"spex-monitor explain: {args.model}",
-                f"<h3>{html.escape(args.text)} → {html.escape(reply.predicted_label)}</h3>"
-                f"<p>held-out R² {reply.faithfulness:.3f}, {reply.inferences_used} inferences; "
-                "bars: joint (Möbius) effect on the predicted class's log-odds</p>"
+                f"<h3>{html.escape(title)} → {html.escape(reply.predicted_label)}</h3>"
+                f"<p>held-out R² {reply.faithfulness:.3f}, {reply.inferences_used} inferences; bars: joint "
+                f"(Möbius) effect on {'the completion log-prob' if given else 'the class log-odds'}</p>"
                 f"{chart}",
             )
         )
         print(f"wrote {args.html}")
     if args.png:
-        return _interaction_png(args.png, args.text, reply)
+        return _interaction_png(args.png, title, reply)
     return 0
 
 
@@ -246,52 +259,6 @@ def _interaction_png(path: str, text: str, reply) -> int:  # noqa: ANN001
     plt.close(figure)
     print(f"wrote {path}")
     return 0
-
-
-def _baseline(args: argparse.Namespace) -> int:
-    import time
-
-    import grpc
-
-    from .monitor import InteractionMap
-    from .protocol.v1 import monitor_pb2 as pb
-
-    stub = _stub(args)
-    try:
-        if args.action in ("show", "export"):
-            reply = stub.GetInteractionMap(
-                pb.GetInteractionMapRequest(model=args.model, version=args.version, baseline=True), timeout=30
-            )
-            if args.action == "export":
-                Path(args.file).write_bytes(reply.map)
-                print(f"wrote {args.file}: {reply.requests:.0f} requests, {reply.key_tuples} key tuples")
-                return 0
-            baseline = InteractionMap.from_bytes(reply.map)
-            count = f"{baseline.requests:.0f} explained requests, {len(baseline)} key tuples"
-            print(f"{args.model} baseline: {count}")
-            shares = baseline.order_shares()
-            print(f"  order shares: 1st {shares[1]:.2f}, 2nd {shares[2]:.2f}, 3rd+ {shares[3]:.2f}")
-            strongest = sorted(
-                (k for k in baseline.stats if len(k) >= 2), key=lambda k: -baseline.strength(k)
-            )
-            for key in strongest[:10]:
-                print(f"  {' × '.join(key):<32}{baseline.strength(key):>8.3f}")
-            return 0
-        request = pb.SetBaselineRequest(model=args.model, version=args.version)
-        if args.action == "import":
-            request.map = Path(args.file).read_bytes()
-        else:  # build
-            now = time.time()
-            request.time_range.since_unix = now - _duration(args.since)
-            request.time_range.until_unix = now
-        reply = stub.SetBaseline(request, timeout=60)
-        print(
-            f"baseline set from {reply.source}: {reply.requests:.0f} requests, {reply.key_tuples} key tuples"
-        )
-        return 0
-    except grpc.RpcError as error:
-        print(f"spex-monitor baseline {args.action}: {error.code().name}: {error.details()}", file=sys.stderr)
-        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,13 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(trace)
     trace.set_defaults(func=_trace)
     explain = commands.add_parser("explain", help="explain one input now, on the sidecar's model")
-    explain.add_argument("text")
+    explain.add_argument("text", nargs="?", default=None, help="the input text (text models)")
     explain.add_argument("--model", required=True)
     explain.add_argument("--budget", type=int, default=0, help="inferences (default: configured budget)")
     explain.add_argument("--top", type=int, default=15, help="interactions to show")
     explain.add_argument("--html", default="", help="also write an interaction bar chart to this file")
     explain.add_argument("--png", default="", help="also write the chart as a PNG (needs matplotlib)")
     explain.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    add_generation_options(explain)
     _connection_options(explain)
     explain.set_defaults(func=_explain)
     baseline = commands.add_parser("baseline", help="show, export, import or build the baseline")

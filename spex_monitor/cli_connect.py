@@ -87,3 +87,13 @@ def connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--token", default="", help=argparse.SUPPRESS)  # deprecated: visible in `ps`
 
 
+def duration(text: str) -> float:
+    """Seconds in a duration such as ``90``, ``30s``, ``15m``, ``1h`` or ``2d``.
+
+    Raises:
+        ValueError: not a number with an optional s/m/h/d unit.
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)

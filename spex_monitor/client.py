@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import grpc
 
@@ -20,6 +20,39 @@ from .protocol.v1 import monitor_pb2 as pb
 from .protocol.v1 import monitor_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+
+SegmentSpec = tuple[int, int] | tuple[int, int, int]
+
+
+def generation_message(
+    completion: str,
+    prompt: str | None = None,
+    messages: Sequence[Mapping[str, str]] | None = None,
+    segments: Mapping[str, SegmentSpec] | None = None,
+    temperature: float = 0.0,
+    top_p: float = 0.0,
+    max_tokens: int = 0,
+) -> pb.Generation:
+    """A ``spex_monitor.v1.Generation``: a plain ``prompt`` or chat ``messages`` (``{"role", "content"}``),
+    the served ``completion``, and named ``segments`` as ``name -> (start, end)`` code-point offsets into the
+    prompt or ``name -> (message_index, start, end)`` into one message's content (as
+    :class:`spex_monitor.lenses.Generation`). The sidecar validates it (INVALID_ARGUMENT naming the field).
+    """
+    message = pb.Generation(
+        prompt=prompt or "",
+        completion=completion,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+    )
+    for item in messages or ():
+        message.messages.add(role=item["role"], content=item["content"])
+    for name, spec in (segments or {}).items():
+        if len(spec) == 3:
+            message.segments.add(name=name, message=spec[0], start=spec[1], end=spec[2])
+        else:
+            message.segments.add(name=name, start=spec[0], end=spec[1])
+    return message
 
 
 class MonitorClient:
@@ -88,6 +121,45 @@ class MonitorClient:
                 request.text = text
             elif fields is not None:
                 request.fields.values.update({k: float(v) for k, v in fields.items()})
+        except Exception:  # never into the caller's serving path
+            self.dropped["invalid"] += 1
+            return False
+        return self._enqueue(request)
+
+    def observe_generation(
+        self,
+        request_id: str,
+        model: str,
+        completion: str,
+        *,
+        prompt: str | None = None,
+        messages: Sequence[Mapping[str, str]] | None = None,
+        segments: Mapping[str, SegmentSpec] | None = None,
+        temperature: float = 0.0,
+        top_p: float = 0.0,
+        max_tokens: int = 0,
+        label: str = "",
+        version: str = "",
+        trace_id: str = "",
+    ) -> bool:
+        """Queue one served LLM generation (see :func:`generation_message` for its parts); True when queued.
+        Never raises, never blocks. A generation sampled at any temperature is explained for the completion
+        it served (teacher forcing)."""
+        try:
+            generation = generation_message(
+                completion, prompt, messages, segments, temperature, top_p, max_tokens
+            )
+            request = pb.ObserveRequest(
+                request_id=request_id, model=model, version=version, label=label, trace_id=trace_id,
+                generation=generation,
+            )  # fmt: skip
+        except Exception:  # never into the caller's serving path
+            self.dropped["invalid"] += 1
+            return False
+        return self._enqueue(request)
+
+    def _enqueue(self, request: pb.ObserveRequest) -> bool:
+        try:
             with self._settled:
                 self._unsettled += 1
             try:
@@ -171,6 +243,17 @@ class MonitorClient:
             grpc.RpcError: the sidecar refused or failed the call (the status code says why).
         """
         return self.stub.Explain(pb.ExplainRequest(model=model, text=text, budget=budget), timeout=60)
+
+    def explain_generation(
+        self, model: str, generation: pb.Generation, budget: int = 0, top_k: int = 20
+    ) -> pb.ExplainResponse:
+        """Explain one generation (build it with :func:`generation_message`) on ``model`` now (60 s deadline).
+
+        Raises:
+            grpc.RpcError: the sidecar refused or failed the call (INVALID_ARGUMENT names the field).
+        """
+        request = pb.ExplainRequest(model=model, generation=generation, budget=budget, top_k=top_k)
+        return self.stub.Explain(request, timeout=60)
 
     def shift_report(self, model: str, version: str = "", scope: str = "pod") -> pb.ShiftReport:
         """The latest stored shift report of ``model`` (``version`` "" = the configured one), 30 s deadline;

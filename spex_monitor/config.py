@@ -20,12 +20,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .config_env import ENV_PREFIX, EnvValueError, overlay
 from .config_events import EventsMapping
+from .config_llm import CausalBackendConfig, OpenAIBackendConfig, PromptLens, llm_pairing_problem
 from .config_server import PortTLS, ServerConfig, Strict, TLSConfig
 from .config_store import FleetConfig, StoreConfig
 
 __all__ = [
     "BaselineConfig",
     "BudgetConfig",
+    "CausalBackendConfig",
     "ConfigError",
     "EngineConfig",
     "EventsMapping",
@@ -34,7 +36,9 @@ __all__ = [
     "LocalBackendConfig",
     "ModelConfig",
     "OIPBackendConfig",
+    "OpenAIBackendConfig",
     "PortTLS",
+    "PromptLens",
     "ServerConfig",
     "Settings",
     "StoreConfig",
@@ -42,7 +46,6 @@ __all__ = [
     "TextLens",
     "load_settings",
 ]
-
 
 
 class TextLens(Strict):
@@ -112,8 +115,13 @@ class ModelConfig(Strict):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     version: str = "v1"
-    lens: Annotated[TextLens | FieldsLens, Field(discriminator="kind")] = Field(default_factory=TextLens)
-    backend: Annotated[LocalBackendConfig | OIPBackendConfig, Field(discriminator="kind")]
+    lens: Annotated[TextLens | FieldsLens | PromptLens, Field(discriminator="kind")] = Field(
+        default_factory=TextLens
+    )
+    backend: Annotated[
+        LocalBackendConfig | OIPBackendConfig | CausalBackendConfig | OpenAIBackendConfig,
+        Field(discriminator="kind"),
+    ]
     sampling_rate: float = Field(0.05, ge=0.0, le=1.0)
     events: EventsMapping = Field(
         default_factory=EventsMapping,
@@ -123,6 +131,9 @@ class ModelConfig(Strict):
 
     @model_validator(mode="after")
     def _events_match_lens(self) -> ModelConfig:
+        problem = llm_pairing_problem(self.lens.kind, self.backend.kind)
+        if problem:
+            raise ValueError(problem)
         if self.lens.kind == "fields" and not self.events.fields:
             raise ValueError("events.fields: required when lens.kind is 'fields' (name where each field is)")
         if self.lens.kind == "text" and self.events.text_input is None:
@@ -251,7 +262,7 @@ class Settings(Strict):
 
 def _feature_cap(model: ModelConfig) -> int:
     """Most features one input of ``model`` can have (0: unknown until requests arrive)."""
-    if isinstance(model.lens, TextLens):
+    if isinstance(model.lens, TextLens | PromptLens):
         return model.lens.max_features
     return len(model.events.fields) or len(model.lens.defaults)
 

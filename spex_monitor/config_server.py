@@ -86,6 +86,28 @@ class ServerConfig(Strict):
         "certificate). Without it the proxy forwards the caller's authorization header only to a loopback "
         "upstream",
     )
+    openai_proxy_port: int | None = Field(
+        None, ge=0, le=65535, description="port of the OpenAI-compatible pass-through proxy (docs/llm.md)"
+    )
+    openai_upstream: str | None = Field(
+        None, description="base URL of the OpenAI-compatible server the proxy forwards to (http://vllm:8000)"
+    )
+    openai_upstream_tls: TLSConfig | None = Field(
+        None, description="CA / client certificate for an https openai_upstream"
+    )
+    openai_proxy_tls: PortTLS = Field(
+        "inherit", description="TLS of the OpenAI proxy port: inherit (server.tls), off, or its own"
+    )
+    openai_max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="largest request body the OpenAI proxy forwards (413 beyond)"
+    )
+    openai_max_observed_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="largest answer (or stream) the proxy reads back into an observation; beyond it the call "
+        "is still forwarded whole but not observed (dropped, reason too_large)",
+    )
+    openai_upstream_timeout_s: float = Field(600.0, gt=0, description="longest wait for upstream bytes")
     workers: int = Field(1, ge=1, le=64)
     queue_per_label: int = Field(64, ge=1)
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -201,6 +223,10 @@ class ServerConfig(Strict):
     def _proxy_needs_upstream(self) -> ServerConfig:
         if self.proxy_port is not None and not self.upstream:
             raise ValueError("proxy_port is set but upstream (the model server's host:port) is not")
+        if self.openai_proxy_port is not None and not self.openai_upstream:
+            raise ValueError("openai_upstream: required when openai_proxy_port is set (http(s)://host:port)")
+        if self.openai_upstream and not self.openai_upstream.startswith(("http://", "https://")):
+            raise ValueError("openai_upstream: a base URL, http://host:port or https://host:port")
         identities = self.admin_identities or self.reader_identities or self.explain_identities
         if identities and (self.tls is None or self.tls.ca_file is None):
             raise ValueError(
@@ -244,7 +270,7 @@ class ServerConfig(Strict):
             or self.explain_identities
         )
 
-    def port_tls(self, port: Literal["proxy", "events", "metrics"]) -> TLSConfig | None:
+    def port_tls(self, port: Literal["proxy", "events", "metrics", "openai_proxy"]) -> TLSConfig | None:
         """The TLS a port uses: its own setting, or ``server.tls`` when it says ``inherit``."""
         value = getattr(self, f"{port}_tls")
         if value == "off":

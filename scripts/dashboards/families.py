@@ -10,6 +10,8 @@ from .alerts import BY_NAME as ALERT
 from .panels import Graph, Single, prom
 from .promql import (
     BUDGET,
+    CONTEXT_SHARE_COUNT,
+    CONTEXT_SHARE_SUM,
     DROPPED,
     EXPLANATIONS,
     FAITHFULNESS,
@@ -285,5 +287,27 @@ def output_drift(s: Scope, width: int = 12) -> Graph:
         runbook=alert.name,
         threshold=alert.threshold,
         step=True,
+        width=width,
+    )
+
+
+# ---------------------------------------------------------------------------------------- LLM generations
+def context_share(width: int = 12) -> Graph:
+    """Mean share of the completion log-prob effect carried by context-segment interactions, per LLM."""
+    mean = (
+        f"{aggregate('sum', 'model', change(CONTEXT_SHARE_SUM()))} / "
+        f"{aggregate('sum', 'model', change(CONTEXT_SHARE_COUNT()))}"
+    )
+    return Graph(
+        "LLM: completion log-prob carried by context interactions",
+        "Per LLM model (lens.kind: prompt), the mean over explained generations of the share of the "
+        "completion's log-prob effect carried by interactions with a retrieved document or tool output "
+        "(lens.context_prefixes). A fall means answers stopped depending on what was retrieved (a "
+        "context-ignoring rollout, a broken retriever); the shift report names the segment tuples that "
+        "moved. See docs/llm.md.",
+        [prom(mean, "{{model}}")],
+        unit="percentunit",
+        min=0,
+        max=1,
         width=width,
     )

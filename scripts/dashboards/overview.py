@@ -94,6 +94,7 @@ def overview() -> db.Dashboard:
                 ],
             ),
             ("KServe inference-logger receiver", [infra.events_received(), infra.events_pending()]),
+            ("LLM generations", [f.context_share()]),
         ],
         [
             datasource_variable(PROMETHEUS_VAR, "prometheus", "Prometheus", PROMETHEUS_DEFAULT),

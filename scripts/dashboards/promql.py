@@ -67,6 +67,9 @@ STORE_DEGRADED = Family("spex_monitor_store_degraded", "")
 STORE_ERRORS = Family("spex_monitor_store_write_errors_total", "")
 EVENTS = Family("spex_monitor_events_received_total", "")
 EVENTS_PENDING = Family("spex_monitor_events_pending", "")
+# LLM models only (lens.kind: prompt); read without a model matcher so a classifier selection shows no gap
+CONTEXT_SHARE_SUM = Family("spex_monitor_generation_context_share_ratio_sum", "")
+CONTEXT_SHARE_COUNT = Family("spex_monitor_generation_context_share_ratio_count", "")
 # Prometheus's own series for every scrape target of a job whose name says spex-monitor.
 SCRAPE_UP = 'up{job=~".*spex-monitor.*"}'
 

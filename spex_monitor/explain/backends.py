@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import LocalBackendConfig, OIPBackendConfig
+from ..config import CausalBackendConfig, LocalBackendConfig, OIPBackendConfig, OpenAIBackendConfig
 
-BackendConfig = LocalBackendConfig | OIPBackendConfig
+BackendConfig = LocalBackendConfig | OIPBackendConfig | CausalBackendConfig | OpenAIBackendConfig
 
 
 def build_local(config: LocalBackendConfig) -> Any:
@@ -65,9 +65,63 @@ def build_oip(config: OIPBackendConfig) -> Any:
     )
 
 
+def build_causal(config: CausalBackendConfig) -> Any:
+    """A local transformers causal LM (and its tokenizer) from ``config.path``; torch loads here.
+
+    Raises:
+        FileNotFoundError: the model folder does not exist (nothing is ever downloaded).
+    """
+    from ..backends.causal import LocalCausalLM
+
+    return LocalCausalLM.from_pretrained(
+        config.path,
+        device=config.device,
+        token_budget=config.token_budget,
+        max_batch_rows=config.max_batch_rows,
+    )
+
+
+def build_openai(config: OpenAIBackendConfig) -> Any:
+    """An OpenAI-compatible ``/v1/completions`` client over ``config.endpoints``, with the model's
+    tokenizer read from ``config.tokenizer_path`` (transformers' tokenizer only: torch is not loaded for it).
+
+    Raises:
+        FileNotFoundError: the tokenizer folder or a TLS file does not exist.
+        ValueError: the API key file/variable is unreadable or empty (named, never shown).
+    """
+    from transformers import AutoTokenizer
+
+    from ..backends.openai import OpenAICompletionsBackend
+    from ..backends.pool import TLSFiles
+
+    if not config.tokenizer_path.is_dir():
+        raise FileNotFoundError(f"tokenizer_path: {config.tokenizer_path} is not a folder")
+    tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_path, local_files_only=True)
+    tls = None
+    if config.tls is not None:
+        files = {k: str(v) if v is not None else None for k, v in config.tls.model_dump().items()}
+        tls = TLSFiles(**files)
+    return OpenAICompletionsBackend(
+        config.endpoints,
+        config.served_model,
+        tokenizer=tokenizer,
+        api_key=config.api_key(),
+        deadline_s=config.deadline_s,
+        max_concurrency=config.max_concurrency,
+        batch_rows=config.batch_rows,
+        retries=config.retries,
+        breaker_failures=config.breaker_failures,
+        breaker_reset_s=config.breaker_reset_s,
+        logprobs_mode=config.logprobs_mode,
+        tls=tls,
+    )
+
+
 BACKENDS: dict[str, Callable[[Any], Any]] = {
     "local": build_local,
     "oip": build_oip,
+    "causal": build_causal,
+    "openai": build_openai,
 }
 
 

@@ -54,7 +54,7 @@ class ModelExplainer:
         n = len(problem.keys)
         engine = make_engine(self.engine, n, request.budget, request.max_order, self.seed, request.deadline)
         interactions = engine.explain(problem.value_fn, n)
-        label = label_name(self.backend, problem.target)
+        label = problem.label if problem.label is not None else label_name(self.backend, problem.target)
         return ExplainResult(interactions, problem.keys, problem.target, label)
 
 

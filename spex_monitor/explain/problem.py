@@ -17,15 +17,18 @@ class ValueProblem:
             log-odds of ``target``.
         keys: the monitor key of each of the ``n`` features.
         target: index of the class the value function scores (predicted on the unmasked input).
+        label: the target's name when the lens knows it (a generation's completion or label), else
+            ``None`` (the backend's ``id2label`` names it).
     """
 
     value_fn: ValueFunction
     keys: list[str]
     target: int
+    label: str | None = None
 
 
 def missing_input(request: ExplainRequest, wanted: str, lens_kind: str) -> ValueError:
     """The error for a request without the input its model's lens reads (entry points refuse it first)."""
-    if request.text is None and request.fields is None:
-        return ValueError("input: give text or fields")
+    if request.text is None and request.fields is None and request.generation is None:
+        return ValueError("input: give text, fields or a generation")
     return ValueError(f"{wanted}: model {request.model!r} takes {wanted} (its lens.kind is {lens_kind!r})")

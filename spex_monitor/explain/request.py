@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ..attribution import Interactions
 from ..backends.base import BatchTiming
+from ..lenses.generation import Generation
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,11 @@ class ExplainRequest:
 
     Attributes:
         model: a configured model name (``models[].name``).
-        text: the input text (text lenses); exactly one of ``text`` / ``fields`` is expected, and ``text``
-            wins when both are given.
+        text: the input text (text lenses); exactly one of ``text`` / ``fields`` / ``generation`` is
+            expected, and ``text`` wins when several are given.
         fields: field name → finite value (fields lenses).
+        generation: a prompt (or chat messages) with the served completion and named segments (prompt
+            lenses; issue 17).
         budget: most model inferences the engine may spend (``None``: ``engine.budget``).
         max_order: highest interaction order reported (``None``: ``engine.max_order``).
         deadline: ``time.time()`` seconds after which the engine stops after the batch in flight and
@@ -39,6 +42,7 @@ class ExplainRequest:
     budget: int | None = None
     max_order: int | None = None
     deadline: float | None = None
+    generation: Generation | None = None
 
 
 @dataclass(frozen=True)

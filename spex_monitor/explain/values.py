@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .field_values import fields_value_problem
+from .generation_values import generation_value_problem
 from .problem import ValueProblem
 from .request import ExplainRequest
 from .text_values import text_value_problem
@@ -20,6 +21,7 @@ ValueBuilder = Callable[[Any, Any, ExplainRequest, int], ValueProblem]
 VALUE_BUILDERS: dict[str, ValueBuilder] = {
     "text": text_value_problem,
     "fields": fields_value_problem,
+    "prompt": generation_value_problem,
 }
 
 
@@ -27,7 +29,7 @@ def value_problem(lens: Any, backend: Any, request: ExplainRequest, seed: int = 
     """The value problem of ``request`` under ``lens`` (a ``models[].lens`` config) on ``backend``.
 
     Raises:
-        ValueError: the request has no input the lens reads (``input: give text or fields``).
+        ValueError: the request has no input the lens reads (``input: give text, fields or a generation``).
         KeyError: ``lens.kind`` has no builder (the config's discriminated union prevents it).
     """
     return VALUE_BUILDERS[lens.kind](lens, backend, request, seed)

@@ -32,7 +32,13 @@ class LockedCounter(Counter):
 
 @dataclass
 class Observation:
-    """One served request as the monitor sees it (text or fields in, label and confidence out)."""
+    """One served request as the monitor sees it (text, fields or a generation in; label and confidence out).
+
+    For an LLM generation, ``generation`` is the explain layer's input (opaque here: the monitor never reads
+    it), ``text`` is its prompt's text (what drift counts, redaction judges and ``store_text`` keeps) and
+    ``key_words`` the segment names and message roles its lens may use as keys (counted as vocabulary, so
+    a segment name seen in enough requests is not reported as ``<rare>``).
+    """
 
     request_id: str
     model: str
@@ -42,10 +48,15 @@ class Observation:
     text: str | None = None
     fields: dict | None = None
     trace_id: str | None = None
+    generation: object | None = None
+    key_words: tuple[str, ...] = ()
 
     def tokens(self) -> list[str] | None:
-        """The text's lower-cased whitespace tokens (what drift counts), or ``None`` for fields."""
-        return self.text.lower().split() if self.text is not None else None
+        """The text's lower-cased whitespace tokens and any ``key_words`` (what drift counts), or ``None``
+        for fields."""
+        if self.text is None:
+            return None
+        return self.text.lower().split() + list(self.key_words)
 
 
 class Explained(Protocol):

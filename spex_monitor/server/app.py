@@ -26,7 +26,7 @@ from ..monitor.worker import Monitor
 from .admission import OverloadCounter
 from .aggregation import FleetThread
 from .asgi_thread import ASGIThread
-from .attach import start_events, start_proxy
+from .attach import start_events, start_openai_proxy, start_proxy
 from .auth import Authorizer
 from .events import EventReceiver
 from .explaining import AccountedExplainer
@@ -34,6 +34,7 @@ from .grpc_serving import GrpcServing, message_options, start_grpc
 from .http import ServingProbe, create_metrics_app
 from .metrics import Metrics
 from .observations import Intake
+from .openai_proxy import CallObserver
 from .proxy import OIPProxy
 from .recording import MetricsRecorder
 from .reports import ReportBoard
@@ -70,7 +71,9 @@ class Sidecar:
         self.metrics = metrics or Metrics()
         self.metrics.model_names = frozenset(m.name for m in settings.models)
         server_cfg = settings.server
-        if server_cfg.explain_in == "thread" and any(m.backend.kind == "local" for m in settings.models):
+        if server_cfg.explain_in == "thread" and any(
+            m.backend.kind in ("local", "causal") for m in settings.models
+        ):
             import torch
 
             torch.set_num_threads(server_cfg.torch_threads)
@@ -82,7 +85,8 @@ class Sidecar:
         self.authorizer = Authorizer(server_cfg)
         self.reports = ReportBoard()
         budget = ablation_budget(settings)
-        self.explainer = AccountedExplainer(budget, self.metrics, replica_names(settings))
+        contexts = {m.name: m.lens.context_prefixes for m in settings.models if m.lens.kind == "prompt"}
+        self.explainer = AccountedExplainer(budget, self.metrics, replica_names(settings), contexts)
         self.monitor: Monitor = build_monitor(
             settings, self.store, budget, self.explainer.explain_observation
         )
@@ -118,6 +122,9 @@ class Sidecar:
         self.grpc_port = self.metrics_port = self.proxy_port = self.events_port = 0
         # fleet.aggregate: this sidecar competes for each model's fleet aggregator lock (shared store only)
         self.fleet = FleetThread(settings, self.store) if settings.fleet.aggregate else None
+        self._openai_server: ASGIThread | None = None
+        self.openai_observer: CallObserver | None = None  # the OpenAI proxy's observer (openai_proxy_port)
+        self.openai_proxy_port = 0
 
     # ---------------------------------------------------------------------------------------- helpers
     @property
@@ -194,6 +201,11 @@ class Sidecar:
                 self.settings, self.intake, self.monitor, self.metrics, self.labels
             )
             log.info("KServe inference-logger receiver on http://%s:%d/", cfg.host, self.events_port)
+        if cfg.openai_proxy_port is not None:
+            self.openai_observer, self._openai_server, self.openai_proxy_port = start_openai_proxy(
+                self.settings, self.intake, self.monitor, self.metrics
+            )
+            log.info("OpenAI-compatible proxy on :%d -> %s", self.openai_proxy_port, cfg.openai_upstream)
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop taking traffic, finish in-flight explanations, persist open windows, close the store."""
@@ -203,6 +215,10 @@ class Sidecar:
             self.fleet.stop(grace_s)
         if self._events_server is not None:
             self._events_server.stop(grace_s)
+        if self._openai_server is not None:
+            self._openai_server.stop(grace_s)
+        if self.openai_observer is not None:
+            self.openai_observer.close()
         if self._proxy_server is not None:
             self._proxy_server.stop(grace_s).wait(grace_s)
         if self.proxy is not None:

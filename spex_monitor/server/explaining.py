@@ -9,11 +9,14 @@ explanation left it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
 from ..backends.base import BatchTiming
 from ..explain import ExplainRequest, ExplainResult
+from ..explain.generation_values import context_interaction_share
 from ..explain.runner import LOCAL_REPLICA, ExplainRunner
+from ..lenses.generation import Generation
 from ..monitor.budget import Budget
 from ..monitor.records import Observation
 from .metrics import Metrics
@@ -28,11 +31,20 @@ class AccountedExplainer:
         metrics: ``spex_monitor_backend_request_duration_seconds{replica}`` is observed here.
         replicas: every replica the configured backends use (``"local"`` for in-process models); all
             start healthy.
+        context_prefixes: per LLM model (prompt lens), the key prefixes of its context segments; each
+            explained observed generation feeds ``spex_monitor_generation_context_share_ratio{model}``.
     """
 
-    def __init__(self, budget: Budget, metrics: Metrics, replicas: Iterable[str]) -> None:
+    def __init__(
+        self,
+        budget: Budget,
+        metrics: Metrics,
+        replicas: Iterable[str],
+        context_prefixes: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.budget = budget
         self.metrics = metrics
+        self.context_prefixes = dict(context_prefixes or {})
         self.runner: ExplainRunner | None = None  # set by the sidecar's start(): workers take seconds to load
         self._health: dict[str, bool] = dict.fromkeys(replicas, True)
         self._running = 0  # explanations running against the backend (the budget's queue-depth signal)
@@ -70,7 +82,17 @@ class AccountedExplainer:
 
     def explain_observation(self, observation: Observation) -> ExplainResult:
         """The monitor's explainer: refuse text the lens cannot explain in linear time (a failed, counted
-        explanation rather than minutes of a worker's CPU), then explain the observed input."""
+        explanation rather than minutes of a worker's CPU), then explain the observed input (a generation:
+        the served completion, by teacher forcing, whatever temperature it was sampled at)."""
+        if observation.generation is not None:  # validated on entry (server/generations.py)
+            generation = cast(Generation, observation.generation)
+            outcome = self.explain(ExplainRequest(observation.model, generation=generation))
+            prefixes = self.context_prefixes.get(observation.model)
+            if prefixes is not None:
+                share = context_interaction_share(outcome.interactions, outcome.keys, prefixes)
+                if share is not None:
+                    self.metrics.context_share.labels(self.metrics.model_label(observation.model)).observe(share)
+            return outcome
         explainable(observation.text)
         return self.explain(ExplainRequest(observation.model, observation.text, observation.fields))
 

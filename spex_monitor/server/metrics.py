@@ -86,6 +86,14 @@ class Metrics:
             buckets=R2_BUCKETS,
             registry=r,
         )
+        self.context_share = Histogram(
+            "spex_monitor_generation_context_share_ratio",
+            "Per explained LLM generation: share of the completion log-prob effect carried by interactions "
+            "involving a context segment (lens.context_prefixes: retrieved documents, tool outputs).",
+            ["model"],
+            buckets=R2_BUCKETS,
+            registry=r,
+        )
         self.shift_score = Gauge(
             "spex_monitor_interaction_shift_score",
             "Interaction-shift score of the last closed window.",

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..lenses.generation import Generation, message_keys
 from ..monitor.worker import Observation
 
 MAX_ID = 256
@@ -57,17 +58,20 @@ def check_input(
     kind: str | None,
     text: str | None,
     fields: Mapping[str, float] | None,
+    generation: object | None = None,
 ) -> None:
     """The input checks every entry path shares (Observe, the proxies, events, Explain).
 
-    ``kind`` is the model's lens kind (``text`` or ``fields``); ``None`` skips that check.
+    ``kind`` is the model's lens kind (``text``, ``fields`` or ``prompt``); ``None`` skips that check.
+    ``generation`` is already validated (see :mod:`.generations`); only its kind is checked here.
     Raises :class:`InvalidObservation` naming the field.
     """
-    if text is None and fields is None:
-        raise InvalidObservation("input: give text or fields")
-    if kind is not None and (text is not None) != (kind == "text"):
-        given, wanted = ("text", "fields") if text is not None else ("fields", "text")
-        raise InvalidObservation(f"{given}: model {model!r} takes {wanted} (its lens.kind is {kind!r})")
+    given = [n for n, v in (("text", text), ("fields", fields), ("generation", generation)) if v is not None]
+    if not given:
+        raise InvalidObservation("input: give text, fields or a generation")
+    wanted = {"text": "text", "fields": "fields", "prompt": "generation"}.get(kind or "")
+    if wanted is not None and given[0] != wanted:
+        raise InvalidObservation(f"{given[0]}: model {model!r} takes {wanted} (its lens.kind is {kind!r})")
     if text is not None:
         if len(text) > MAX_TEXT:
             raise InvalidObservation(f"text: longer than {MAX_TEXT} characters")
@@ -76,6 +80,18 @@ def check_input(
             raise InvalidObservation(f"text: {problem}")
         if not text.strip():
             raise InvalidObservation("text: empty or only whitespace (nothing to explain)")
+
+
+def generation_view(generation: Generation) -> tuple[str, tuple[str, ...]]:
+    """What the monitor sees of a generation: its prompt's text (a plain prompt, or the message contents one
+    per line) and the words its lens may use as keys (segment names, message roles as ``role``/``role#2``).
+    """
+    if generation.messages is not None:
+        text = "\n".join(m["content"] for m in generation.messages)
+        roles = message_keys([m["role"] for m in generation.messages])
+    else:
+        text, roles = generation.prompt or "", []
+    return text, tuple(dict.fromkeys([*generation.segments, *roles]))
 
 
 class VersionGate:
@@ -117,9 +133,11 @@ def build_observation(
     trace_id: str | None = None,
     gate: VersionGate | None = None,
     kinds: Mapping[str, str] | None = None,
+    generation: Generation | None = None,
 ) -> Observation:
     """Validate and build an observation; ``versions`` maps each configured model to its default version,
-    ``kinds`` (optional) each model to its lens kind (``text`` / ``fields``)."""
+    ``kinds`` (optional) each model to its lens kind (``text`` / ``fields`` / ``prompt``). A
+    ``generation`` must already be validated (:func:`.generations.build_generation`)."""
     if not request_id or len(request_id) > MAX_ID:
         raise InvalidObservation(f"request_id: required, at most {MAX_ID} characters")
     for name, value in (("request_id", request_id), ("label", label), ("trace_id", trace_id)):
@@ -128,7 +146,7 @@ def build_observation(
             raise InvalidObservation(f"{name}: {problem}")
     if model not in versions:
         raise InvalidObservation(f"model: unknown model {model[:100]!r}")
-    check_input(model, (kinds or {}).get(model), text, fields)
+    check_input(model, (kinds or {}).get(model), text, fields, generation)
     if version and not _VERSION.match(version):
         raise InvalidObservation("version: 1 to 64 of the characters A-Z a-z 0-9 _ . : + -")
     if len(label or "") > MAX_LABEL:
@@ -150,6 +168,9 @@ def build_observation(
         raise InvalidObservation(
             f"version: {model!r} already reports {gate.max_per_model} versions; refusing {version!r}"
         )
+    key_words: tuple[str, ...] = ()
+    if generation is not None:
+        text, key_words = generation_view(generation)
     return Observation(
         request_id=request_id,
         model=model,
@@ -159,6 +180,8 @@ def build_observation(
         text=text,
         fields=fields,
         trace_id=trace_id or None,
+        generation=generation,
+        key_words=key_words,
     )
 
 
@@ -187,6 +210,7 @@ class Intake:
         text: str | None = None,
         fields: dict[str, float] | None = None,
         trace_id: str | None = None,
+        generation: Generation | None = None,
     ) -> Observation:
         """A validated observation; raises :class:`InvalidObservation` naming the field."""
         return build_observation(
@@ -201,6 +225,7 @@ class Intake:
             trace_id=trace_id,
             gate=self.gate,
             kinds=self.kinds,
+            generation=generation,
         )
 
 

@@ -28,6 +28,7 @@ from ..protocol.v1 import monitor_pb2 as pb
 from ..protocol.v1 import monitor_pb2_grpc as pb_grpc
 from .auth import Authorizer
 from .explain_rpc import ExplainAdmission, Refusal
+from .generations import generation_from_pb
 from .limits import Slots, StreamWatchdog
 from .metrics import Metrics
 from .observations import Intake, InvalidObservation, check_input, explainable
@@ -81,6 +82,7 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
     def _observation(self, request: pb.ObserveRequest) -> tuple[Observation | None, str]:
         kind = request.WhichOneof("input")
         try:
+            generation = generation_from_pb(request.generation) if kind == "generation" else None
             return self.intake.build(
                 request_id=request.request_id,
                 model=request.model,
@@ -90,6 +92,7 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
                 text=request.text if kind == "text" else None,
                 fields=dict(request.fields.values) if kind == "fields" else None,
                 trace_id=request.trace_id,
+                generation=generation,
             ), ""
         except InvalidObservation as exc:
             return None, str(exc)
@@ -105,7 +108,8 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
                 input, or text for a fields model or the reverse; text too long or blank; a string that is
                 not valid Unicode; a malformed version, or a new one past the model's 16; a label or trace
                 id too long; a confidence neither 0 (unknown) nor in (0, 1]; empty, too many, badly
-                named or non-finite fields.
+                named or non-finite fields; a generation breaking the bounds of :mod:`.generations`
+                (``generation.*`` fields named).
         """
         observation, problem = self._observation(request)
         if observation is None:
@@ -157,7 +161,10 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
         Status codes:
             PERMISSION_DENIED: the caller lacks the ``explain`` role.
             INVALID_ARGUMENT: missing or unknown model; missing, wrong-kind, oversized, blank or non-Unicode
-                input, or a word over 1000 characters; a budget below 16 (0 = the configured one), above
+                input, or a word over 1000 characters; a generation whose messages, completion or segments
+                break the bounds of :mod:`.generations` (the field is named: ``generation.segments[1].end``),
+                or whose prompt and completion exceed the model's context; a budget below 16 (0 = the
+                configured one), above
                 ``server.explain_max_budget`` or above ``budget.burst``; ``max_order`` above 8; a budget below
                 the engine's smallest design; another ``ValueError`` from the explanation.
             RESOURCE_EXHAUSTED: the caller's rate limit, ``server.explain_concurrency`` calls already running,
@@ -170,12 +177,16 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
         caller = self._require(context, "explain")
         self._model(request.model, context)
         kind = request.WhichOneof("input")
+        generation = None
         try:
+            if kind == "generation":
+                generation = generation_from_pb(request.generation)
             check_input(
                 request.model,
                 self.intake.kinds.get(request.model),
                 request.text if kind == "text" else None,
                 dict(request.fields.values) if kind == "fields" else None,
+                generation,
             )
             explainable(request.text if kind == "text" else None)
         except InvalidObservation as exc:
@@ -193,6 +204,7 @@ class MonitorServicer(ReportRPCs, pb_grpc.MonitorServiceServicer):
                     fields=dict(request.fields.values) if kind == "fields" else None,
                     budget=budget,
                     max_order=request.max_order or None,
+                    generation=generation,
                 ),
             )
         except Refusal as refusal:

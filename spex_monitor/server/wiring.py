@@ -25,7 +25,7 @@ def replica_names(settings: Settings) -> list[str]:
     names: list[str] = []
     for model in settings.models:
         backend = model.backend
-        names += [LOCAL_REPLICA] if backend.kind == "local" else list(backend.endpoints)
+        names += [LOCAL_REPLICA] if backend.kind in ("local", "causal") else list(backend.endpoints)
     return names
 
 

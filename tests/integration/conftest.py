@@ -10,6 +10,22 @@ from spex_monitor.config import Settings
 from spex_monitor.server.app import Sidecar
 
 
+@pytest.fixture(scope="session")
+def vllm() -> Iterator[object]:
+    """A real vLLM serving ``grounded-lm-base`` as ``grounded-base`` on 127.0.0.1, once per session (per
+    xdist worker: keep vLLM tests in ``test_vllm.py`` so one worker runs them); stopped by PID. A vLLM that
+    cannot start fails the test with the reason and log tail (never a skip)."""
+    from spex_monitor.examples import vllm_replica
+    from spex_monitor.examples.tiny_lm import model_path
+
+    try:
+        server = vllm_replica.start(model_path("base"), served_name="grounded-base", timeout_s=900)
+    except vllm_replica.VLLMStartError as error:
+        pytest.fail(f"vLLM did not start: {error}", pytrace=False)
+    yield server
+    vllm_replica.stop(server)
+
+
 @pytest.fixture
 def start_sidecar() -> Iterator[Callable[[Settings], Sidecar]]:
     """Start sidecars from settings inside a test; every one started is stopped when the test ends."""

@@ -72,3 +72,30 @@ def rpc_status(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[grp
 def bearer(token: str) -> list[tuple[str, str]]:
     """gRPC metadata carrying ``token`` as a bearer credential."""
     return [("authorization", f"Bearer {token}")]
+
+
+def llm_settings(
+    folder: Path,
+    *,
+    variant: str = "base",
+    model: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Settings:
+    """Settings for one embedded tiny LM (``grounded-lm-<variant>``) as the model ``llm``: a prompt lens on
+    named segments, the local ``causal`` backend, never sampled unless ``model`` says so; otherwise as
+    :func:`sentiment_settings` (store in ``folder``, OS-chosen ports, threads, a budget that never throttles).
+    """
+    from spex_monitor.examples.tiny_lm import model_path as lm_path
+
+    return sentiment_settings(
+        folder,
+        model={
+            "name": "llm",
+            "lens": {"kind": "prompt", "unit": "segments"},
+            "backend": {"kind": "causal", "path": str(lm_path(variant))},
+            **(model or {}),
+        },
+        server=server,
+        **sections,
+    )

@@ -30,13 +30,16 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
 from spex_monitor.client import MonitorClient
+from spex_monitor.examples.grounded import make_example
 from spex_monitor.examples.sentiment import generate_corpus
+from spex_monitor.examples.tiny_lm import model_path as lm_path
 from spex_monitor.monitor.sampling import unit_hash
 
 from .prometheus_harness import (
@@ -97,6 +100,18 @@ def _observe(port: int, ids: list[str], texts: list[str], label: str, confidence
         client.flush()
 
 
+def _observe_generations(port: int, indices: range) -> None:
+    """Grounded RAG generations for the LLM model (documents and question as named segments)."""
+    with MonitorClient(f"127.0.0.1:{port}") as client:
+        for index in indices:
+            example = make_example(np.random.default_rng(index), injection_rate=0.0)
+            client.observe_generation(
+                f"gen-{index}", "llm", example.answers["base"], messages=example.messages,
+                segments=example.segments,
+            )  # fmt: skip
+        client.flush()
+
+
 def _post_logger_pair(port: int) -> None:
     """One request/response pair as KServe's inference logger posts it (binary CloudEvents, same ce-id)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -141,7 +156,14 @@ def stack(tmp_path_factory):
     server = {"grpc_port": 0, "metrics_port": 0, "events_port": 0, "tick_s": 0.2, "queue_per_label": 500}
     # 20 vs 20 requests give p of 0.005-0.015 for this shift; the test needs an alarm, not detection power.
     baseline = dict(sidecar_settings(folder)["baseline"], alarm_p_value=0.05)
-    settings = sidecar_settings(folder, models=[model], server=server, baseline=baseline)
+    # an LLM beside the classifier: its explained generations feed the LLM panels
+    llm = {
+        "name": "llm",
+        "sampling_rate": 1.0,
+        "lens": {"kind": "prompt"},
+        "backend": {"kind": "causal", "path": str(lm_path("base"))},
+    }
+    settings = sidecar_settings(folder, models=[model, llm], server=server, baseline=baseline)
     started = time.time()
     with prometheus_stack(folder, settings) as (sidecar, base):
         texts, _ = generate_corpus(600, seed=3)
@@ -156,6 +178,13 @@ def stack(tmp_path_factory):
         _post_malformed_request(sidecar.events_port)
         wait_for(base, "sum(spex_monitor_events_received_total)", lambda v: v >= 3)
         wait_for(base, 'sum(spex_monitor_dropped_total{reason="event_malformed"})', lambda v: v >= 1)
+        # one generation first: the histogram's series must exist before the next ones for rate() to rise
+        _observe_generations(sidecar.grpc_port, range(1))
+        count = "sum(spex_monitor_generation_context_share_ratio_count)"
+        wait_for(base, count, lambda v: v >= 1, timeout_s=120)
+        time.sleep(2 * SCRAPE_INTERVAL_S)
+        _observe_generations(sidecar.grpc_port, range(1, 3))
+        wait_for(base, count, lambda v: v >= 3, timeout_s=120)
         time.sleep(3 * SCRAPE_INTERVAL_S)  # a few more scrapes so every rate() window has two samples
         yield sidecar, base, started
 

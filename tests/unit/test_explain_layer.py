@@ -30,8 +30,10 @@ def _kinds(union: object) -> set[str]:
 
 def test_every_configurable_kind_has_exactly_one_registration():
     assert set(ENGINES) == set(typing.get_args(EngineConfig.model_fields["kind"].annotation))
-    assert set(BACKENDS) == _kinds(ModelConfig.model_fields["backend"].annotation) == {"local", "oip"}
-    assert set(VALUE_BUILDERS) == _kinds(ModelConfig.model_fields["lens"].annotation) == {"text", "fields"}
+    backends = _kinds(ModelConfig.model_fields["backend"].annotation)
+    assert set(BACKENDS) == backends == {"local", "oip", "causal", "openai"}
+    lenses = _kinds(ModelConfig.model_fields["lens"].annotation)
+    assert set(VALUE_BUILDERS) == lenses == {"text", "fields", "prompt"}
 
 
 @pytest.mark.parametrize("kind", ["proxyspex", "spex"])
@@ -82,7 +84,7 @@ def test_model_explainer_equals_the_pipeline_assembled_by_hand(explainer):
 
 
 def test_missing_input_and_a_passed_deadline_are_named(explainer):
-    with pytest.raises(ValueError, match="input: give text or fields"):
+    with pytest.raises(ValueError, match="input: give text, fields or a generation"):
         explainer.explain(ExplainRequest("sentiment"))
     with pytest.raises(ValueError, match="text: model 'sentiment' takes text"):
         explainer.explain(ExplainRequest("sentiment", fields={"age": 1.0}))

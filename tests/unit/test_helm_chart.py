@@ -64,6 +64,7 @@ def test_every_documented_values_file_is_here():
         "with-tls-networkpolicy.yaml",
         "standalone-kserve-logger.yaml",
         "sidecar-fleet-postgres.yaml",
+        "standalone-vllm-openai.yaml",
     } <= names
     readme = (CHART / "README.md").read_text()
     for name in names:
@@ -108,6 +109,8 @@ def test_rendered_config_loads_with_the_sidecars_own_settings(values_file: Path)
         expected["spex-proxy"] = server.proxy_port
     if server.events_port is not None:
         expected["spex-events"] = server.events_port
+    if server.openai_proxy_port is not None:
+        expected["spex-openai"] = server.openai_proxy_port
     assert ports == expected
     assert server.host == "0.0.0.0", "the Service and Prometheus reach the pod IP, not loopback"
     service = one(docs, "Service")
@@ -115,7 +118,8 @@ def test_rendered_config_loads_with_the_sidecars_own_settings(values_file: Path)
     # Every file the config names lies on a mounted volume (the root filesystem is read-only and bare).
     mounts = [m["mountPath"].rstrip("/") + "/" for m in container["volumeMounts"]]
     files = [settings.store.path, settings.baseline.file]
-    files += [m.backend.path for m in settings.models if m.backend.kind == "local"]
+    files += [m.backend.path for m in settings.models if m.backend.kind in ("local", "causal")]
+    files += [m.backend.tokenizer_path for m in settings.models if m.backend.kind == "openai"]
     for tls in [server.tls, *(getattr(m.backend, "tls", None) for m in settings.models)]:
         files += [tls.cert_file, tls.key_file, tls.ca_file] if tls else []
     for path in filter(None, files):
@@ -180,6 +184,21 @@ def test_proxy_mode_wires_the_proxy_port_through_the_service():
     assert service_ports["oip-proxy"]["port"] == config["proxy_port"] == 8001
     assert service_ports["oip-proxy"]["targetPort"] == "spex-proxy"
     assert config["upstream"] == "127.0.0.1:8081"
+
+
+def test_openai_proxy_mode_fronts_vllm_through_the_service():
+    docs = ci_docs(CHART / "ci" / "standalone-vllm-openai.yaml")
+    config = sidecar_config(docs)
+    service_ports = {p["name"]: p for p in one(docs, "Service")["spec"]["ports"]}
+    assert service_ports["openai-proxy"]["port"] == config["server"]["openai_proxy_port"] == 8000
+    assert service_ports["openai-proxy"]["targetPort"] == "spex-openai"
+    assert config["server"]["openai_upstream"] == "http://vllm.llm-serving.svc:8000"
+    (model,) = Settings.model_validate(config).models
+    backend = model.backend
+    assert (model.lens.kind, backend.kind, backend.served_model) == ("prompt", "openai", "rag-llm")
+    container = spex_container(docs)
+    names = {e["name"]: e for e in container.get("env", [])}
+    assert names["LLM_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "vllm-api-key"
 
 
 # ---------------------------------------------------------------------------------- GPU, TLS, policy

@@ -32,6 +32,8 @@ EXAMPLES = {
     "BackendUnavailableError": ("no replica",),
     "ReplicaResponseError": ("bad shape",),
     "ReplicaRequestError": ("HTTP 400 from http://127.0.0.1:8000/v1/completions: prompt too long",),
+    "GenerationArgsError": ("--completion: required for a generation",),
+    "NotObservable": ("answer is not JSON",),
     "_Retryable": ("HTTP 503",),
     "PatternError": ("not RE2",),
     "MapTooLargeError": ("map: too large",),

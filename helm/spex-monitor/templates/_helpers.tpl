@@ -150,6 +150,13 @@ Service targets them by name. `value` is the knob that sets the number.
   appProtocol: grpc
   value: config.server.proxy_port
 {{- end }}
+{{- if not (kindIs "invalid" $server.openai_proxy_port) }}
+- name: openai-proxy
+  portName: spex-openai
+  port: {{ include "spex-monitor.port" (dict "name" "config.server.openai_proxy_port" "port" $server.openai_proxy_port) }}
+  appProtocol: http
+  value: config.server.openai_proxy_port
+{{- end }}
 {{- if .Values.events.enabled }}
 - name: events
   portName: spex-events

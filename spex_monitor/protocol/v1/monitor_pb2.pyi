@@ -19,13 +19,52 @@ class Fields(_message.Message):
     values: _containers.ScalarMap[str, float]
     def __init__(self, values: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
+class ChatMessage(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("name", "message", "start", "end")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    message: int
+    start: int
+    end: int
+    def __init__(self, name: _Optional[str] = ..., message: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class Generation(_message.Message):
+    __slots__ = ("prompt", "messages", "completion", "segments", "temperature", "top_p", "max_tokens")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    completion: str
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    temperature: float
+    top_p: float
+    max_tokens: int
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., completion: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+
 class ObserveRequest(_message.Message):
-    __slots__ = ("request_id", "model", "version", "text", "fields", "label", "confidence", "trace_id")
+    __slots__ = ("request_id", "model", "version", "text", "fields", "generation", "label", "confidence", "trace_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -34,10 +73,11 @@ class ObserveRequest(_message.Message):
     version: str
     text: str
     fields: Fields
+    generation: Generation
     label: str
     confidence: float
     trace_id: str
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., text: _Optional[str] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., text: _Optional[str] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ..., generation: _Optional[_Union[Generation, _Mapping]] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class ObserveResponse(_message.Message):
     __slots__ = ("sampled",)
@@ -56,20 +96,22 @@ class ObserveStreamResponse(_message.Message):
     def __init__(self, observed: _Optional[int] = ..., sampled: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("model", "text", "fields", "budget", "max_order", "top_k")
+    __slots__ = ("model", "text", "fields", "generation", "budget", "max_order", "top_k")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     MAX_ORDER_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     model: str
     text: str
     fields: Fields
+    generation: Generation
     budget: int
     max_order: int
     top_k: int
-    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ..., budget: _Optional[int] = ..., max_order: _Optional[int] = ..., top_k: _Optional[int] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., fields: _Optional[_Union[Fields, _Mapping]] = ..., generation: _Optional[_Union[Generation, _Mapping]] = ..., budget: _Optional[int] = ..., max_order: _Optional[int] = ..., top_k: _Optional[int] = ...) -> None: ...
 
 class Interaction(_message.Message):
     __slots__ = ("keys", "features", "fourier", "mobius")
