@@ -10,15 +10,19 @@ import threading
 
 from ..config import Settings
 from ..monitor.aggregate import log_result, run_aggregator
+from ..monitor.fleet import FleetResult
 from ..monitor.store import SQLStore
+from .fleet_metrics import FleetMetrics
 
 
 class FleetThread:
-    """Runs the fleet aggregator loop for every configured model on a daemon thread until :meth:`stop`."""
+    """Runs the fleet aggregator loop for every configured model on a daemon thread until :meth:`stop`;
+    each fleet window it stores is logged and, with ``metrics``, exported (``spex_monitor_fleet_*``)."""
 
-    def __init__(self, settings: Settings, store: SQLStore) -> None:
+    def __init__(self, settings: Settings, store: SQLStore, metrics: FleetMetrics | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.metrics = metrics
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -27,7 +31,7 @@ class FleetThread:
         self._thread = threading.Thread(
             target=run_aggregator,
             args=(self.settings, self._stop),
-            kwargs={"store": self.store, "on_result": log_result},
+            kwargs={"store": self.store, "on_result": self._on_result},
             name="spex-fleet",
             daemon=True,
         )
@@ -38,3 +42,8 @@ class FleetThread:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(grace_s)
+
+    def _on_result(self, result: FleetResult) -> None:
+        log_result(result)
+        if self.metrics is not None:
+            self.metrics.record(result)

@@ -30,6 +30,7 @@ from .attach import start_events, start_openai_proxy, start_proxy
 from .auth import Authorizer
 from .events import EventReceiver
 from .explaining import AccountedExplainer
+from .fleet_metrics import FleetMetrics
 from .grpc_serving import GrpcServing, message_options, start_grpc
 from .http import ServingProbe, create_metrics_app
 from .metrics import Metrics
@@ -121,7 +122,11 @@ class Sidecar:
         self.events: EventReceiver | None = None  # the KServe inference-logger receiver (server.events_port)
         self.grpc_port = self.metrics_port = self.proxy_port = self.events_port = 0
         # fleet.aggregate: this sidecar competes for each model's fleet aggregator lock (shared store only)
-        self.fleet = FleetThread(settings, self.store) if settings.fleet.aggregate else None
+        self.fleet = (
+            FleetThread(settings, self.store, FleetMetrics(self.metrics.registry))
+            if settings.fleet.aggregate
+            else None
+        )
         self._openai_server: ASGIThread | None = None
         self.openai_observer: CallObserver | None = None  # the OpenAI proxy's observer (openai_proxy_port)
         self.openai_proxy_port = 0

@@ -119,6 +119,11 @@ def test_two_sidecars_share_a_fleet_report(tmp_path, pg_url, start_sidecar):  # 
     assert report.window_end_unix - report.window_start_unix == pytest.approx(W)
     assert report.window_start_unix % W == pytest.approx(0.0, abs=1e-6)  # epoch-aligned
     assert report.window_requests >= 2
+    # the sidecar holding the lock exports the fleet window (spex_monitor_fleet_*, scope="fleet")
+    from prometheus_client import generate_latest
+
+    exported = [generate_latest(pod.metrics.registry).decode() for pod in pods]
+    assert any('spex_monitor_fleet_window_pods{model="sentiment",scope="fleet"' in text for text in exported)
 
     # the same stored fleet report through the other sidecar, the client library and the list RPC
     other = stubs[1].GetShiftReport(

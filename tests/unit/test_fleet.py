@@ -192,3 +192,28 @@ def test_serve_names_store_url_when_the_shared_store_refuses(tmp_path, capsys):
     assert cli_main(["serve", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "store.url" in err and "Traceback" not in err
+
+
+def test_fleet_windows_are_exported_as_their_own_family_with_scope_fleet():
+    """Issue 20 §3: the aggregator's fleet windows become ``spex_monitor_fleet_*`` series (label
+    ``scope="fleet"``); the pod family is untouched, so no pod query ever mixes in a fleet value."""
+    from prometheus_client import generate_latest
+
+    from spex_monitor.monitor.fleet import FleetResult
+    from spex_monitor.monitor.shift import ShiftReport
+    from spex_monitor.server.fleet_metrics import FleetMetrics
+    from spex_monitor.server.metrics import Metrics
+
+    metrics = Metrics()
+    fleet = FleetMetrics(metrics.registry)
+    first = FleetResult("sentiment", "v1", 0.0, 60.0, 3, 3, 36.0, 1, None, None, False)
+    fleet.record(first)  # the window that became the fleet baseline: not compared
+    report = ShiftReport(0.8, 0.002, {}, 1.0, 40.0, 36.0, 200)
+    fleet.record(FleetResult("sentiment", "v1", 60.0, 120.0, 3, 3, 36.0, 2, 7, report, True))
+    text = generate_latest(metrics.registry).decode()
+    labels = '{model="sentiment",scope="fleet",version="v1"}'
+    assert f"spex_monitor_fleet_windows_total{labels} 2.0" in text
+    assert f"spex_monitor_fleet_window_pods{labels} 3.0" in text
+    assert f"spex_monitor_fleet_interaction_shift_pvalue{labels} 0.002" in text
+    assert f"spex_monitor_fleet_shift_alarm{labels} 1.0" in text
+    assert 'spex_monitor_interaction_shift_score{' not in text  # no pod series invented
