@@ -9,6 +9,9 @@ from pathlib import Path
 
 from .cli_connect import connection_options as _connection_options
 from .cli_connect import stub as _stub
+from .cli_trace import duration
+from .cli_trace import since_arg as _since_arg
+from .cli_trace import trace as _trace
 from .config import ConfigError, load_settings
 
 
@@ -72,86 +75,6 @@ def _serve(args: argparse.Namespace) -> int:
     done.wait()
     sidecar.stop()
     return 0
-
-
-def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text and text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text)
-
-
-def _trace(args: argparse.Namespace) -> int:
-    import time
-
-    import grpc
-
-    from .protocol.v1 import monitor_pb2 as pb
-    from .trace_text import render_trace
-
-    stub = _stub(args)
-    since = time.time() - _duration(args.since) if args.since else 0.0
-    try:
-        request = pb.GetShiftReportRequest(model=args.model, version=args.version)
-        if args.since:
-            request.since_unix = since
-            request.until_unix = time.time()
-        report = stub.GetShiftReport(request, timeout=60)
-    except grpc.RpcError as error:
-        print(f"spex-monitor trace: {error.code().name}: {error.details()}", file=sys.stderr)
-        return 1
-    print(render_trace(report, stub, args.model, since))
-    if args.report:
-        try:
-            Path(args.report).write_text(_trace_report_html(stub, report, args.model, since))
-        except grpc.RpcError as error:
-            print(f"spex-monitor trace --report: {error.code().name}: {error.details()}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.report}")
-    return 0
-
-
-def _strongest(map_bytes: bytes, count: int = 12) -> list[tuple[tuple[str, ...], float]]:
-    from .monitor import InteractionMap
-
-    found = InteractionMap.from_bytes(map_bytes)
-    keys = sorted((k for k in found.stats if len(k) >= 2), key=lambda k: -found.strength(k))
-    return [(k, found.mean_coef(k)) for k in keys[:count]]
-
-
-def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: ANN001
-    """Fetch history, both maps and example requests, and render the on-call HTML report."""
-    from .html_report import TraceReport, render_trace_report
-    from .protocol.v1 import monitor_pb2 as pb
-
-    history = stub.ListShiftReports(
-        pb.ListShiftReportsRequest(model=model, version=report.version, since_unix=since), timeout=30
-    ).reports
-    baseline = stub.GetInteractionMap(
-        pb.GetInteractionMapRequest(model=model, version=report.version, baseline=True), timeout=30
-    )
-    window = stub.GetInteractionMap(
-        pb.GetInteractionMapRequest(model=model, version=report.version, window_id=report.window_id),
-        timeout=30,
-    )
-    examples = []
-    if report.top_contributors:
-        examples = stub.ListExplanations(
-            pb.ListExplanationsRequest(
-                model=model, key_tuple=list(report.top_contributors[0].keys), since_unix=since, limit=10
-            ),
-            timeout=30,
-        ).explanations
-    return render_trace_report(
-        TraceReport(
-            model=model,
-            latest=report,
-            history=list(history),
-            baseline_top=_strongest(baseline.map),
-            window_top=_strongest(window.map),
-            examples=list(examples),
-        )
-    )
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -272,7 +195,7 @@ def _baseline(args: argparse.Namespace) -> int:
             request.map = Path(args.file).read_bytes()
         else:  # build
             now = time.time()
-            request.time_range.since_unix = now - _duration(args.since)
+            request.time_range.since_unix = now - duration(args.since)
             request.time_range.until_unix = now
         reply = stub.SetBaseline(request, timeout=60)
         print(
@@ -301,17 +224,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="YAML configuration file")
     check.set_defaults(func=_config_check)
     demo = commands.add_parser("demo", help="run the offline demo (sidecar + embedded model + incident)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the demo traffic and model (default 0)")
     demo.add_argument("--keep-running", action="store_true", help="leave the sidecar up after the demo")
     demo.set_defaults(func=_demo)
     serve = commands.add_parser("serve", help="run the sidecar")
     serve.add_argument("--config", required=True, help="YAML configuration file")
     serve.set_defaults(func=_serve)
     trace = commands.add_parser("trace", help="on-call: which interactions moved, with example requests")
-    trace.add_argument("--model", required=True)
+    trace.add_argument("--model", required=True, help="model name as configured (models[].name)")
     trace.add_argument("--version", default="", help="default: the configured version")
-    trace.add_argument("--since", default="", help="compare the windows of the last 1h / 30m / 2d instead")
-    trace.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    trace.add_argument(
+        "--since",
+        default="",
+        type=_since_arg,
+        help="list every window closed in the last 1h / 30m / 2d with its own verdict (never pooled into "
+        "one), then detail the latest alarming window (or the latest window when none alarmed)",
+    )
+    trace.add_argument(
+        "--target", default="127.0.0.1:50051", help="sidecar gRPC address host:port (default 127.0.0.1:50051)"
+    )
     trace.add_argument(
         "--report",
         default="",
@@ -332,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(func=_explain)
     baseline = commands.add_parser("baseline", help="show, export, import or build the baseline")
     baseline.add_argument("action", choices=["show", "export", "import", "build"])
-    baseline.add_argument("--model", required=True)
+    baseline.add_argument("--model", required=True, help="model name as configured (models[].name)")
     baseline.add_argument("--version", default="")
     baseline.add_argument("--file", default="baseline.spxm", help="for export/import")
     baseline.add_argument("--since", default="1h", help="for build: windows of the last 1h / 30m / 2d")

@@ -177,7 +177,13 @@ class BaselineConfig(Strict):
     windows: int = Field(2, ge=1, description="first windows merged into a baseline when none is pinned")
     rolling_decay: float | None = Field(None, gt=0, le=1)
     min_window_requests: int = Field(30, ge=1)
-    alarm_p_value: float = Field(0.01, gt=0, lt=1)
+    alarm_p_value: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="a window alarms when its permutation p-value is strictly below this (p < alarm_p_value; "
+        "p equal to it does not alarm)",
+    )
     n_permutations: int = Field(1000, ge=99, le=100_000)
     file: Path | None = Field(None, description="InteractionMap bytes to pin as the baseline at start")
 

@@ -2,13 +2,48 @@
 
 It sits beside :mod:`.html_report` (the same trace as a self-contained HTML page), below both the CLI and
 the demo, which import it from here.
+
+Alarm rule (the same in the monitor, the alert rules and the docs): a window alarms when its permutation
+p-value is **strictly below** ``baseline.alarm_p_value`` (``p < α``; ``p = α`` does not alarm). p-values are
+printed rounded *down* to three significant digits (:func:`format_p`), so a printed p never reads as the
+threshold when it is below it (10/1001 = 0.00999…, printed ``0.00999``, not ``0.0100``).
+
+Range semantics (``trace --since``): every window closed in the range is listed with its *own* verdict; the
+range is never pooled into one verdict (pooling a quiet baseline period with an incident hides the incident).
+The detail below the list is the latest alarming window of the range, or the latest window when none alarmed.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Sequence
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from .protocol.v1 import monitor_pb2 as pb
+
+ALARM_RULE = "alarm when p < baseline.alarm_p_value"
+
+
+def format_p(p: float, digits: int = 3) -> str:
+    """``p`` rounded *down* to ``digits`` significant digits (so p < α never prints as α); "1" for p ≥ 1,
+    "0" for p ≤ 0 and "nan" for a non-finite p."""
+    if not math.isfinite(p):
+        return "nan"
+    if p >= 1:
+        return "1"
+    if p <= 0:
+        return "0"
+    exponent = math.floor(math.log10(p)) - digits + 1
+    value = Decimal(repr(p)).quantize(Decimal(1).scaleb(exponent), rounding=ROUND_FLOOR)
+    text = format(value.normalize(), "f")
+    return text
+
+
+def verdict(report: pb.ShiftReport) -> str:
+    """"ALARM: interaction shift" or "no interaction shift alarm", as the sidecar decided it."""
+    return "ALARM: interaction shift" if report.alarm else "no interaction shift alarm"
 
 
 def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0.0) -> str:
@@ -19,10 +54,10 @@ def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0
     Raises:
         grpc.RpcError: the ListExplanations call failed.
     """
-    verdict = "ALARM: interaction shift" if report.alarm else "no interaction shift alarm"
     lines = [
-        f"{model} {report.version} window {report.window_id}: {verdict} "
-        f"(score {report.score:.3f}, p = {report.p_value:.4f}, {report.window_requests:.0f} explained)"
+        f"{model} {report.version} window {report.window_id}: {verdict(report)} "
+        f"(score {report.score:.3f}, p = {format_p(report.p_value)}, {ALARM_RULE}; "
+        f"{report.window_requests:.0f} explained)"
     ]
     drift_in = ", ".join(f"{k} {v:.2f}" for k, v in report.input_drift_psi.items())
     drift_out = ", ".join(f"{k} {v:.2f}" for k, v in report.output_drift_psi.items())
@@ -30,13 +65,7 @@ def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0
         f"  input drift PSI: {drift_in or '-'} | output drift PSI: {drift_out or '-'} | "
         f"first-order NDCG {report.first_order_ndcg:.3f}"
     )
-    lines.append(f"  {'rank':<5}{'interaction':<28}{'baseline':>10}{'window':>10}{'delta':>10}  examples")
-    for rank, c in enumerate(report.top_contributors[:10], start=1):
-        examples = ", ".join(c.exemplar_request_ids[:3])
-        lines.append(
-            f"  {rank:<5}{' × '.join(c.keys):<28}{c.baseline:>10.3f}{c.window:>10.3f}{c.delta:>+10.3f}"
-            f"  {examples}"
-        )
+    lines.extend(contributor_table(report.top_contributors[:10]))
     if report.top_contributors:
         top = list(report.top_contributors[0].keys)
         hits = stub.ListExplanations(
@@ -47,3 +76,91 @@ def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0
             + (", ".join(h.request_id for h in hits) or "none stored")
         )
     return "\n".join(lines)
+
+
+def pick_detail(reports: Sequence[pb.ShiftReport]) -> pb.ShiftReport | None:
+    """The window a range trace details: the latest alarming one, else the latest one (None when empty)."""
+    alarming = [r for r in reports if r.alarm]
+    return (alarming or list(reports) or [None])[-1]
+
+
+def render_range(reports: Sequence[pb.ShiftReport], label: str) -> str:
+    """Every window of a range (``reports`` oldest first; ``label`` names the range, e.g. "last 1h") with
+    its own verdict: time (UTC), window id, p, explained requests, and — for alarming windows only, where
+    a move is more than chance — the top moved interaction. The headline counts the alarms, so an alarm
+    inside the range is never hidden by quiet windows around it."""
+    alarming = [r for r in reports if r.alarm]
+    if not reports:
+        return f"{label}: no closed windows with a shift report"
+    if alarming:
+        ids = ", ".join(str(r.window_id) for r in alarming)
+        head = f"{label}: ALARM in {len(alarming)} of {len(reports)} windows (window {ids})"
+    else:
+        head = f"{label}: no interaction shift alarm in {len(reports)} windows"
+    lines = [f"{head}; {ALARM_RULE}"]
+    lines.append(f"  {'closed (UTC)':<21}{'window':>7}{'p':>9}  {'verdict':<7}{'explained':>10}  top moved")
+    for r in reports:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.time_unix)) if r.time_unix else "-"
+        moved = "-"
+        if r.alarm and r.top_contributors:
+            top = r.top_contributors[0]
+            moved = f"{' × '.join(top.keys)} ({top.delta:+.3f})"
+        lines.append(
+            f"  {stamp:<21}{r.window_id:>7}{format_p(r.p_value):>9}  {'ALARM' if r.alarm else 'quiet':<7}"
+            f"{r.window_requests:>10.0f}  {moved}"
+        )
+    return "\n".join(lines)
+
+
+def reading(c: pb.Contributor) -> str:
+    """How to read one contributor's move: "behaviour changed" (the strength when present moved beyond its
+    95 % interval), "not in the window's requests" / "new in the window's requests" (the keys stopped / began
+    occurring together: an input change, nothing said about the model), "input mix" (the move is mostly
+    co-occurrence), "within noise", or "-" when the maps hold no per-request keys."""
+    if not c.cooccurrence_measured:
+        return "-"
+    if c.window_present_requests == 0:
+        return "not in the window's requests"
+    if c.baseline_present_requests == 0:
+        return "new in the window's requests"
+    behaviour = abs(c.behaviour_delta) > c.behaviour_delta_ci > 0
+    if behaviour:
+        return "behaviour changed" + (" (inputs too)" if abs(c.mix_delta) > abs(c.behaviour_delta) else "")
+    if abs(c.mix_delta) > abs(c.behaviour_delta):
+        return "input mix"
+    return "within noise"
+
+
+def _strength(value: float, ci: float, support: float) -> str:
+    if support == 0:
+        return "absent"
+    return f"{value:.3f}±{ci:.3f}" if support >= 2 else f"{value:.3f} (n=1)"
+
+
+def contributor_table(contributors: Sequence[pb.Contributor]) -> list[str]:
+    """The contributor table, ranked as the sidecar ranked them (by behaviour change): mass per request
+    (baseline → window), co-occurrence rate (share of requests holding all the keys), strength when present
+    (mean |coef| over those requests ± 95 %), the behaviour term ± 95 % and the mix term of the move, how to
+    read it (:func:`reading`), and example request ids."""
+    lines = [
+        f"  {'rank':<5}{'interaction':<24}{'mass/request':>16}{'co-occurrence':>15}  "
+        f"{'strength when present':<27}{'behaviour Δ':>16}{'mix Δ':>8}  {'reads as':<29}examples"
+    ]
+    for rank, c in enumerate(contributors, start=1):
+        mass = f"{c.baseline:.3f}→{c.window:.3f}"
+        if c.cooccurrence_measured:
+            rates = f"{c.baseline_cooccurrence:.0%}→{c.window_cooccurrence:.0%}"
+            b, w = c.baseline_present_requests, c.window_present_requests
+            before = _strength(c.baseline_strength_present, c.baseline_strength_present_ci, b)
+            after = _strength(c.window_strength_present, c.window_strength_present_ci, w)
+            strength = f"{before} → {after}"
+            ci = f"±{c.behaviour_delta_ci:.3f}" if c.behaviour_delta_ci > 0 else " n/a  "
+            behaviour = f"{c.behaviour_delta:+.3f}{ci}"
+            mix = f"{c.mix_delta:+.3f}"
+        else:
+            rates, strength, behaviour, mix = "-", "-", "-", "-"
+        lines.append(
+            f"  {rank:<5}{' × '.join(c.keys):<24}{mass:>16}{rates:>15}  {strength:<27}{behaviour:>16}"
+            f"{mix:>8}  {reading(c):<29}{', '.join(c.exemplar_request_ids[:2])}"
+        )
+    return lines

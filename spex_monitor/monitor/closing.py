@@ -79,7 +79,14 @@ class WindowCloser:
                     report.p_value,
                     {
                         "top": [
-                            [list(self.public_key(c.key)), c.baseline, c.window, c.delta, c.exemplars]
+                            [
+                                list(self.public_key(c.key)),
+                                c.baseline,
+                                c.window,
+                                c.delta,
+                                c.exemplars,
+                                c.split.fields() if c.split is not None else {},
+                            ]
                             for c in report.top_contributors(TOP_STORED)
                         ],
                         "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},

@@ -82,13 +82,17 @@ class KeyStats:
 
 @dataclass
 class RequestSample:
-    """One explained request in the map's bounded sample: its order ≥ 2 key tuples and |coef| mass."""
+    """One explained request in the map's bounded sample: its order ≥ 2 key tuples and |coef| mass, and
+    ``present``: the distinct keys of all its features (sorted), which tells whether a key tuple *occurred*
+    in the request even where the explanation holds no term for it (empty in maps from before it was
+    kept: co-occurrence is then unknown)."""
 
     request_id: str
     weight: float
     keys: list[KeyTuple]
     mass: list[float]
     priority: float  # reservoir priority: the sample keeps the highest priorities
+    present: tuple[str, ...] = ()
 
 
 class InteractionMap:
@@ -161,6 +165,7 @@ class InteractionMap:
                 [k for k, _ in high],
                 [m for _, m in high],
                 float(self._rng.random() ** (1.0 / weight)),
+                tuple(sorted(set(keys))),
             )
         )
         self._evict()
@@ -291,7 +296,8 @@ class InteractionMap:
             ],
             "other": [[o, s.count, s.sum_coef, s.sum_abs, s.sum_sq] for o, s in self.other.items()],
             "samples": [
-                [s.request_id, s.weight, [list(k) for k in s.keys], s.mass, s.priority] for s in self.samples
+                [s.request_id, s.weight, [list(k) for k in s.keys], s.mass, s.priority, list(s.present)]
+                for s in self.samples
             ],
             "faithfulness": self.faithfulness,
             "drift": self.drift.to_dict(),
@@ -338,11 +344,21 @@ class InteractionMap:
             out.stats[tuple(key)] = KeyStats(count, sum_coef, sum_abs, sum_sq, list(exemplars))
         for order, count, sum_coef, sum_abs, sum_sq in payload["other"]:
             out.other[int(order)] = KeyStats(count, sum_coef, sum_abs, sum_sq)
+        # Samples written before ``present`` was kept have five fields (co-occurrence unknown for them).
         out.samples = [
-            RequestSample(r, w, [tuple(k) for k in keys], mass, p)
-            for r, w, keys, mass, p in payload["samples"]
+            RequestSample(row[0], row[1], [tuple(k) for k in row[2]], row[3], row[4], tuple(_present(row)))
+            for row in payload["samples"]
         ]
         out.faithfulness = list(payload["faithfulness"])
         if "drift" in payload:
             out.drift = DriftCounters.from_dict(payload["drift"])
         return out
+
+
+def _present(row: list) -> list[str]:
+    """The ``present`` keys of an encoded sample row (``[]`` for a five-field row from an older encoder)."""
+    if len(row) == 5:
+        return []
+    if len(row) != 6 or not all(isinstance(k, str) for k in row[5]):
+        raise ValueError("a request sample holds 5 or 6 fields, the 6th a list of keys")
+    return row[5]
