@@ -59,6 +59,8 @@ def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0
         f"(score {report.score:.3f}, p = {format_p(report.p_value)}, {ALARM_RULE}; "
         f"{report.window_requests:.0f} explained)"
     ]
+    if summary(report):
+        lines.append(f"  {summary(report)}")
     drift_in = ", ".join(f"{k} {v:.2f}" for k, v in report.input_drift_psi.items())
     drift_out = ", ".join(f"{k} {v:.2f}" for k, v in report.output_drift_psi.items())
     lines.append(
@@ -113,10 +115,11 @@ def render_range(reports: Sequence[pb.ShiftReport], label: str) -> str:
 
 
 def reading(c: pb.Contributor) -> str:
-    """How to read one contributor's move: "behaviour changed" (the strength when present moved beyond its
-    95 % interval), "not in the window's requests" / "new in the window's requests" (the keys stopped / began
-    occurring together: an input change, nothing said about the model), "input mix" (the move is mostly
-    co-occurrence), "within noise", or "-" when the maps hold no per-request keys."""
+    """How to read one contributor's move: "behaviour changed" (its behaviour term lies beyond its 95 %
+    interval; "(inputs too)" when the mix term does as well), "not in the window's requests" / "new in the
+    window's requests" (the keys stopped / began occurring together: an input change, nothing said about
+    the model), "input mix" (only the co-occurrence moved beyond its interval), "within noise", or "-" when
+    the maps hold no per-request keys."""
     if not c.cooccurrence_measured:
         return "-"
     if c.window_present_requests == 0:
@@ -124,11 +127,10 @@ def reading(c: pb.Contributor) -> str:
     if c.baseline_present_requests == 0:
         return "new in the window's requests"
     behaviour = abs(c.behaviour_delta) > c.behaviour_delta_ci > 0
+    mix = abs(c.mix_delta) > c.mix_delta_ci > 0
     if behaviour:
-        return "behaviour changed" + (" (inputs too)" if abs(c.mix_delta) > abs(c.behaviour_delta) else "")
-    if abs(c.mix_delta) > abs(c.behaviour_delta):
-        return "input mix"
-    return "within noise"
+        return "behaviour changed" + (" (inputs too)" if mix else "")
+    return "input mix" if mix else "within noise"
 
 
 def _strength(value: float, ci: float, support: float) -> str:
@@ -140,11 +142,11 @@ def _strength(value: float, ci: float, support: float) -> str:
 def contributor_table(contributors: Sequence[pb.Contributor]) -> list[str]:
     """The contributor table, ranked as the sidecar ranked them (by behaviour change): mass per request
     (baseline → window), co-occurrence rate (share of requests holding all the keys), strength when present
-    (mean |coef| over those requests ± 95 %), the behaviour term ± 95 % and the mix term of the move, how to
+    (mean |coef| over those requests ± 95 %), the behaviour and the mix terms of the move (± 95 %), how to
     read it (:func:`reading`), and example request ids."""
     lines = [
         f"  {'rank':<5}{'interaction':<24}{'mass/request':>16}{'co-occurrence':>15}  "
-        f"{'strength when present':<27}{'behaviour Δ':>16}{'mix Δ':>8}  {'reads as':<29}examples"
+        f"{'strength when present':<27}{'behaviour Δ':>16}{'mix Δ':>15}  {'reads as':<29}examples"
     ]
     for rank, c in enumerate(contributors, start=1):
         mass = f"{c.baseline:.3f}→{c.window:.3f}"
@@ -156,11 +158,49 @@ def contributor_table(contributors: Sequence[pb.Contributor]) -> list[str]:
             strength = f"{before} → {after}"
             ci = f"±{c.behaviour_delta_ci:.3f}" if c.behaviour_delta_ci > 0 else " n/a  "
             behaviour = f"{c.behaviour_delta:+.3f}{ci}"
-            mix = f"{c.mix_delta:+.3f}"
+            mix = f"{c.mix_delta:+.3f}±{c.mix_delta_ci:.3f}"
         else:
             rates, strength, behaviour, mix = "-", "-", "-", "-"
         lines.append(
             f"  {rank:<5}{' × '.join(c.keys):<24}{mass:>16}{rates:>15}  {strength:<27}{behaviour:>16}"
-            f"{mix:>8}  {reading(c):<29}{', '.join(c.exemplar_request_ids[:2])}"
+            f"{mix:>15}  {reading(c):<29}{', '.join(c.exemplar_request_ids[:2])}"
         )
     return lines
+
+
+def summary(report: pb.ShiftReport) -> str:
+    """One sentence on the report's contributors, e.g. "(good, not) lost 90 % of its strength where all
+    its keys occur; 2 other tuples moved with the input mix; 7 moved by chance" (no alarm: says so first).
+    Built from :func:`reading`; "" without contributors."""
+    contributors = list(report.top_contributors)
+    if not contributors:
+        return ""
+    readings = [reading(c) for c in contributors]
+    parts = []
+    top = contributors[0]
+    if readings[0].startswith("behaviour changed") and top.baseline_strength_present > 0:
+        change = top.window_strength_present / top.baseline_strength_present - 1
+        verb = "lost" if change < 0 else "gained"
+        parts.append(
+            f"({', '.join(top.keys)}) {verb} {abs(change):.0%} of its strength where all its keys occur "
+            f"({top.baseline_strength_present:.3f} → {top.window_strength_present:.3f} ± "
+            f"{top.window_strength_present_ci:.3f})"
+        )
+        rest = readings[1:]
+    else:
+        rest = readings
+    behaviour = sum(r.startswith("behaviour changed") for r in rest)
+    mixed = ("input mix", "not in the window's requests", "new in the window's requests")
+    mix = sum(r in mixed for r in rest)
+    chance = sum(r == "within noise" for r in rest)
+    other = "other " if parts else ""
+    if behaviour:
+        parts.append(f"{behaviour} {other}tuple{'s' * (behaviour != 1)} changed behaviour too")
+    if mix:
+        parts.append(f"{mix} {other}moved with the input mix (their keys occur together more or less often)")
+    if chance:
+        parts.append(f"{chance} {other}moved by chance")
+    if not parts:
+        return ""
+    text = "; ".join(parts)
+    return text if report.alarm else f"no alarm (any move is within chance): {text}"

@@ -11,9 +11,10 @@ explanation holds no term for it). A tuple can lose its mass because its words s
 
 Both sides are estimated on the maps' bounded uniform request samples (rolling-decay weights honoured,
 Kish effective sample size n_eff = (Σw)²/Σw²). Uncertainty, all at 95 %: Wilson intervals for the rates;
-mean ± 1.96·se for the strength when present (se from the weighted variance over n_eff); for the behaviour
-term 1.96·√(se_b² + se_w²)·(r_b + r_w)/2. Where the tuple never occurs on one side its strength there is
-unknown: the behaviour term is then 0 (not measured) and the whole move is mix.
+mean ± t₀.₉₇₅(n_eff − 1)·se for the strength when present (se from the weighted variance over n_eff); for
+the behaviour term √(ci_b² + ci_w²)·(r_b + r_w)/2; for the mix term 1.96·√(se_rb² + se_rw²)·(s_b + s_w)/2.
+Where the tuple never occurs on one side its strength there is unknown: the behaviour term is then 0 (not
+measured) and the whole move is mix.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from .maps import InteractionMap, KeyTuple, RequestSample
 
@@ -55,6 +57,7 @@ class Decomposition:
     Attributes:
         baseline, window: each side's :class:`SideStats`.
         mix, behaviour: the two terms of the move of mean mass per request (their sum is the move).
+        mix_ci: 95 % half-width of ``mix`` (normal approximation of the two rates' difference).
         behaviour_ci: 95 % half-width of ``behaviour`` (0 when not measured).
         measured: both maps kept which keys each sampled request held (maps from older versions did not).
         behaviour_measured: the tuple occurs in at least 2 sampled requests on each side.
@@ -63,6 +66,7 @@ class Decomposition:
     baseline: SideStats
     window: SideStats
     mix: float
+    mix_ci: float
     behaviour: float
     behaviour_ci: float
     measured: bool
@@ -83,12 +87,13 @@ class Decomposition:
             behaviour_delta=self.behaviour,
             behaviour_delta_ci=self.behaviour_ci,
             mix_delta=self.mix,
+            mix_delta_ci=self.mix_ci,
             cooccurrence_measured=self.measured,
         )
         return out
 
 
-FIELD_NAMES = tuple(Decomposition(SideStats(), SideStats(), 0.0, 0.0, 0.0, False, False).fields())
+FIELD_NAMES = tuple(Decomposition(SideStats(), SideStats(), 0.0, 0.0, 0.0, 0.0, False, False).fields())
 
 
 def wilson(rate: float, n: float) -> tuple[float, float]:
@@ -98,7 +103,7 @@ def wilson(rate: float, n: float) -> tuple[float, float]:
     z2 = Z95 * Z95
     centre = (rate + z2 / (2 * n)) / (1 + z2 / n)
     half = Z95 * math.sqrt(max(rate * (1 - rate), 0.0) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return min(max(0.0, centre - half), rate), max(min(1.0, centre + half), rate)
 
 
 def _side(samples: Sequence[RequestSample], keys: Iterable[KeyTuple]) -> dict[KeyTuple, SideStats]:
@@ -135,9 +140,26 @@ def _side(samples: Sequence[RequestSample], keys: Iterable[KeyTuple]) -> dict[Ke
             if support >= 2:
                 variance = float(np.average(np.square(values - strength), weights=w))
                 n_present = w.sum() ** 2 / float(np.square(w).sum())
-                ci = Z95 * math.sqrt(variance / max(n_present - 1.0, 1.0))  # unbiased variance / n
+                # Student t (df = n_eff - 1): with a handful of requests a normal interval is far too narrow.
+                df = max(n_present - 1.0, 1.0)
+                ci = float(student_t.ppf(0.975, df)) * math.sqrt(variance / df)  # √(unbiased variance / n)
         out[key] = SideStats(rate, low, high, strength, ci, support)
     return out
+
+
+def _n_eff(samples: Sequence[RequestSample]) -> float:
+    """Kish effective sample size (Σw)²/Σw² of weighted samples (0 when empty)."""
+    weights = np.array([s.weight for s in samples], dtype=np.float64)
+    square = float(np.square(weights).sum())
+    return float(weights.sum()) ** 2 / square if square > 0 else 0.0
+
+
+def _rate_se(rate: float, n: float) -> float:
+    """Standard error of a proportion's estimate; a pseudo-count keeps it above 0 at rates of 0 and 1."""
+    if n <= 0:
+        return 0.5
+    shrunk = (rate * n + 0.5) / (n + 1.0)
+    return math.sqrt(shrunk * (1 - shrunk) / n)
 
 
 def _measured(m: InteractionMap) -> bool:
@@ -156,8 +178,9 @@ def decompose(
     measured = _measured(baseline) and _measured(window)
     if not measured:
         empty = SideStats()
-        return {k: Decomposition(empty, empty, 0.0, 0.0, 0.0, False, False) for k in keys}
+        return {k: Decomposition(empty, empty, 0.0, 0.0, 0.0, 0.0, False, False) for k in keys}
     base, win = _side(baseline.samples, keys), _side(window.samples, keys)
+    n_b, n_w = _n_eff(baseline.samples), _n_eff(window.samples)
     out = {}
     for key in keys:
         b, w = base[key], win[key]
@@ -169,6 +192,7 @@ def decompose(
             baseline=b,
             window=w,
             mix=(w.rate - b.rate) * (s_b + s_w) / 2,
+            mix_ci=Z95 * math.hypot(_rate_se(b.rate, n_b), _rate_se(w.rate, n_w)) * (s_b + s_w) / 2,
             behaviour=(s_w - s_b) * r_mid,
             behaviour_ci=math.hypot(b.strength_ci, w.strength_ci) * r_mid if behaviour_measured else 0.0,
             measured=True,

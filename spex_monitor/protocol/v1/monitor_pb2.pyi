@@ -114,7 +114,7 @@ class GetShiftReportRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., since_unix: _Optional[float] = ..., until_unix: _Optional[float] = ...) -> None: ...
 
 class Contributor(_message.Message):
-    __slots__ = ("keys", "baseline", "window", "delta", "exemplar_request_ids", "baseline_cooccurrence", "baseline_cooccurrence_low", "baseline_cooccurrence_high", "baseline_strength_present", "baseline_strength_present_ci", "baseline_present_requests", "window_cooccurrence", "window_cooccurrence_low", "window_cooccurrence_high", "window_strength_present", "window_strength_present_ci", "window_present_requests", "behaviour_delta", "behaviour_delta_ci", "mix_delta", "cooccurrence_measured")
+    __slots__ = ("keys", "baseline", "window", "delta", "exemplar_request_ids", "baseline_cooccurrence", "baseline_cooccurrence_low", "baseline_cooccurrence_high", "baseline_strength_present", "baseline_strength_present_ci", "baseline_present_requests", "window_cooccurrence", "window_cooccurrence_low", "window_cooccurrence_high", "window_strength_present", "window_strength_present_ci", "window_present_requests", "behaviour_delta", "behaviour_delta_ci", "mix_delta", "cooccurrence_measured", "mix_delta_ci")
     KEYS_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +136,7 @@ class Contributor(_message.Message):
     BEHAVIOUR_DELTA_CI_FIELD_NUMBER: _ClassVar[int]
     MIX_DELTA_FIELD_NUMBER: _ClassVar[int]
     COOCCURRENCE_MEASURED_FIELD_NUMBER: _ClassVar[int]
+    MIX_DELTA_CI_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedScalarFieldContainer[str]
     baseline: float
     window: float
@@ -157,7 +158,8 @@ class Contributor(_message.Message):
     behaviour_delta_ci: float
     mix_delta: float
     cooccurrence_measured: bool
-    def __init__(self, keys: _Optional[_Iterable[str]] = ..., baseline: _Optional[float] = ..., window: _Optional[float] = ..., delta: _Optional[float] = ..., exemplar_request_ids: _Optional[_Iterable[str]] = ..., baseline_cooccurrence: _Optional[float] = ..., baseline_cooccurrence_low: _Optional[float] = ..., baseline_cooccurrence_high: _Optional[float] = ..., baseline_strength_present: _Optional[float] = ..., baseline_strength_present_ci: _Optional[float] = ..., baseline_present_requests: _Optional[float] = ..., window_cooccurrence: _Optional[float] = ..., window_cooccurrence_low: _Optional[float] = ..., window_cooccurrence_high: _Optional[float] = ..., window_strength_present: _Optional[float] = ..., window_strength_present_ci: _Optional[float] = ..., window_present_requests: _Optional[float] = ..., behaviour_delta: _Optional[float] = ..., behaviour_delta_ci: _Optional[float] = ..., mix_delta: _Optional[float] = ..., cooccurrence_measured: _Optional[bool] = ...) -> None: ...
+    mix_delta_ci: float
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., baseline: _Optional[float] = ..., window: _Optional[float] = ..., delta: _Optional[float] = ..., exemplar_request_ids: _Optional[_Iterable[str]] = ..., baseline_cooccurrence: _Optional[float] = ..., baseline_cooccurrence_low: _Optional[float] = ..., baseline_cooccurrence_high: _Optional[float] = ..., baseline_strength_present: _Optional[float] = ..., baseline_strength_present_ci: _Optional[float] = ..., baseline_present_requests: _Optional[float] = ..., window_cooccurrence: _Optional[float] = ..., window_cooccurrence_low: _Optional[float] = ..., window_cooccurrence_high: _Optional[float] = ..., window_strength_present: _Optional[float] = ..., window_strength_present_ci: _Optional[float] = ..., window_present_requests: _Optional[float] = ..., behaviour_delta: _Optional[float] = ..., behaviour_delta_ci: _Optional[float] = ..., mix_delta: _Optional[float] = ..., cooccurrence_measured: _Optional[bool] = ..., mix_delta_ci: _Optional[float] = ...) -> None: ...
 
 class ShiftReport(_message.Message):
     __slots__ = ("model", "version", "window_id", "score", "p_value", "alarm", "order_share_baseline", "order_share_window", "first_order_ndcg", "input_drift_psi", "output_drift_psi", "top_contributors", "window_requests", "time_unix")
