@@ -17,14 +17,15 @@ from .config import ConfigError, load_settings
 
 def _config_check(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings(args.file)
+        settings = load_settings(args.file, check_paths=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
     names = ", ".join(f"{m.name}@{m.version} ({m.backend.kind})" for m in settings.models)
     print(
         f"{args.file}: OK — models: {names}; engine {settings.engine.kind} budget {settings.engine.budget}; "
-        f"gRPC {settings.server.host}:{settings.server.grpc_port}, metrics :{settings.server.metrics_port}"
+        f"gRPC {settings.server.host}:{settings.server.grpc_port}, metrics :{settings.server.metrics_port}; "
+        f"store {settings.store.path} (relative paths resolve against the config file's folder)"
     )
     return 0
 
@@ -58,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, check_paths=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--version", default="", help="default: the configured version")
     trace.add_argument(
         "--since",
-        default="",
+        default=None,
         type=_since_arg,
         help="list every window closed in the last 1h / 30m / 2d with its own verdict (never pooled into "
         "one), then detail the latest alarming window (or the latest window when none alarmed)",

@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .config_env import ENV_PREFIX, EnvValueError, overlay
 from .config_events import EventsMapping
+from .config_paths import default_store_path, missing_paths, resolve_paths
 from .config_server import PortTLS, ServerConfig, Strict, TLSConfig
 from .patterns import PatternError, compile_linear
 
@@ -178,11 +179,7 @@ class BaselineConfig(Strict):
     rolling_decay: float | None = Field(None, gt=0, le=1)
     min_window_requests: int = Field(30, ge=1)
     alarm_p_value: float = Field(
-        0.01,
-        gt=0,
-        lt=1,
-        description="a window alarms when its permutation p-value is strictly below this (p < alarm_p_value; "
-        "p equal to it does not alarm)",
+        0.01, gt=0, lt=1, description="a window alarms when its permutation p-value is strictly below this"
     )
     n_permutations: int = Field(1000, ge=99, le=100_000)
     file: Path | None = Field(None, description="InteractionMap bytes to pin as the baseline at start")
@@ -191,7 +188,10 @@ class BaselineConfig(Strict):
 class StoreConfig(Strict):
     """The ``store`` section: the database, redaction, retention and the ``<rare>`` word filter."""
 
-    path: Path = Path("spex-monitor.db")
+    path: Path = Field(
+        default_factory=lambda: default_store_path(),
+        description="SQLite file; default $XDG_DATA_HOME/spex-monitor/spex-monitor.db (~/.local/share/...)",
+    )
     store_text: bool = False
     redact: list[Literal["email", "phone", "digits"]] = Field(
         default_factory=lambda: ["email", "phone", "digits"],
@@ -347,8 +347,12 @@ def apply_env(data: dict, environ: Mapping[str, str] | None = None) -> dict:
         raise ConfigError("environment", [(exc.path, exc.reason)]) from exc
 
 
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Read the YAML file (optional), apply environment overrides, validate."""
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None, check_paths: bool = False
+) -> Settings:
+    """Read the YAML file (optional), apply environment overrides, validate, resolve relative paths against
+    the file's folder (:mod:`.config_paths`). Raises :class:`ConfigError`: unreadable file, YAML syntax
+    (as ``file:line:column``), invalid fields, and with ``check_paths`` paths that do not exist."""
     data: dict = {}
     source = "environment"
     if path is not None:
@@ -360,7 +364,11 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(source, [("<yaml>", str(exc).replace("\n", " "))]) from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+            parts = (getattr(exc, "context", None), getattr(exc, "problem", None))
+            reason = " ".join(str(p) for p in parts if p)
+            raise ConfigError(source, [(where, f"YAML syntax: {reason or exc}")]) from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(source, [("<root>", "the file must hold a mapping")])
         data = loaded or {}
@@ -368,9 +376,13 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         source += " + SPEX_MONITOR_* environment"
     data = apply_env(data, environ)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, validation_errors(exc)) from exc
+    resolve_paths(settings, Path(path).parent if path is not None else Path.cwd())
+    if check_paths and (missing := missing_paths(settings)):
+        raise ConfigError(source, missing)
+    return settings
 
 
 def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:

@@ -239,6 +239,15 @@ def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys, monk
     latest = history[-1]
     assert latest["top"], "the traffic test's windows moved interactions"
     assert " × ".join(latest["top"][0][0]) in page
+    # --since lists every window of the range with its own verdict (issue 19 item 1), never one pooled verdict
+    assert cli(["trace", "--model", "sentiment", *target, "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if " quiet " in line or " ALARM " in line]
+    assert len(rows) == len(history) and f"{len(history)} windows" in out.splitlines()[0]
+    assert "co-occurrence" in out and "strength when present" in out
+    with pytest.raises(SystemExit):
+        cli(["trace", "--model", "sentiment", *target, "--since", "soon"])
+    assert "give a duration like" in capsys.readouterr().err
     assert cli(["explain", "x", "--model", "nope", *target, *as_admin]) == 1
 
 
