@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .cli_connect import connection_options as _connection_options
 from .cli_connect import stub as _stub
-from .cli_trace import duration
+from .cli_trace import EXPLAIN_LEGEND, duration, rpc_failure
 from .cli_trace import since_arg as _since_arg
 from .cli_trace import trace as _trace
 from .config import ConfigError, load_settings
@@ -92,13 +92,14 @@ def _explain(args: argparse.Namespace) -> int:
         )
         reply = _await_with_progress(future, f"explaining on {args.target}")
     except grpc.RpcError as error:
-        print(f"spex-monitor explain: {error.code().name}: {error.details()}", file=sys.stderr)
+        print(rpc_failure("explain", error, args.target), file=sys.stderr)
         return 1
     print(
         f"{args.model}: {reply.predicted_label} | held-out R² {reply.faithfulness:.3f} | "
         f"{reply.inferences_used} inferences | {reply.seconds:.2f}s"
     )
     print(f"  {'interaction':<36}{'fourier':>10}{'joint (möbius)':>16}")
+    print(f"  {EXPLAIN_LEGEND}")
     for item in reply.interactions:
         print(f"  {' × '.join(item.keys):<36}{item.fourier:>+10.3f}{item.mobius:>+16.3f}")
     if args.html:
@@ -144,7 +145,10 @@ def _interaction_png(path: str, text: str, reply) -> int:  # noqa: ANN001
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("spex-monitor explain --png needs matplotlib: pip install matplotlib", file=sys.stderr)
+        print(
+            "spex-monitor explain --png needs matplotlib: pip install 'spex-monitor[bench]' (or matplotlib)",
+            file=sys.stderr,
+        )
         return 2
     items = list(reply.interactions)[::-1]
     figure, axis = plt.subplots(figsize=(7, 0.35 * len(items) + 1.2))
@@ -258,7 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--budget", type=int, default=0, help="inferences (default: configured budget)")
     explain.add_argument("--top", type=int, default=15, help="interactions to show")
     explain.add_argument("--html", default="", help="also write an interaction bar chart to this file")
-    explain.add_argument("--png", default="", help="also write the chart as a PNG (needs matplotlib)")
+    explain.add_argument(
+        "--png",
+        default="",
+        help="also write the chart as a PNG (needs matplotlib: pip install 'spex-monitor[bench]')",
+    )
     explain.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
     _connection_options(explain)
     explain.set_defaults(func=_explain)

@@ -9,6 +9,24 @@ from pathlib import Path
 
 from .cli_connect import stub as _stub
 
+EXPLAIN_LEGEND = (
+    "(log-odds of the predicted class; fourier: the term's coefficient in the ±1 basis, what the monitor "
+    "tracks; joint (möbius): the effect of keeping these features together beyond their parts)"
+)
+
+
+def rpc_failure(command: str, error: object, target: str) -> str:
+    """The one-line message of a failed RPC (``error``: a ``grpc.RpcError``): its status and details, and
+    for UNAVAILABLE where to look — most often no sidecar is listening at ``target``."""
+    code, details = error.code(), error.details()  # type: ignore[attr-defined]
+    line = f"spex-monitor {command}: {code.name}: {details}"
+    if code.name == "UNAVAILABLE":
+        line += (
+            f"\n  no sidecar answered at {target}: start one with `spex-monitor serve --config sidecar.yaml` "
+            "(or `spex-monitor demo --keep-running`), or point --target at yours"
+        )
+    return line
+
 
 def duration(text: str) -> float:
     """Seconds in ``text``: a number, or one with an s/m/h/d unit (``90s``, ``30m``, ``1h``, ``2d``).
@@ -65,7 +83,7 @@ def trace(args: argparse.Namespace) -> int:
             report = stub.GetShiftReport(request, timeout=60)
         print(render_trace(report, stub, args.model, since))
     except grpc.RpcError as error:
-        print(f"spex-monitor trace: {error.code().name}: {error.details()}", file=sys.stderr)
+        print(rpc_failure("trace", error, args.target), file=sys.stderr)
         return 1
     if args.report:
         try:

@@ -209,6 +209,7 @@ def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys, monk
     assert cli([*explain, "--html", str(html), *as_admin]) == 0
     out = capsys.readouterr().out
     assert "not × good" in out and "negative" in out and "<svg" in html.read_text()
+    assert "joint (möbius): the effect of keeping these features together" in out  # the columns explained
     png = tmp_path / "x.png"
     explain = ["explain", "i did not hate it", "--model", "sentiment", *target, *as_admin]
     code = cli([*explain, "--png", str(png)])

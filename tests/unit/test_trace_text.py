@@ -86,3 +86,19 @@ def test_the_alarm_rule_is_strict_p_equal_to_the_threshold_does_not_alarm():
 
     assert close(p) is False  # p = α: no alarm (the documented rule is p < α)
     assert close(np.nextafter(p, 1.0)) is True
+
+
+def test_with_no_sidecar_listening_trace_and_explain_suggest_starting_one(capsys):
+    import socket
+
+    from spex_monitor.cli import main as cli
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = ["--target", f"127.0.0.1:{port}"]
+    assert cli(["trace", "--model", "sentiment", *target]) == 1
+    err = capsys.readouterr().err
+    assert "UNAVAILABLE" in err and "spex-monitor serve --config" in err and f"127.0.0.1:{port}" in err
+    assert cli(["explain", "the plot was not good", "--model", "sentiment", *target]) == 1
+    assert "spex-monitor serve --config" in capsys.readouterr().err
