@@ -246,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         "one), then detail the latest alarming window (or the latest window when none alarmed)",
     )
     trace.add_argument(
+        "--request",
+        default="",
+        metavar="ID",
+        help="show one request's stored explanation instead (an exemplar id from the trace): keys, top "
+        "terms, R², version, trace id, and the redacted text when store.store_text kept it",
+    )
+    trace.add_argument(
         "--target", default="127.0.0.1:50051", help="sidecar gRPC address host:port (default 127.0.0.1:50051)"
     )
     trace.add_argument(

@@ -52,18 +52,23 @@ def since_arg(text: str) -> str:
 
 def trace(args: argparse.Namespace) -> int:
     """Run ``spex-monitor trace``: print the trace (with ``--since``: every window of the range with its
-    verdict, then the detail of the latest alarming one); write the HTML report with ``--report``. Returns
-    the exit status: 0, or 1 when an RPC failed or the range holds no window."""
+    verdict, then the detail of the latest alarming one; with ``--request``: that request's stored
+    explanation); write the HTML report with ``--report``. Returns the exit status: 0, or 1 when an RPC
+    failed (a request not stored included) or the range holds no window."""
     import time
 
     import grpc
 
     from .protocol.v1 import monitor_pb2 as pb
-    from .trace_text import pick_detail, render_range, render_trace
+    from .trace_text import pick_detail, render_explanation, render_range, render_trace
 
     stub = _stub(args)
     since = time.time() - duration(args.since) if args.since else 0.0
     try:
+        if args.request:
+            request = pb.GetExplanationRequest(model=args.model, request_id=args.request, top_k=15)
+            print(render_explanation(stub.GetExplanation(request, timeout=30)))
+            return 0
         if args.since:
             # Range semantics (trace_text): each window with its own verdict, never one pooled verdict.
             reports = list(
@@ -107,6 +112,7 @@ def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: 
     """Fetch history, both maps and example requests, and render the on-call HTML report."""
     from .html_report import TraceReport, render_trace_report
     from .protocol.v1 import monitor_pb2 as pb
+    from .trace_text import fetch_pair
 
     history = stub.ListShiftReports(
         pb.ListShiftReportsRequest(model=model, version=report.version, since_unix=since), timeout=30
@@ -118,8 +124,9 @@ def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: 
         pb.GetInteractionMapRequest(model=model, version=report.version, window_id=report.window_id),
         timeout=30,
     )
-    examples = []
+    examples, pair = [], (None, None)
     if report.top_contributors:
+        pair = fetch_pair(stub, model, report.top_contributors[0])
         examples = stub.ListExplanations(
             pb.ListExplanationsRequest(
                 model=model, key_tuple=list(report.top_contributors[0].keys), since_unix=since, limit=10
@@ -134,5 +141,6 @@ def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: 
             baseline_top=_strongest(baseline.map),
             window_top=_strongest(window.map),
             examples=list(examples),
+            pair=pair,
         )
     )

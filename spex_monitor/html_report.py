@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .trace_text import ALARM_RULE, format_p, reading, summary
+from .trace_text import ALARM_RULE, format_p, reading, summary, term_value
 
 POSITIVE = "#2e86c1"
 NEGATIVE = "#c0392b"
@@ -135,7 +135,8 @@ class TraceReport:
 
     ``history`` and ``latest`` are ``ShiftReport`` messages; ``baseline_top`` / ``window_top`` list the
     strongest key tuples of each interaction map as ``(keys, strength)``; ``examples`` are
-    ``ExplanationSummary`` messages of requests where the top contributor mattered.
+    ``ExplanationSummary`` messages of requests where the top contributor mattered; ``pair`` one stored
+    baseline and one window request of the top contributor (``StoredExplanation`` or None each).
     """
 
     model: str
@@ -145,6 +146,7 @@ class TraceReport:
     window_top: Sequence[tuple[tuple[str, ...], float]]
     examples: Sequence[Any]
     alarm_p_value: float = 0.01
+    pair: tuple[Any, Any] = (None, None)  # StoredExplanation of a baseline and a window exemplar, or None
 
 
 def _p_to_log(p: float) -> float:
@@ -229,6 +231,7 @@ def render_trace_report(data: TraceReport) -> str:
             "<tr><th>request id</th><th>trace id</th><th>version</th><th>R²</th><th>time</th></tr>"
             f"{rows or '<tr><td>none stored</td></tr>'}</table></section>"
         )
+        body.append(exemplar_pair_html(contributors[0], *data.pair))
     return page(title, "".join(body))
 
 
@@ -271,3 +274,31 @@ def contributor_table(contributors: Sequence[Any]) -> str:
         cells.append(reading(c))
         rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def exemplar_pair_html(contributor: Any, before: Any, after: Any) -> str:
+    """One baseline request beside one window request of ``contributor`` (``StoredExplanation`` messages or
+    None): id, redacted text when stored, the interaction's coefficient, R² and version."""
+    keys = " × ".join(contributor.keys)
+
+    def column(e: Any) -> list[str]:
+        if e is None:
+            return ["(none stored)", "-", "-", "-"]
+        value = term_value(e, contributor.keys)
+        return [
+            e.request_id,
+            e.text if e.text_stored else "(text not stored)",
+            f"{value:+.3f}" if value is not None else "not among its strongest terms",
+            f"R² {e.faithfulness:.2f}, {e.version}",
+        ]
+
+    rows = "".join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(b)}</td><td>{html.escape(a)}</td></tr>"
+        for label, b, a in zip(
+            ("request", "text", keys, "explanation"), column(before), column(after), strict=True
+        )
+    )
+    return (
+        f"<section><h3>{html.escape(keys)}: one request on each side</h3><table>"
+        f"<tr><th></th><th>baseline</th><th>window</th></tr>{rows}</table></section>"
+    )

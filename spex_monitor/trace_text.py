@@ -47,12 +47,12 @@ def verdict(report: pb.ShiftReport) -> str:
 
 
 def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0.0) -> str:
-    """The on-call view of ``report``: verdict, drift, the interactions that moved (at most 10), and the
-    stored requests where the top one mattered (``stub.ListExplanations``, at most 5, since ``since``
-    unix seconds).
+    """The on-call view of ``report``: verdict, summary, drift, the contributor table (at most 10), the
+    stored requests where the top one mattered (``stub.ListExplanations``, at most 5, since ``since`` unix
+    seconds), and one baseline request beside one window request for it (``stub.GetExplanation``).
 
     Raises:
-        grpc.RpcError: the ListExplanations call failed.
+        grpc.RpcError: a ListExplanations or GetExplanation call failed (NOT_FOUND aside).
     """
     lines = [
         f"{model} {report.version} window {report.window_id}: {verdict(report)} "
@@ -77,6 +77,8 @@ def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0
             f"  requests where {' × '.join(top)} mattered: "
             + (", ".join(h.request_id for h in hits) or "none stored")
         )
+        leader = report.top_contributors[0]
+        lines.extend(exemplar_pair(leader, *fetch_pair(stub, model, leader)))
     return "\n".join(lines)
 
 
@@ -204,3 +206,90 @@ def summary(report: pb.ShiftReport) -> str:
         return ""
     text = "; ".join(parts)
     return text if report.alarm else f"no alarm (any move is within chance): {text}"
+
+
+def fetch_explanation(stub: Any, model: str, request_id: str) -> pb.StoredExplanation | None:
+    """``stub.GetExplanation`` of ``request_id``; ``None`` when it is not stored (NOT_FOUND) or the sidecar
+    predates the RPC (UNIMPLEMENTED). Other RPC errors propagate."""
+    import grpc
+
+    try:
+        return stub.GetExplanation(pb.GetExplanationRequest(model=model, request_id=request_id), timeout=30)
+    except grpc.RpcError as error:
+        if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
+            return None
+        raise
+
+
+def fetch_pair(
+    stub: Any, model: str, contributor: pb.Contributor
+) -> tuple[pb.StoredExplanation | None, pb.StoredExplanation | None]:
+    """One stored baseline exemplar and one stored window exemplar of ``contributor`` (the first of its
+    ids that is still stored on each side; at most 3 lookups a side)."""
+    found = []
+    for ids in (contributor.baseline_exemplar_request_ids, contributor.exemplar_request_ids):
+        hit = None
+        for request_id in list(ids)[:3]:
+            if (hit := fetch_explanation(stub, model, request_id)) is not None:
+                break
+        found.append(hit)
+    return found[0], found[1]
+
+
+def term_value(explanation: pb.StoredExplanation, keys: Sequence[str]) -> float | None:
+    """Sum of the explanation's stored terms over the key tuple ``keys`` (None when none is stored)."""
+    wanted = sorted(keys)
+    values = [t.fourier for t in explanation.top if sorted(t.keys) == wanted]
+    return sum(values) if values else None
+
+
+def _text(explanation: pb.StoredExplanation, width: int = 44) -> str:
+    if not explanation.text_stored:
+        return "(text not stored)"
+    text = explanation.text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def exemplar_pair(
+    contributor: pb.Contributor, before: pb.StoredExplanation | None, after: pb.StoredExplanation | None
+) -> list[str]:
+    """For ``contributor``, one baseline request beside one window request: id, (redacted) text when
+    stored, the interaction's coefficient in each, R² and version."""
+    keys = " × ".join(contributor.keys)
+    lines = [f"  {keys}, one request on each side:", f"    {'':<16}{'baseline':<46}window"]
+
+    def cell(e: pb.StoredExplanation | None, what: str) -> str:
+        if e is None:
+            return "(none stored)" if what == "request" else "-"
+        if what == "request":
+            return e.request_id
+        if what == "text":
+            return _text(e)
+        if what == "coef":
+            value = term_value(e, contributor.keys)
+            return f"{value:+.3f}" if value is not None else "not among its strongest terms"
+        return f"R² {e.faithfulness:.2f}, {e.version}"
+
+    rows = (("request", "request"), ("text", "text"), ("coef", keys[:15]), ("fit", "explanation"))
+    for what, label in rows:
+        lines.append(f"    {label:<16}{cell(before, what):<46}{cell(after, what)}")
+    return lines
+
+
+def render_explanation(e: pb.StoredExplanation) -> str:
+    """``trace --request``: one stored explanation — model/version, time (UTC), trace id, faithfulness,
+    inferences, the redacted text when stored, and its strongest terms."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(e.time_unix)) if e.time_unix else "-"
+    lines = [
+        f"request {e.request_id}: {e.model} {e.version}, explained {when}, trace id {e.trace_id or '-'}",
+        f"  held-out R² {e.faithfulness:.3f}, {e.inferences} inferences",
+        "  text: "
+        + (e.text if e.text_stored else "not stored (store.store_text is off, or past store.text_ttl_s)"),
+        f"  {'interaction':<36}{'fourier':>10}",
+    ]
+    for term in e.top:
+        keys = " × ".join(k or f"#{i}" for k, i in zip(term.keys, term.features, strict=False))
+        lines.append(f"  {keys:<36}{term.fourier:>+10.3f}")
+    if any(not k for t in e.top for k in t.keys):
+        lines.append("  (#n: feature n, whose word was not kept or has expired)")
+    return "\n".join(lines)

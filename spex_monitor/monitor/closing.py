@@ -85,7 +85,10 @@ class WindowCloser:
                                 c.window,
                                 c.delta,
                                 c.exemplars,
-                                c.split.fields() if c.split is not None else {},
+                                {
+                                    **(c.split.fields() if c.split is not None else {}),
+                                    "baseline_exemplar_request_ids": list(c.baseline_exemplars),
+                                },
                             ]
                             for c in report.top_contributors(TOP_STORED)
                         ],

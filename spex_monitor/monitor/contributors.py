@@ -94,6 +94,8 @@ class Decomposition:
 
 
 FIELD_NAMES = tuple(Decomposition(SideStats(), SideStats(), 0.0, 0.0, 0.0, 0.0, False, False).fields())
+# what a stored report's sixth contributor item may hold: the split's fields and the baseline's exemplars
+STORED_FIELDS = frozenset({*FIELD_NAMES, "baseline_exemplar_request_ids"})
 
 
 def wilson(rate: float, n: float) -> tuple[float, float]:

@@ -47,6 +47,7 @@ class Contributor(NamedTuple):
     delta: float
     exemplars: list[str]
     split: Decomposition | None = None
+    baseline_exemplars: tuple[str, ...] = ()  # baseline requests where it mattered (beside the window's)
 
 
 @dataclass
@@ -277,5 +278,6 @@ def _contributors(
         b, w = baseline.strength(key), window.strength(key)
         source = window.stats.get(key) or baseline.stats.get(key)
         exemplars = list(source.exemplars) if source is not None else []
-        contributors.append(Contributor(key, b, w, w - b, exemplars, splits[key]))
+        before = tuple(baseline.stats[key].exemplars) if key in baseline.stats else ()
+        contributors.append(Contributor(key, b, w, w - b, exemplars, splits[key], before))
     return contributors

@@ -264,3 +264,41 @@ def test_list_shift_reports_returns_history_in_time_order(sidecar, stub):
         stub.ListShiftReports, pb.ListShiftReportsRequest(model="sentiment", limit=10**6), timeout=10
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("limit")
+
+
+def test_get_explanation_and_trace_request_lead_from_an_exemplar_to_its_explanation(
+    sidecar, stub, bare, capsys, monkeypatch
+):
+    """Issue 19 item 5: exemplar ids lead somewhere — GetExplanation and `trace --request`."""
+    from spex_monitor.cli import main as cli
+
+    report = stub.GetShiftReport(pb.GetShiftReportRequest(model="sentiment"), timeout=10)
+    top = report.top_contributors[0]
+    request_id = top.exemplar_request_ids[0]
+    asked = pb.GetExplanationRequest(model="sentiment", request_id=request_id)
+    found = stub.GetExplanation(asked, timeout=10)
+    assert found.request_id == request_id and found.model == "sentiment" and found.version == "v1"
+    assert 0 < len(found.top) <= 10 and found.inferences > 0 and found.trace_id
+    assert any(sorted(t.keys) == sorted(top.keys) for t in found.top)  # why it is an exemplar of the tuple
+    assert not found.text_stored and found.text == ""  # store.store_text is off here
+    assert list(top.baseline_exemplar_request_ids)  # a baseline request to set beside it
+    for bad, field in [("", "request_id"), ("x" * 300, "request_id")]:
+        wrong = pb.GetExplanationRequest(model="sentiment", request_id=bad)
+        code, details = _code(stub.GetExplanation, wrong)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(field)
+    wide = pb.GetExplanationRequest(model="sentiment", request_id=request_id, top_k=101)
+    assert _code(stub.GetExplanation, wide)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    code, details = _code(stub.GetExplanation, pb.GetExplanationRequest(model="sentiment", request_id="nope"))
+    assert code == grpc.StatusCode.NOT_FOUND and details.startswith("request_id")
+    assert _code(bare.GetExplanation, asked)[0] == grpc.StatusCode.PERMISSION_DENIED
+
+    monkeypatch.setenv("SPEX_MONITOR_TOKEN", "r3ader")
+    target = ["--target", f"127.0.0.1:{sidecar.grpc_port}"]
+    assert cli(["trace", "--model", "sentiment", *target, "--request", request_id]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"request {request_id}: sentiment v1") and "text: not stored" in out
+    assert cli(["trace", "--model", "sentiment", *target, "--request", "nope"]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+    assert cli(["trace", "--model", "sentiment", *target]) == 0
+    out = capsys.readouterr().out
+    assert "one request on each side:" in out and "baseline" in out and request_id in out

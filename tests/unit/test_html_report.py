@@ -74,3 +74,19 @@ def test_trace_report_shows_the_summary_and_the_contributor_table():
     )
     assert "(not, &lt;good&gt;) lost 95% of its strength where all its keys occur" in page
     assert "behaviour changed" in page and "1.000 ± 0.050" in page and "-0.290 ± 0.020" in page
+
+
+def test_trace_report_sets_a_baseline_request_beside_a_window_request():
+    latest = _report(4, 0.001, True, 1240.0)
+    after = pb.StoredExplanation(
+        request_id="w<1>", version="v1", faithfulness=0.9, text="not <good>", text_stored=True
+    )
+    after.top.add(keys=["<good>", "not"], fourier=-0.05)
+    page = render_trace_report(
+        TraceReport(
+            model="m", latest=latest, history=[latest], baseline_top=[], window_top=[], examples=[],
+            pair=(None, after),
+        )
+    )
+    assert "one request on each side" in page and "(none stored)" in page
+    assert "w&lt;1&gt;" in page and "not &lt;good&gt;" in page and "-0.050" in page

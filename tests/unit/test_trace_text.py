@@ -102,3 +102,30 @@ def test_with_no_sidecar_listening_trace_and_explain_suggest_starting_one(capsys
     assert "UNAVAILABLE" in err and "spex-monitor serve --config" in err and f"127.0.0.1:{port}" in err
     assert cli(["explain", "the plot was not good", "--model", "sentiment", *target]) == 1
     assert "spex-monitor serve --config" in capsys.readouterr().err
+
+
+def test_a_stored_explanation_is_found_by_request_id_and_printed_with_its_redacted_text():
+    from spex_monitor.monitor.store import ExplanationRecord, SQLiteStore
+    from spex_monitor.monitor.store_lookup import find_explanation
+    from spex_monitor.trace_text import exemplar_pair, render_explanation
+
+    store = SQLiteStore(":memory:", store_text=True)
+    record = ExplanationRecord(
+        "r1", "m", "v1", ["not", "good"], {(0, 1): -0.5, (1,): 0.2}, 0.91, 256, trace_id="t1",
+        text="it was not good <email>",
+    )
+    store.add_explanation(record)
+    assert find_explanation(store, "m", "nope") is None and find_explanation(store, "other", "r1") is None
+    found = find_explanation(store, "m", "r1")
+    assert found.text == "it was not good <email>" and found.trace_id == "t1" and found.version == "v1"
+    message = pb.StoredExplanation(
+        request_id="r1", model="m", version="v1", time_unix=found.ts, faithfulness=0.91, inferences=256,
+        trace_id="t1", feature_keys=found.keys, text=found.text, text_stored=True,
+    )
+    message.top.add(keys=["not", "good"], features=[0, 1], fourier=-0.5)
+    message.top.add(keys=[""], features=[1], fourier=0.2)  # a word past its TTL
+    text = render_explanation(message)
+    assert "text: it was not good <email>" in text and "not × good" in text and "-0.500" in text
+    assert "#1" in text and "trace id t1" in text
+    pair = "\n".join(exemplar_pair(pb.Contributor(keys=["good", "not"]), None, message))
+    assert "(none stored)" in pair and "-0.500" in pair and "R² 0.91, v1" in pair
