@@ -83,6 +83,7 @@ class OIPBackendConfig(Strict):
     input_name: str = "input"
     input_kind: Literal["bytes", "int64", "fp32"] = "bytes"
     output_name: str = "output"
+    labels: list[str] | None = Field(None, description="class names by output index, for printing")
     deadline_s: float = Field(5.0, gt=0)
     retries: int = Field(2, ge=0, le=10)
     max_concurrency: int = Field(4, ge=1, le=256)

@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
                     "name": "sentiment",
                     "version": "v1",
                     "sampling_rate": 1.0,
-                    "backend": {"kind": "oip", "endpoints": [endpoint], "model_name": "sentiment"},
+                    "backend": {
+                        "kind": "oip",
+                        "endpoints": [endpoint],
+                        "model_name": "sentiment",
+                        "labels": ["negative", "positive"],  # the model's id2label: explain prints names
+                    },
                 }
             ],
             "engine": {"budget": 256, "max_order": 3},
