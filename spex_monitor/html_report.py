@@ -288,7 +288,7 @@ def exemplar_pair_html(contributor: Any, before: Any, after: Any) -> str:
         return [
             e.request_id,
             e.text if e.text_stored else "(text not stored)",
-            f"{value:+.3f}" if value is not None else "not among its strongest terms",
+            f"{value:+.3f}" if value is not None else "weaker than every stored term",
             f"R² {e.faithfulness:.2f}, {e.version}",
         ]
 

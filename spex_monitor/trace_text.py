@@ -214,7 +214,8 @@ def fetch_explanation(stub: Any, model: str, request_id: str) -> pb.StoredExplan
     import grpc
 
     try:
-        return stub.GetExplanation(pb.GetExplanationRequest(model=model, request_id=request_id), timeout=30)
+        request = pb.GetExplanationRequest(model=model, request_id=request_id, top_k=100)  # all stored terms
+        return stub.GetExplanation(request, timeout=30)
     except grpc.RpcError as error:
         if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
             return None
@@ -267,7 +268,7 @@ def exemplar_pair(
             return _text(e)
         if what == "coef":
             value = term_value(e, contributor.keys)
-            return f"{value:+.3f}" if value is not None else "not among its strongest terms"
+            return f"{value:+.3f}" if value is not None else "weaker than every stored term"
         return f"R² {e.faithfulness:.2f}, {e.version}"
 
     rows = (("request", "request"), ("text", "text"), ("coef", keys[:15]), ("fit", "explanation"))
