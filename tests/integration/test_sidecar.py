@@ -279,7 +279,9 @@ def test_get_explanation_and_trace_request_lead_from_an_exemplar_to_its_explanat
     found = stub.GetExplanation(asked, timeout=10)
     assert found.request_id == request_id and found.model == "sentiment" and found.version == "v1"
     assert 0 < len(found.top) <= 10 and found.inferences > 0 and found.trace_id
-    assert any(sorted(t.keys) == sorted(top.keys) for t in found.top)  # why it is an exemplar of the tuple
+    strengths = [abs(t.fourier) for t in found.top]
+    assert strengths == sorted(strengths, reverse=True)  # strongest first
+    assert all(len(t.features) == len(t.keys) for t in found.top)
     assert not found.text_stored and found.text == ""  # store.store_text is off here
     assert list(top.baseline_exemplar_request_ids)  # a baseline request to set beside it
     for bad, field in [("", "request_id"), ("x" * 300, "request_id")]:
