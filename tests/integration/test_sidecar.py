@@ -283,7 +283,8 @@ def test_get_explanation_and_trace_request_lead_from_an_exemplar_to_its_explanat
     assert strengths == sorted(strengths, reverse=True)  # strongest first
     assert all(len(t.features) == len(t.keys) for t in found.top)
     assert not found.text_stored and found.text == ""  # store.store_text is off here
-    assert list(top.baseline_exemplar_request_ids)  # a baseline request to set beside it
+    # a baseline request to set beside a window one, for contributors that occurred in the baseline too
+    assert any(c.baseline_exemplar_request_ids for c in report.top_contributors)
     for bad, field in [("", "request_id"), ("x" * 300, "request_id")]:
         wrong = pb.GetExplanationRequest(model="sentiment", request_id=bad)
         code, details = _code(stub.GetExplanation, wrong)
