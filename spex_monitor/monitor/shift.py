@@ -261,20 +261,24 @@ def compare_maps(
 def _contributors(
     baseline: InteractionMap, window: InteractionMap, heavy: list[KeyTuple], top_k: int
 ) -> list[Contributor]:
-    """Key tuples (order ≥ 2): first those whose *behaviour* changed (strength when present, weighted by how
-    often they occur; :mod:`.contributors`), by how far the change lies beyond its 95 % interval; then the
-    rest by the move of their mean |coef| per request (each row's split says whether inputs or behaviour
-    moved). Candidates: the tuples whose mass moved most and the heaviest tuples of the request samples
-    (``heavy``), so a behaviour change hidden by an opposite mix change (mass flat) is still ranked."""
+    """Key tuples (order ≥ 2) ranked by their *behaviour* change (strength when present, weighted by how
+    often they occur; :mod:`.contributors`) where it is established, else by the whole move of their mean
+    |coef| per request (each row's split says whether inputs or behaviour moved). Ranking by the behaviour
+    term alone put tiny, zero-variance changes of repeated requests above the incident in 40-request demo
+    windows, and tuples new in the window last. Candidates: the tuples whose mass moved most and the
+    heaviest tuples of the request samples (``heavy``), so a behaviour change hidden by an opposite mix
+    change (mass flat) is still ranked."""
     candidates = {k for k in (*baseline.stats, *window.stats) if len(k) >= 2}
     moved = sorted(candidates, key=lambda k: (-abs(window.strength(k) - baseline.strength(k)), k))
     pool = list(dict.fromkeys([*moved[:MAX_SPLIT_KEYS], *(k for k in heavy[:MAX_SPLIT_KEYS] if len(k) >= 2)]))
     splits = decompose(baseline, window, pool)
 
-    def rank(key: KeyTuple) -> tuple[float, float, KeyTuple]:
-        split = splits[key]
-        beyond = max(abs(split.behaviour) - split.behaviour_ci, 0.0) if split.behaviour_measured else 0.0
-        return (-beyond, -abs(window.strength(key) - baseline.strength(key)), key)
+    def rank(key: KeyTuple) -> tuple[float, KeyTuple]:
+        # Both in mass per request: the behaviour part of the move where it is established (measured on
+        # both sides, beyond its interval), else the whole move (its split unknown or within noise).
+        split, moved = splits[key], abs(window.strength(key) - baseline.strength(key))
+        established = split.behaviour_measured and abs(split.behaviour) > split.behaviour_ci
+        return (-(abs(split.behaviour) if established else moved), key)
 
     contributors = []
     for key in sorted(pool, key=rank)[:top_k]:
