@@ -58,6 +58,10 @@ system-deps:
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql) >/dev/null; \
 	  else echo "note: PostgreSQL is not installed and we are not root; the PostgreSQL store tests will fail"; fi; }
+	@command -v chromium-headless-shell >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell) >/dev/null; \
+	  else echo "note: 'chromium-headless-shell' is not installed and we are not root; the HTML render test will fail"; fi; }
 
 # The container image (Containerfile, docs/image.md): podman, runc (crun refuses hybrid cgroups), catatonit
 # (`podman run --init`) and mmdebstrap (the Debian base) from Debian, installed when we are root.

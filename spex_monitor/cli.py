@@ -9,7 +9,6 @@ from pathlib import Path
 
 from .cli_baseline import baseline_command as _baseline
 from .cli_connect import connection_options as _connection_options
-from .cli_connect import duration as _duration
 from .cli_connect import stub as _stub
 from .cli_generation import (
     GenerationArgsError,
@@ -18,19 +17,23 @@ from .cli_generation import (
     generation_title,
     wants_generation,
 )
+from .cli_trace import EXPLAIN_LEGEND, rpc_failure
+from .cli_trace import since_arg as _since_arg
+from .cli_trace import trace as _trace
 from .config import ConfigError, load_settings
 
 
 def _config_check(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings(args.file)
+        settings = load_settings(args.file, check_paths=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
     names = ", ".join(f"{m.name}@{m.version} ({m.backend.kind})" for m in settings.models)
     print(
         f"{args.file}: OK — models: {names}; engine {settings.engine.kind} budget {settings.engine.budget}; "
-        f"gRPC {settings.server.host}:{settings.server.grpc_port}, metrics :{settings.server.metrics_port}"
+        f"gRPC {settings.server.host}:{settings.server.grpc_port}, metrics :{settings.server.metrics_port}; "
+        f"store {settings.store.path} (relative paths resolve against the config file's folder)"
     )
     return 0
 
@@ -65,7 +68,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, check_paths=True)
         sidecar = Sidecar(settings).start()
     except (ConfigError, StoreUnavailableError) as exc:  # a bad file, or store.url refused (named)
         print(exc, file=sys.stderr)
@@ -88,82 +91,6 @@ def _aggregate(args: argparse.Namespace) -> int:
     from .monitor.aggregate import main as aggregate_main
 
     return aggregate_main(["--config", args.config, "--log-level", args.log_level])
-
-
-def _trace(args: argparse.Namespace) -> int:
-    import time
-
-    import grpc
-
-    from .protocol.v1 import monitor_pb2 as pb
-    from .trace_text import render_trace
-
-    if args.scope == "fleet" and args.report:
-        print("spex-monitor trace: --report: pod scope only (it shows this pod's maps)", file=sys.stderr)
-        return 2
-    stub = _stub(args)
-    since = time.time() - _duration(args.since) if args.since else 0.0
-    try:
-        request = pb.GetShiftReportRequest(model=args.model, version=args.version, scope=args.scope)
-        if args.since:
-            request.since_unix = since
-            request.until_unix = time.time()
-        report = stub.GetShiftReport(request, timeout=60)
-    except grpc.RpcError as error:
-        print(f"spex-monitor trace: {error.code().name}: {error.details()}", file=sys.stderr)
-        return 1
-    print(render_trace(report, stub, args.model, since))
-    if args.report:
-        try:
-            Path(args.report).write_text(_trace_report_html(stub, report, args.model, since))
-        except grpc.RpcError as error:
-            print(f"spex-monitor trace --report: {error.code().name}: {error.details()}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.report}")
-    return 0
-
-
-def _strongest(map_bytes: bytes, count: int = 12) -> list[tuple[tuple[str, ...], float]]:
-    from .monitor import InteractionMap
-
-    found = InteractionMap.from_bytes(map_bytes)
-    keys = sorted((k for k in found.stats if len(k) >= 2), key=lambda k: -found.strength(k))
-    return [(k, found.mean_coef(k)) for k in keys[:count]]
-
-
-def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: ANN001
-    """Fetch history, both maps and example requests, and render the on-call HTML report."""
-    from .html_report import TraceReport, render_trace_report
-    from .protocol.v1 import monitor_pb2 as pb
-
-    history = stub.ListShiftReports(
-        pb.ListShiftReportsRequest(model=model, version=report.version, since_unix=since), timeout=30
-    ).reports
-    baseline = stub.GetInteractionMap(
-        pb.GetInteractionMapRequest(model=model, version=report.version, baseline=True), timeout=30
-    )
-    window = stub.GetInteractionMap(
-        pb.GetInteractionMapRequest(model=model, version=report.version, window_id=report.window_id),
-        timeout=30,
-    )
-    examples = []
-    if report.top_contributors:
-        examples = stub.ListExplanations(
-            pb.ListExplanationsRequest(
-                model=model, key_tuple=list(report.top_contributors[0].keys), since_unix=since, limit=10
-            ),
-            timeout=30,
-        ).explanations
-    return render_trace_report(
-        TraceReport(
-            model=model,
-            latest=report,
-            history=list(history),
-            baseline_top=_strongest(baseline.map),
-            window_top=_strongest(window.map),
-            examples=list(examples),
-        )
-    )
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -191,13 +118,14 @@ def _explain(args: argparse.Namespace) -> int:
         )
         reply = _await_with_progress(future, f"explaining on {args.target}")
     except grpc.RpcError as error:
-        print(f"spex-monitor explain: {error.code().name}: {error.details()}", file=sys.stderr)
+        print(rpc_failure("explain", error, args.target), file=sys.stderr)
         return 1
     print(
         f"{args.model}: {reply.predicted_label} | held-out R² {reply.faithfulness:.3f} | "
         f"{reply.inferences_used} inferences | {reply.seconds:.2f}s"
     )
     print(f"  {'interaction':<36}{'fourier':>10}{'joint (möbius)':>16}")
+    print(f"  {EXPLAIN_LEGEND}")
     for item in reply.interactions:
         print(f"  {' × '.join(item.keys):<36}{item.fourier:>+10.3f}{item.mobius:>+16.3f}")
     if args.html:
@@ -243,7 +171,10 @@ def _interaction_png(path: str, text: str, reply) -> int:  # noqa: ANN001
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("spex-monitor explain --png needs matplotlib: pip install matplotlib", file=sys.stderr)
+        print(
+            "spex-monitor explain --png needs matplotlib: pip install 'spex-monitor[bench]' (or matplotlib)",
+            file=sys.stderr,
+        )
         return 2
     items = list(reply.interactions)[::-1]
     figure, axis = plt.subplots(figsize=(7, 0.35 * len(items) + 1.2))
@@ -278,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="YAML configuration file")
     check.set_defaults(func=_config_check)
     demo = commands.add_parser("demo", help="run the offline demo (sidecar + embedded model + incident)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the demo traffic and model (default 0)")
     demo.add_argument("--keep-running", action="store_true", help="leave the sidecar up after the demo")
     demo.set_defaults(func=_demo)
     serve = commands.add_parser("serve", help="run the sidecar")
@@ -299,10 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     aggregate.set_defaults(func=_aggregate)
     trace = commands.add_parser("trace", help="on-call: which interactions moved, with example requests")
-    trace.add_argument("--model", required=True)
+    trace.add_argument("--model", required=True, help="model name as configured (models[].name)")
     trace.add_argument("--version", default="", help="default: the configured version")
-    trace.add_argument("--since", default="", help="compare the windows of the last 1h / 30m / 2d instead")
-    trace.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
+    trace.add_argument(
+        "--since",
+        default=None,
+        type=_since_arg,
+        help="list every window closed in the last 1h / 30m / 2d with its own verdict (never pooled into "
+        "one), then detail the latest alarming window (or the latest window when none alarmed)",
+    )
+    trace.add_argument(
+        "--request",
+        default="",
+        metavar="ID",
+        help="show one request's stored explanation instead (an exemplar id from the trace): keys, top "
+        "terms, R², version, trace id, and the redacted text when store.store_text kept it",
+    )
+    trace.add_argument(
+        "--target", default="127.0.0.1:50051", help="sidecar gRPC address host:port (default 127.0.0.1:50051)"
+    )
     trace.add_argument(
         "--scope",
         choices=["pod", "fleet"],
@@ -323,14 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--budget", type=int, default=0, help="inferences (default: configured budget)")
     explain.add_argument("--top", type=int, default=15, help="interactions to show")
     explain.add_argument("--html", default="", help="also write an interaction bar chart to this file")
-    explain.add_argument("--png", default="", help="also write the chart as a PNG (needs matplotlib)")
+    explain.add_argument(
+        "--png",
+        default="",
+        help="also write the chart as a PNG (needs matplotlib: pip install 'spex-monitor[bench]')",
+    )
     explain.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
     add_generation_options(explain)
     _connection_options(explain)
     explain.set_defaults(func=_explain)
     baseline = commands.add_parser("baseline", help="show, export, import or build the baseline")
     baseline.add_argument("action", choices=["show", "export", "import", "build"])
-    baseline.add_argument("--model", required=True)
+    baseline.add_argument("--model", required=True, help="model name as configured (models[].name)")
     baseline.add_argument("--version", default="")
     baseline.add_argument("--file", default="baseline.spxm", help="for export/import")
     baseline.add_argument("--since", default="1h", help="for build: windows of the last 1h / 30m / 2d")

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .config_env import ENV_PREFIX, EnvValueError, overlay
 from .config_events import EventsMapping
 from .config_llm import CausalBackendConfig, OpenAIBackendConfig, PromptLens, llm_pairing_problem
+from .config_paths import missing_paths, resolve_paths
 from .config_server import PortTLS, ServerConfig, Strict, TLSConfig
 from .config_store import FleetConfig, StoreConfig
 
@@ -86,6 +87,7 @@ class OIPBackendConfig(Strict):
     input_name: str = "input"
     input_kind: Literal["bytes", "int64", "fp32"] = "bytes"
     output_name: str = "output"
+    labels: list[str] | None = Field(None, description="class names by output index, for printing")
     deadline_s: float = Field(5.0, gt=0)
     retries: int = Field(2, ge=0, le=10)
     max_concurrency: int = Field(4, ge=1, le=256)
@@ -189,7 +191,9 @@ class BaselineConfig(Strict):
     windows: int = Field(2, ge=1, description="first windows merged into a baseline when none is pinned")
     rolling_decay: float | None = Field(None, gt=0, le=1)
     min_window_requests: int = Field(30, ge=1)
-    alarm_p_value: float = Field(0.01, gt=0, lt=1)
+    alarm_p_value: float = Field(
+        0.01, gt=0, lt=1, description="a window alarms when its permutation p-value is strictly below this"
+    )
     n_permutations: int = Field(1000, ge=99, le=100_000)
     file: Path | None = Field(None, description="InteractionMap bytes to pin as the baseline at start")
 
@@ -310,8 +314,12 @@ def apply_env(data: dict, environ: Mapping[str, str] | None = None) -> dict:
         raise ConfigError("environment", [(exc.path, exc.reason)]) from exc
 
 
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Read the YAML file (optional), apply environment overrides, validate."""
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None, check_paths: bool = False
+) -> Settings:
+    """Read the YAML file (optional), apply environment overrides, validate, resolve relative paths against
+    the file's folder (:mod:`.config_paths`). Raises :class:`ConfigError`: unreadable file, YAML syntax
+    (as ``file:line:column``), invalid fields, and with ``check_paths`` paths that do not exist."""
     data: dict = {}
     source = "environment"
     if path is not None:
@@ -323,7 +331,11 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(source, [("<yaml>", str(exc).replace("\n", " "))]) from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+            parts = (getattr(exc, "context", None), getattr(exc, "problem", None))
+            reason = " ".join(str(p) for p in parts if p)
+            raise ConfigError(source, [(where, f"YAML syntax: {reason or exc}")]) from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(source, [("<root>", "the file must hold a mapping")])
         data = loaded or {}
@@ -331,9 +343,13 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         source += " + SPEX_MONITOR_* environment"
     data = apply_env(data, environ)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, validation_errors(exc)) from exc
+    resolve_paths(settings, Path(path).parent if path is not None else Path.cwd())
+    if check_paths and (missing := missing_paths(settings)):
+        raise ConfigError(source, missing)
+    return settings
 
 
 def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:

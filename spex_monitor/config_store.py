@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .config_paths import default_store_path
 from .config_server import Strict
 from .patterns import PatternError, compile_linear
 
@@ -16,7 +17,11 @@ class StoreConfig(Strict):
     """The ``store`` section: the SQLite file or a shared PostgreSQL (``url``), redaction, retention and the
     ``<rare>`` word filter."""
 
-    path: Path = Field(Path("spex-monitor.db"), description="the SQLite file (the default store, one pod)")
+    path: Path = Field(
+        default_factory=lambda: default_store_path(),
+        description="the SQLite file (the default store, one pod); default "
+        "$XDG_DATA_HOME/spex-monitor/spex-monitor.db (~/.local/share/...)",
+    )
     url: str | None = Field(
         None,
         description="a shared PostgreSQL store instead of the SQLite file: postgresql://user@host:5432/db "

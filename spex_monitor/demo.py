@@ -34,7 +34,7 @@ from spex_monitor.protocol.oip import InferenceStub
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import Sidecar
-from spex_monitor.trace_text import render_trace
+from spex_monitor.trace_text import format_p, render_trace
 
 WINDOW = 40
 
@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
                     "name": "sentiment",
                     "version": "v1",
                     "sampling_rate": 1.0,
-                    "backend": {"kind": "oip", "endpoints": [endpoint], "model_name": "sentiment"},
+                    "backend": {
+                        "kind": "oip",
+                        "endpoints": [endpoint],
+                        "model_name": "sentiment",
+                        "labels": ["negative", "positive"],  # the model's id2label: explain prints names
+                    },
                 }
             ],
             "engine": {"budget": 256, "max_order": 3},
@@ -158,11 +163,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 continue
             top = result.report.top_contributors(1)
-            lead = " × ".join(top[0].key) if top else "-"
-            delta = f" ({top[0].delta:+.3f})" if top else ""
+            # A quiet window's largest move is chance by the test's own verdict: name a mover only on alarm.
+            moved = (
+                f"; top moved interaction: {' × '.join(top[0].key)} ({top[0].delta:+.3f})"
+                if result.alarm and top
+                else ""
+            )
             print(
-                f"   [{phase:8}] window {result.window_id}: p = {result.report.p_value:.4f} "
-                f"{'ALARM' if result.alarm else 'quiet'}; top moved interaction: {lead}{delta}"
+                f"   [{phase:8}] window {result.window_id}: p = {format_p(result.report.p_value)} "
+                f"{'ALARM' if result.alarm else 'quiet'}{moved}"
             )
     elapsed = time.time() - started
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .trace_text import ALARM_RULE, format_p, reading, summary, term_value
+
 POSITIVE = "#2e86c1"
 NEGATIVE = "#c0392b"
 BASELINE = "#95a5a6"
@@ -66,6 +68,14 @@ def paired_bars(
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def axis_labels(start: float, end: float) -> tuple[str, str]:
+    """Labels (UTC) of a time axis from ``start`` to ``end`` unix seconds, precise enough that two distinct
+    ends never read the same: seconds below 10 minutes of span, the date from a day on."""
+    span = end - start
+    fmt = "%H:%M:%S" if span < 600 else "%H:%M" if span < 86_400 else "%Y-%m-%d %H:%M"
+    return tuple(time.strftime(fmt, time.gmtime(t)) + " UTC" for t in (start, end))  # type: ignore[return-value]
+
+
 def line_chart(
     xs: Sequence[float],
     series: dict[str, Sequence[float]],
@@ -112,9 +122,9 @@ def line_chart(
     for x, y, alarm in zip(xs, first, marks, strict=False):
         if alarm and math.isfinite(y):
             parts.append(f"<circle cx='{px(x):.1f}' cy='{py(y):.1f}' r='4' fill='{ALARM}'/>")
-    when = time.strftime("%H:%M", time.localtime(x0)), time.strftime("%H:%M", time.localtime(x1))
+    when = axis_labels(x0, x1)
     parts.append(f"<text x='{pad}' y='{height - 8}' font-size='10'>{when[0]}</text>")
-    parts.append(f"<text x='{width - pad - 30}' y='{height - 8}' font-size='10'>{when[1]}</text>")
+    parts.append(f"<text x='{width - pad - 90}' y='{height - 8}' font-size='10'>{when[1]}</text>")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -125,7 +135,8 @@ class TraceReport:
 
     ``history`` and ``latest`` are ``ShiftReport`` messages; ``baseline_top`` / ``window_top`` list the
     strongest key tuples of each interaction map as ``(keys, strength)``; ``examples`` are
-    ``ExplanationSummary`` messages of requests where the top contributor mattered.
+    ``ExplanationSummary`` messages of requests where the top contributor mattered; ``pair`` one stored
+    baseline and one window request of the top contributor (``StoredExplanation`` or None each).
     """
 
     model: str
@@ -135,6 +146,7 @@ class TraceReport:
     window_top: Sequence[tuple[tuple[str, ...], float]]
     examples: Sequence[Any]
     alarm_p_value: float = 0.01
+    pair: tuple[Any, Any] = (None, None)  # StoredExplanation of a baseline and a window exemplar, or None
 
 
 def _p_to_log(p: float) -> float:
@@ -154,9 +166,11 @@ def render_trace_report(data: TraceReport) -> str:
     )
     title = f"spex-monitor trace: {data.model} {report.version}"
     body = [f"<h2>{html.escape(title)}</h2>"]
+    if summary(report):
+        body.append(f"<p class='summary'><b>{html.escape(summary(report))}</b></p>")
     body.append(
         f"<p>window {report.window_id}: {verdict} — score {report.score:.3f}, "
-        f"p = {report.p_value:.4g}, {report.window_requests:.0f} explained requests, "
+        f"p = {format_p(report.p_value)} ({ALARM_RULE}), {report.window_requests:.0f} explained requests, "
         f"first-order NDCG {report.first_order_ndcg:.3f}</p>"
     )
     history = list(data.history)
@@ -185,6 +199,9 @@ def render_trace_report(data: TraceReport) -> str:
         )
     body.append("</section>")
     contributors = list(report.top_contributors)
+    body.append("<section><h3>What moved, and why: input mix or behaviour</h3>")
+    body.append(contributor_table(contributors) if contributors else "<p>no contributors</p>")
+    body.append("</section>")
     body.append("<section><h3>Interactions that moved (baseline vs window, mean mass per request)</h3>")
     body.append(
         paired_bars(
@@ -214,4 +231,74 @@ def render_trace_report(data: TraceReport) -> str:
             "<tr><th>request id</th><th>trace id</th><th>version</th><th>R²</th><th>time</th></tr>"
             f"{rows or '<tr><td>none stored</td></tr>'}</table></section>"
         )
+        body.append(exemplar_pair_html(contributors[0], *data.pair))
     return page(title, "".join(body))
+
+
+def _strength_cell(value: float, ci: float, support: float) -> str:
+    if support == 0:
+        return "absent"
+    return f"{value:.3f} ± {ci:.3f}" if support >= 2 else f"{value:.3f} (1 request)"
+
+
+def contributor_table(contributors: Sequence[Any]) -> str:
+    """The contributor table of ``Contributor`` messages (issue 19): mass per request, co-occurrence rate
+    with its 95 % interval, strength when present ± 95 %, the behaviour and mix terms ± 95 %, and how
+    to read the row (:func:`~.trace_text.reading`)."""
+    head = (
+        "<tr><th>interaction</th><th>mass / request<br>baseline → window</th>"
+        "<th>co-occurrence<br>baseline</th><th>co-occurrence<br>window</th>"
+        "<th>strength when present<br>baseline</th><th>strength when present<br>window</th>"
+        "<th>behaviour Δ</th><th>mix Δ</th><th>reads as</th></tr>"
+    )
+    rows = []
+    for c in contributors:
+        cells = [" × ".join(c.keys), f"{c.baseline:.3f} → {c.window:.3f}"]
+        if c.cooccurrence_measured:
+            cells += [
+                f"{c.baseline_cooccurrence:.0%} [{c.baseline_cooccurrence_low:.0%}, "
+                f"{c.baseline_cooccurrence_high:.0%}]",
+                f"{c.window_cooccurrence:.0%} [{c.window_cooccurrence_low:.0%}, "
+                f"{c.window_cooccurrence_high:.0%}]",
+                _strength_cell(
+                    c.baseline_strength_present, c.baseline_strength_present_ci, c.baseline_present_requests
+                ),
+                _strength_cell(
+                    c.window_strength_present, c.window_strength_present_ci, c.window_present_requests
+                ),
+                f"{c.behaviour_delta:+.3f} ± {c.behaviour_delta_ci:.3f}" if c.behaviour_delta_ci else "n/a",
+                f"{c.mix_delta:+.3f} ± {c.mix_delta_ci:.3f}",
+            ]
+        else:
+            cells += ["-"] * 6
+        cells.append(reading(c))
+        rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def exemplar_pair_html(contributor: Any, before: Any, after: Any) -> str:
+    """One baseline request beside one window request of ``contributor`` (``StoredExplanation`` messages or
+    None): id, redacted text when stored, the interaction's coefficient, R² and version."""
+    keys = " × ".join(contributor.keys)
+
+    def column(e: Any) -> list[str]:
+        if e is None:
+            return ["(none stored)", "-", "-", "-"]
+        value = term_value(e, contributor.keys)
+        return [
+            e.request_id,
+            e.text if e.text_stored else "(text not stored)",
+            f"{value:+.3f}" if value is not None else "weaker than every stored term",
+            f"R² {e.faithfulness:.2f}, {e.version}",
+        ]
+
+    rows = "".join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(b)}</td><td>{html.escape(a)}</td></tr>"
+        for label, b, a in zip(
+            ("request", "text", keys, "explanation"), column(before), column(after), strict=True
+        )
+    )
+    return (
+        f"<section><h3>{html.escape(keys)}: one request on each side</h3><table>"
+        f"<tr><th></th><th>baseline</th><th>window</th></tr>{rows}</table></section>"
+    )

@@ -48,7 +48,7 @@ def build_oip(config: OIPBackendConfig) -> Any:
         credentials = grpc.ssl_channel_credentials(
             read(config.tls.ca_file), read(config.tls.key_file), read(config.tls.cert_file)
         )
-    return OIPBackend(
+    backend = OIPBackend(
         config.endpoints,
         config.model_name,
         config.model_version,
@@ -63,6 +63,8 @@ def build_oip(config: OIPBackendConfig) -> Any:
         breaker_reset_s=config.breaker_reset_s,
         credentials=credentials,
     )
+    backend.class_names = list(config.labels or [])  # for label_name: replicas send scores, not names
+    return backend
 
 
 def build_causal(config: CausalBackendConfig) -> Any:
@@ -131,9 +133,11 @@ def build_backend(config: BackendConfig) -> Any:
 
 
 def class_labels(config: BackendConfig) -> dict[int, str] | None:
-    """Class names by index from a local model folder's ``config.json`` (no model load), else ``None``."""
+    """Class names by index: a remote backend's configured ``labels``, a local model folder's
+    ``config.json`` (no model load), else ``None``."""
     if not isinstance(config, LocalBackendConfig):
-        return None
+        labels = getattr(config, "labels", None)
+        return dict(enumerate(labels)) if labels else None
     try:
         id2label = json.loads((Path(config.path) / "config.json").read_text()).get("id2label") or {}
     except (OSError, ValueError):
@@ -143,7 +147,11 @@ def class_labels(config: BackendConfig) -> dict[int, str] | None:
 
 def label_name(backend: Any, target: int) -> str:
     """The name of class ``target``: the loaded model's ``config.id2label`` entry when the backend holds a
-    model (the local backend), else the index as text (remote replicas send scores, not names)."""
+    model (the local backend), a remote backend's configured ``labels``, else the index as text (remote
+    replicas send scores, not names)."""
+    names = getattr(backend, "class_names", None)
+    if isinstance(names, list) and 0 <= target < len(names):
+        return names[target]
     model_config = getattr(getattr(backend, "model", None), "config", None)
     id2label = getattr(model_config, "id2label", None)
     if isinstance(id2label, Mapping):

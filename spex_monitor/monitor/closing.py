@@ -79,7 +79,17 @@ class WindowCloser:
                     report.p_value,
                     {
                         "top": [
-                            [list(self.public_key(c.key)), c.baseline, c.window, c.delta, c.exemplars]
+                            [
+                                list(self.public_key(c.key)),
+                                c.baseline,
+                                c.window,
+                                c.delta,
+                                c.exemplars,
+                                {
+                                    **(c.split.fields() if c.split is not None else {}),
+                                    "baseline_exemplar_request_ids": list(c.baseline_exemplars),
+                                },
+                            ]
                             for c in report.top_contributors(TOP_STORED)
                         ],
                         "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},

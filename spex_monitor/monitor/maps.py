@@ -82,13 +82,17 @@ class KeyStats:
 
 @dataclass
 class RequestSample:
-    """One explained request in the map's bounded sample: its order ≥ 2 key tuples and |coef| mass."""
+    """One explained request in the map's bounded sample: its order ≥ 2 key tuples and |coef| mass, and
+    ``present``: the distinct keys of all its features (sorted), which tells whether a key tuple *occurred*
+    in the request even where the explanation holds no term for it (empty in maps from before it was
+    kept: co-occurrence is then unknown)."""
 
     request_id: str
     weight: float
     keys: list[KeyTuple]
     mass: list[float]
     priority: float  # reservoir priority: the sample keeps the highest priorities
+    present: tuple[str, ...] = ()
 
 
 class InteractionMap:
@@ -161,6 +165,7 @@ class InteractionMap:
                 [k for k, _ in high],
                 [m for _, m in high],
                 float(self._rng.random() ** (1.0 / weight)),
+                tuple(sorted(set(keys))),
             )
         )
         self._evict()
@@ -295,7 +300,8 @@ class InteractionMap:
             ],
             "other": [[o, s.count, s.sum_coef, s.sum_abs, s.sum_sq] for o, s in self.other.items()],
             "samples": [
-                [s.request_id, s.weight, [list(k) for k in s.keys], s.mass, s.priority] for s in self.samples
+                [s.request_id, s.weight, [list(k) for k in s.keys], s.mass, s.priority, list(s.present)]
+                for s in self.samples
             ],
             "faithfulness": self.faithfulness,
             "drift": self.drift.to_dict(),
@@ -344,15 +350,17 @@ class InteractionMap:
         for order, count, sum_coef, sum_abs, sum_sq in payload["other"]:
             sums = (_number(v, "other") for v in (count, sum_coef, sum_abs, sum_sq))
             out.other[int(order)] = KeyStats(*sums)
+        # Samples written before ``present`` was kept have five fields (co-occurrence unknown for them).
         out.samples = [
             RequestSample(
-                str(r),
-                _number(w, "samples"),
-                [tuple(str(k) for k in key) for key in keys],
-                [_number(m, "samples") for m in mass],
-                _number(p, "samples"),
+                str(row[0]),
+                _number(row[1], "samples"),
+                [tuple(str(k) for k in key) for key in row[2]],
+                [_number(m, "samples") for m in row[3]],
+                _number(row[4], "samples"),
+                tuple(_present(row)),
             )
-            for r, w, keys, mass, p in payload["samples"]
+            for row in payload["samples"]
         ]
         out.faithfulness = [_number(f, "faithfulness") for f in payload["faithfulness"]]
         if "drift" in payload:
@@ -365,3 +373,12 @@ def _number(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
         raise ValueError(f"{field}: {value!r} is not a finite number")
     return float(value)
+
+
+def _present(row: list) -> list[str]:
+    """The ``present`` keys of an encoded sample row (``[]`` for a five-field row from an older encoder)."""
+    if len(row) == 5:
+        return []
+    if len(row) != 6 or not all(isinstance(k, str) for k in row[5]):
+        raise ValueError("a request sample holds 5 or 6 fields, the 6th a list of keys")
+    return row[5]

@@ -27,21 +27,27 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from .contributors import Decomposition, decompose
 from .drift import DriftReport, drift_report
 from .maps import InteractionMap, KeyTuple
 
 MAX_TEST_KEYS = 512
+MAX_SPLIT_KEYS = 128  # key tuples whose move is split into mix and behaviour (the candidates to rank)
 Statistic = Literal["max", "euclidean"]
 
 
 class Contributor(NamedTuple):
-    """One key tuple's part in a shift: strengths are mean |coef| per explained request."""
+    """One key tuple's part in a shift: strengths are mean |coef| per explained request; ``split`` says how
+    much of the move is input mix (co-occurrence) and how much behaviour (strength when present), with
+    their uncertainty (:mod:`.contributors`)."""
 
     key: KeyTuple
     baseline: float
     window: float
     delta: float
     exemplars: list[str]
+    split: Decomposition | None = None
+    baseline_exemplars: tuple[str, ...] = ()  # baseline requests where it mattered (beside the window's)
 
 
 @dataclass
@@ -237,15 +243,7 @@ def compare_maps(
             permuted.append(test(labels @ matrix, labels @ members))
         p_value = permutation_p_value(test(window_sum, window_members), np.concatenate(permuted))
 
-    # Contributors: key tuples ranked by how much their mean |coef| per explained request moved.
-    candidates = {k for k in (*baseline.stats, *window.stats) if len(k) >= 2}
-    moved = sorted(candidates, key=lambda k: (-abs(window.strength(k) - baseline.strength(k)), k))[:top_k]
-    contributors = []
-    for key in moved:
-        b, w = baseline.strength(key), window.strength(key)
-        source = window.stats.get(key) or baseline.stats.get(key)
-        exemplars = list(source.exemplars) if source is not None else []
-        contributors.append(Contributor(key, b, w, w - b, exemplars))
+    contributors = _contributors(baseline, window, keys, top_k)
     b_orders, w_orders = baseline.order_shares(), window.order_shares()
     return ShiftReport(
         score=observed,
@@ -258,3 +256,35 @@ def compare_maps(
         contributors=contributors,
         drift=drift_report(baseline.drift, window.drift, baseline.faithfulness, window.faithfulness),
     )
+
+
+def _contributors(
+    baseline: InteractionMap, window: InteractionMap, heavy: list[KeyTuple], top_k: int
+) -> list[Contributor]:
+    """Key tuples (order ≥ 2) ranked by their *behaviour* change (strength when present, weighted by how
+    often they occur; :mod:`.contributors`) where it is established, else by the whole move of their mean
+    |coef| per request (each row's split says whether inputs or behaviour moved). Ranking by the behaviour
+    term alone put tiny, zero-variance changes of repeated requests above the incident in 40-request demo
+    windows, and tuples new in the window last. Candidates: the tuples whose mass moved most and the
+    heaviest tuples of the request samples (``heavy``), so a behaviour change hidden by an opposite mix
+    change (mass flat) is still ranked."""
+    candidates = {k for k in (*baseline.stats, *window.stats) if len(k) >= 2}
+    moved = sorted(candidates, key=lambda k: (-abs(window.strength(k) - baseline.strength(k)), k))
+    pool = list(dict.fromkeys([*moved[:MAX_SPLIT_KEYS], *(k for k in heavy[:MAX_SPLIT_KEYS] if len(k) >= 2)]))
+    splits = decompose(baseline, window, pool)
+
+    def rank(key: KeyTuple) -> tuple[float, KeyTuple]:
+        # Both in mass per request: the behaviour part of the move where it is established (measured on
+        # both sides, beyond its interval), else the whole move (its split unknown or within noise).
+        split, moved = splits[key], abs(window.strength(key) - baseline.strength(key))
+        established = split.behaviour_measured and abs(split.behaviour) > split.behaviour_ci
+        return (-(abs(split.behaviour) if established else moved), key)
+
+    contributors = []
+    for key in sorted(pool, key=rank)[:top_k]:
+        b, w = baseline.strength(key), window.strength(key)
+        source = window.stats.get(key) or baseline.stats.get(key)
+        exemplars = list(source.exemplars) if source is not None else []
+        before = tuple(baseline.stats[key].exemplars) if key in baseline.stats else ()
+        contributors.append(Contributor(key, b, w, w - b, exemplars, splits[key], before))
+    return contributors

@@ -83,7 +83,12 @@ def sanitize_map(m: InteractionMap, common: Callable[[str], bool]) -> Interactio
     out.faithfulness = list(m.faithfulness)
     out.samples = [
         RequestSample(
-            s.request_id, s.weight, [sanitize_key(k, common) for k in s.keys], list(s.mass), s.priority
+            s.request_id,
+            s.weight,
+            [sanitize_key(k, common) for k in s.keys],
+            list(s.mass),
+            s.priority,
+            tuple(sorted({RARE if not common(k) else k for k in s.present})),
         )
         for s in m.samples
     ]

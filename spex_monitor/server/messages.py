@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..monitor.contributors import STORED_FIELDS
 from ..protocol.v1 import monitor_pb2 as pb
 
 
@@ -33,6 +34,8 @@ def report_message(model: str, version: str, window_id: int, report: Any, alarm:
             window=c.window,
             delta=c.delta,
             exemplar_request_ids=c.exemplars,
+            baseline_exemplar_request_ids=list(c.baseline_exemplars),
+            **(c.split.fields() if c.split is not None else {}),
         )
     return message
 
@@ -60,8 +63,10 @@ def stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftRep
         message.order_share_window[order] = window
     message.input_drift_psi.update(stored.get("input_drift", {}))
     message.output_drift_psi.update(stored.get("output_drift", {}))
-    for keys, base, window, delta, exemplars in stored.get("top", []):
+    for keys, base, window, delta, exemplars, *rest in stored.get("top", []):
+        # a sixth item (reports stored since issue 19): the mix / behaviour split and baseline exemplars
+        split = {k: v for k, v in (rest[0] if rest else {}).items() if k in STORED_FIELDS}
         message.top_contributors.add(
-            keys=keys, baseline=base, window=window, delta=delta, exemplar_request_ids=exemplars
+            keys=keys, baseline=base, window=window, delta=delta, exemplar_request_ids=exemplars, **split
         )
     return message

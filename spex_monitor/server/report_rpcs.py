@@ -15,13 +15,14 @@ import grpc
 from ..config import Settings
 from ..monitor import InteractionMap, compare_maps
 from ..monitor.store import FLEET, POD, Store
+from ..monitor.store_lookup import find_explanation
 from ..monitor.windows import baseline_from_windows
 from ..monitor.worker import Monitor
 from ..protocol.v1 import monitor_pb2 as pb
 from .auth import Authorizer, Caller, Role
 from .limits import Slots
 from .messages import report_message, stored_report_message
-from .observations import Intake
+from .observations import MAX_ID, Intake
 
 MAX_REPORTS = 500
 SCOPES = {"": POD, "pod": POD, "fleet": FLEET}
@@ -289,6 +290,22 @@ class ReportRPCs:
         return response
 
     @_capped
+    def GetExplanation(
+        self, request: pb.GetExplanationRequest, context: grpc.ServicerContext
+    ) -> pb.StoredExplanation:
+        """One stored explanation by request id, ``readers`` role: feature keys (rare words as ``<rare>``,
+        "" once expired), the ``top_k`` (0 = 10) strongest terms, faithfulness, model version, trace id, and
+        the redacted text when ``store.store_text`` kept it.
+
+        Status codes:
+            PERMISSION_DENIED: the caller lacks the ``readers`` role.
+            INVALID_ARGUMENT: missing or unknown model; missing or over-long request_id; ``top_k`` above 100.
+            RESOURCE_EXHAUSTED: ``server.max_concurrent_reads`` read calls are running.
+            NOT_FOUND: no stored explanation of that request.
+        """
+        return get_explanation(self, request, context)
+
+    @_capped
     def ListExplanations(
         self, request: pb.ListExplanationsRequest, context: grpc.ServicerContext
     ) -> pb.ListExplanationsResponse:
@@ -329,6 +346,43 @@ class ReportRPCs:
             for term, coef in strongest:
                 summary.top.add(keys=[_key(record, i) for i in term], features=list(term), fourier=coef)
         return response
+
+
+def get_explanation(
+    rpcs: ReportRPCs, request: pb.GetExplanationRequest, context: grpc.ServicerContext
+) -> pb.StoredExplanation:
+    """``GetExplanation`` (see :meth:`ReportRPCs.GetExplanation`)."""
+    rpcs._require(context, "readers")
+    rpcs._model(request.model, context)
+    if not request.request_id or len(request.request_id) > MAX_ID:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request_id: required, at most {MAX_ID} characters")
+    if request.top_k > 100:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "top_k: at most 100")
+    record = find_explanation(rpcs.store, request.model, request.request_id)
+    if record is None:
+        context.abort(
+            grpc.StatusCode.NOT_FOUND,
+            f"request_id: no stored explanation of {request.request_id!r} for {request.model} (only sampled "
+            "requests are explained, and they are kept for store.retention_s)",
+        )
+    public = [rpcs.monitor.public_key((k,))[0] if k else "" for k in record.keys]  # rare words stay inside
+    reply = pb.StoredExplanation(
+        request_id=record.request_id,
+        model=record.model,
+        version=record.version,
+        time_unix=record.ts,
+        faithfulness=record.faithfulness or 0.0,
+        inferences=record.inferences,
+        trace_id=record.trace_id or "",
+        feature_keys=public,
+        text=record.text or "",
+        text_stored=record.text is not None,
+    )
+    ranked = sorted(((t, c) for t, c in record.terms.items() if t), key=lambda tc: -abs(tc[1]))
+    for term, coef in ranked[: request.top_k or 10]:
+        keys = [public[i] if i < len(public) else "" for i in term]
+        reply.top.add(keys=keys, features=list(term), fourier=coef)
+    return reply
 
 
 def _key(record: Any, index: int) -> str:

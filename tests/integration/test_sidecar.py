@@ -209,6 +209,7 @@ def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys, monk
     assert cli([*explain, "--html", str(html), *as_admin]) == 0
     out = capsys.readouterr().out
     assert "not × good" in out and "negative" in out and "<svg" in html.read_text()
+    assert "joint (möbius): the effect of keeping these features together" in out  # the columns explained
     png = tmp_path / "x.png"
     explain = ["explain", "i did not hate it", "--model", "sentiment", *target, *as_admin]
     code = cli([*explain, "--png", str(png)])
@@ -239,6 +240,15 @@ def test_cli_explain_trace_and_baseline_commands(sidecar, tmp_path, capsys, monk
     latest = history[-1]
     assert latest["top"], "the traffic test's windows moved interactions"
     assert " × ".join(latest["top"][0][0]) in page
+    # --since lists every window of the range with its own verdict (issue 19 item 1), never one pooled verdict
+    assert cli(["trace", "--model", "sentiment", *target, "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if " quiet " in line or " ALARM " in line]
+    assert len(rows) == len(history) and f"{len(history)} windows" in out.splitlines()[0]
+    assert "co-occurrence" in out and "strength when present" in out
+    with pytest.raises(SystemExit):
+        cli(["trace", "--model", "sentiment", *target, "--since", "soon"])
+    assert "give a duration like" in capsys.readouterr().err
     assert cli(["explain", "x", "--model", "nope", *target, *as_admin]) == 1
 
 
@@ -254,3 +264,44 @@ def test_list_shift_reports_returns_history_in_time_order(sidecar, stub):
         stub.ListShiftReports, pb.ListShiftReportsRequest(model="sentiment", limit=10**6), timeout=10
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("limit")
+
+
+def test_get_explanation_and_trace_request_lead_from_an_exemplar_to_its_explanation(
+    sidecar, stub, bare, capsys, monkeypatch
+):
+    """Issue 19 item 5: exemplar ids lead somewhere — GetExplanation and `trace --request`."""
+    from spex_monitor.cli import main as cli
+
+    report = stub.GetShiftReport(pb.GetShiftReportRequest(model="sentiment"), timeout=10)
+    top = report.top_contributors[0]
+    request_id = top.exemplar_request_ids[0]
+    asked = pb.GetExplanationRequest(model="sentiment", request_id=request_id)
+    found = stub.GetExplanation(asked, timeout=10)
+    assert found.request_id == request_id and found.model == "sentiment" and found.version == "v1"
+    assert 0 < len(found.top) <= 10 and found.inferences > 0 and found.trace_id
+    strengths = [abs(t.fourier) for t in found.top]
+    assert strengths == sorted(strengths, reverse=True)  # strongest first
+    assert all(len(t.features) == len(t.keys) for t in found.top)
+    assert not found.text_stored and found.text == ""  # store.store_text is off here
+    # a baseline request to set beside a window one, for contributors that occurred in the baseline too
+    assert any(c.baseline_exemplar_request_ids for c in report.top_contributors)
+    for bad, field in [("", "request_id"), ("x" * 300, "request_id")]:
+        wrong = pb.GetExplanationRequest(model="sentiment", request_id=bad)
+        code, details = _code(stub.GetExplanation, wrong)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(field)
+    wide = pb.GetExplanationRequest(model="sentiment", request_id=request_id, top_k=101)
+    assert _code(stub.GetExplanation, wide)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    code, details = _code(stub.GetExplanation, pb.GetExplanationRequest(model="sentiment", request_id="nope"))
+    assert code == grpc.StatusCode.NOT_FOUND and details.startswith("request_id")
+    assert _code(bare.GetExplanation, asked)[0] == grpc.StatusCode.PERMISSION_DENIED
+
+    monkeypatch.setenv("SPEX_MONITOR_TOKEN", "r3ader")
+    target = ["--target", f"127.0.0.1:{sidecar.grpc_port}"]
+    assert cli(["trace", "--model", "sentiment", *target, "--request", request_id]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"request {request_id}: sentiment v1") and "text: not stored" in out
+    assert cli(["trace", "--model", "sentiment", *target, "--request", "nope"]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+    assert cli(["trace", "--model", "sentiment", *target]) == 0
+    out = capsys.readouterr().out
+    assert "one request on each side:" in out and "baseline" in out and request_id in out

@@ -103,3 +103,24 @@ def test_a_deadline_stops_the_engine_after_a_batch():
     with pytest.raises(ExplainDeadlineError):
         engine.explain(value_fn, 40)
     assert calls == [256]  # one batch of DEADLINE_BATCH_ROWS, then the clock check
+
+
+def test_a_remote_backend_names_its_classes_from_its_configured_labels():
+    """Issue 19 item 6: against an OIP backend (the demo stack) explain printed the class index."""
+    from types import SimpleNamespace
+
+    from spex_monitor.config import OIPBackendConfig
+    from spex_monitor.explain.backends import build_oip, class_labels, label_name
+
+    config = OIPBackendConfig(
+        kind="oip", endpoints=["127.0.0.1:1"], model_name="sentiment", labels=["negative", "positive"]
+    )
+    assert class_labels(config) == {0: "negative", 1: "positive"}
+    backend = build_oip(config)
+    try:
+        assert label_name(backend, 0) == "negative" and label_name(backend, 1) == "positive"
+        assert label_name(backend, 7) == "7"  # an index past the names stays a number
+    finally:
+        getattr(backend, "close", lambda: None)()
+    unnamed = OIPBackendConfig(kind="oip", endpoints=["127.0.0.1:1"], model_name="sentiment")
+    assert class_labels(unnamed) is None and label_name(SimpleNamespace(), 1) == "1"

@@ -158,18 +158,54 @@ class GetShiftReportRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., since_unix: _Optional[float] = ..., until_unix: _Optional[float] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class Contributor(_message.Message):
-    __slots__ = ("keys", "baseline", "window", "delta", "exemplar_request_ids")
+    __slots__ = ("keys", "baseline", "window", "delta", "exemplar_request_ids", "baseline_cooccurrence", "baseline_cooccurrence_low", "baseline_cooccurrence_high", "baseline_strength_present", "baseline_strength_present_ci", "baseline_present_requests", "window_cooccurrence", "window_cooccurrence_low", "window_cooccurrence_high", "window_strength_present", "window_strength_present_ci", "window_present_requests", "behaviour_delta", "behaviour_delta_ci", "mix_delta", "cooccurrence_measured", "mix_delta_ci", "baseline_exemplar_request_ids")
     KEYS_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     EXEMPLAR_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_COOCCURRENCE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_COOCCURRENCE_LOW_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_COOCCURRENCE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_STRENGTH_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_STRENGTH_PRESENT_CI_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_PRESENT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_COOCCURRENCE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_COOCCURRENCE_LOW_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_COOCCURRENCE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_STRENGTH_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_STRENGTH_PRESENT_CI_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_PRESENT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIOUR_DELTA_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIOUR_DELTA_CI_FIELD_NUMBER: _ClassVar[int]
+    MIX_DELTA_FIELD_NUMBER: _ClassVar[int]
+    COOCCURRENCE_MEASURED_FIELD_NUMBER: _ClassVar[int]
+    MIX_DELTA_CI_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_EXEMPLAR_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedScalarFieldContainer[str]
     baseline: float
     window: float
     delta: float
     exemplar_request_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, keys: _Optional[_Iterable[str]] = ..., baseline: _Optional[float] = ..., window: _Optional[float] = ..., delta: _Optional[float] = ..., exemplar_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    baseline_cooccurrence: float
+    baseline_cooccurrence_low: float
+    baseline_cooccurrence_high: float
+    baseline_strength_present: float
+    baseline_strength_present_ci: float
+    baseline_present_requests: float
+    window_cooccurrence: float
+    window_cooccurrence_low: float
+    window_cooccurrence_high: float
+    window_strength_present: float
+    window_strength_present_ci: float
+    window_present_requests: float
+    behaviour_delta: float
+    behaviour_delta_ci: float
+    mix_delta: float
+    cooccurrence_measured: bool
+    mix_delta_ci: float
+    baseline_exemplar_request_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., baseline: _Optional[float] = ..., window: _Optional[float] = ..., delta: _Optional[float] = ..., exemplar_request_ids: _Optional[_Iterable[str]] = ..., baseline_cooccurrence: _Optional[float] = ..., baseline_cooccurrence_low: _Optional[float] = ..., baseline_cooccurrence_high: _Optional[float] = ..., baseline_strength_present: _Optional[float] = ..., baseline_strength_present_ci: _Optional[float] = ..., baseline_present_requests: _Optional[float] = ..., window_cooccurrence: _Optional[float] = ..., window_cooccurrence_low: _Optional[float] = ..., window_cooccurrence_high: _Optional[float] = ..., window_strength_present: _Optional[float] = ..., window_strength_present_ci: _Optional[float] = ..., window_present_requests: _Optional[float] = ..., behaviour_delta: _Optional[float] = ..., behaviour_delta_ci: _Optional[float] = ..., mix_delta: _Optional[float] = ..., cooccurrence_measured: _Optional[bool] = ..., mix_delta_ci: _Optional[float] = ..., baseline_exemplar_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShiftReport(_message.Message):
     __slots__ = ("model", "version", "window_id", "score", "p_value", "alarm", "order_share_baseline", "order_share_window", "first_order_ndcg", "input_drift_psi", "output_drift_psi", "top_contributors", "window_requests", "time_unix", "scope", "window_start_unix", "window_end_unix", "pods")
@@ -348,3 +384,39 @@ class ListShiftReportsResponse(_message.Message):
     REPORTS_FIELD_NUMBER: _ClassVar[int]
     reports: _containers.RepeatedCompositeFieldContainer[ShiftReport]
     def __init__(self, reports: _Optional[_Iterable[_Union[ShiftReport, _Mapping]]] = ...) -> None: ...
+
+class GetExplanationRequest(_message.Message):
+    __slots__ = ("model", "request_id", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    request_id: str
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., request_id: _Optional[str] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class StoredExplanation(_message.Message):
+    __slots__ = ("request_id", "model", "version", "time_unix", "faithfulness", "inferences", "trace_id", "feature_keys", "top", "text", "text_stored")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
+    FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
+    INFERENCES_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_STORED_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    version: str
+    time_unix: float
+    faithfulness: float
+    inferences: int
+    trace_id: str
+    feature_keys: _containers.RepeatedScalarFieldContainer[str]
+    top: _containers.RepeatedCompositeFieldContainer[Interaction]
+    text: str
+    text_stored: bool
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., time_unix: _Optional[float] = ..., faithfulness: _Optional[float] = ..., inferences: _Optional[int] = ..., trace_id: _Optional[str] = ..., feature_keys: _Optional[_Iterable[str]] = ..., top: _Optional[_Iterable[_Union[Interaction, _Mapping]]] = ..., text: _Optional[str] = ..., text_stored: _Optional[bool] = ...) -> None: ...

@@ -74,6 +74,11 @@ class MonitorServiceStub:
                 request_serializer=v1_dot_monitor__pb2.ListShiftReportsRequest.SerializeToString,
                 response_deserializer=v1_dot_monitor__pb2.ListShiftReportsResponse.FromString,
                 _registered_method=True)
+        self.GetExplanation = channel.unary_unary(
+                '/spex_monitor.v1.MonitorService/GetExplanation',
+                request_serializer=v1_dot_monitor__pb2.GetExplanationRequest.SerializeToString,
+                response_deserializer=v1_dot_monitor__pb2.StoredExplanation.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -135,6 +140,13 @@ class MonitorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetExplanation(self, request, context):
+        """One stored explanation by request id (`trace --request`): keys, top terms, faithfulness, text if kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +189,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.ListShiftReports,
                     request_deserializer=v1_dot_monitor__pb2.ListShiftReportsRequest.FromString,
                     response_serializer=v1_dot_monitor__pb2.ListShiftReportsResponse.SerializeToString,
+            ),
+            'GetExplanation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExplanation,
+                    request_deserializer=v1_dot_monitor__pb2.GetExplanationRequest.FromString,
+                    response_serializer=v1_dot_monitor__pb2.StoredExplanation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +412,33 @@ class MonitorService:
             '/spex_monitor.v1.MonitorService/ListShiftReports',
             v1_dot_monitor__pb2.ListShiftReportsRequest.SerializeToString,
             v1_dot_monitor__pb2.ListShiftReportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExplanation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spex_monitor.v1.MonitorService/GetExplanation',
+            v1_dot_monitor__pb2.GetExplanationRequest.SerializeToString,
+            v1_dot_monitor__pb2.StoredExplanation.FromString,
             options,
             channel_credentials,
             insecure,
