@@ -140,6 +140,20 @@ def test_explanations_filter_by_key_tuple_and_time(open_store):
     assert store.explanations("other")[0].keys == ["the", "not", "good"]
 
 
+def test_one_explanation_is_found_by_request_id_on_either_store(open_store):
+    """GetExplanation / trace --request: the lookup runs through the store's own transaction shell."""
+    from spex_monitor.monitor.store_lookup import find_explanation
+
+    store = open_store()
+    store.add_explanation(_record(1, ts=1000.0, pair_coef=2.0))
+    store.add_explanation(_record(1, ts=1001.0, pair_coef=3.0))  # the same id again: the newest wins
+    store.add_explanation(_record(1, ts=1002.0, pair_coef=4.0, model="other"))
+    found = find_explanation(store, "sentiment", "r1")
+    assert found is not None and found.ts == 1001.0 and found.terms[(1, 2)] == 3.0
+    assert found.trace_id == "t1" and found.keys[1:] == ["not", "good"]
+    assert find_explanation(store, "sentiment", "missing") is None
+
+
 def test_text_is_not_stored_unless_enabled_and_expires(open_store):
     store = open_store(text_ttl_s=10, retention_s=1000)
     store.add_explanation(_record(0, 100.0, 1.0, text="my email is a@b.c"))
