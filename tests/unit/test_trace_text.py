@@ -106,8 +106,8 @@ def test_with_no_sidecar_listening_trace_and_explain_suggest_starting_one(capsys
 
 def test_a_stored_explanation_is_found_by_request_id_and_printed_with_its_redacted_text():
     from spex_monitor.monitor.store import ExplanationRecord
-    from spex_monitor.monitor.store_sqlite import SQLiteStore
     from spex_monitor.monitor.store_lookup import find_explanation
+    from spex_monitor.monitor.store_sqlite import SQLiteStore
     from spex_monitor.trace_text import exemplar_pair, render_explanation
 
     store = SQLiteStore(":memory:", store_text=True)
