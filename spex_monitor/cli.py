@@ -283,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--model", required=True, help="model name as configured (models[].name)")
     baseline.add_argument("--version", default="")
     baseline.add_argument("--file", default="baseline.spxm", help="for export/import")
-    baseline.add_argument("--since", default="1h", help="for build: windows of the last 1h / 30m / 2d")
+    baseline.add_argument(
+        "--since", default="1h", type=_since_arg, help="for build: windows of the last 1h / 30m / 2d"
+    )
     baseline.add_argument("--target", default="127.0.0.1:50051", help="sidecar gRPC address")
     _connection_options(baseline)
     baseline.set_defaults(func=_baseline)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def rpc_failure(command: str, error: object, target: str) -> str:
 def since_arg(text: str) -> str:
     """argparse type of ``--since``: a number of seconds, or one with an s/m/h/d unit."""
     try:
-        if duration(text) <= 0:
+        seconds = duration(text)
+        if not math.isfinite(seconds) or seconds <= 0:  # "nan" and "inf" parse as floats
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give a duration like 90s, 30m, 1h or 2d") from None

@@ -31,6 +31,14 @@ SHAPES: tuple[dict[str, Any], ...] = (
 TERM_COUNTS = (5, 10, 20, 50, 100, 200, 400, 800)
 
 
+def with_shape(
+    params: dict[str, Any], shape: dict[str, Any] | None, overrides: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Booster ``params`` with a candidate ``shape`` applied, then the caller's ``overrides`` again (an
+    operator's ``lgbm_params`` wins over a shape)."""
+    return {**params, **(shape or {}), **(overrides or {})}
+
+
 @dataclass(frozen=True)
 class ProxyTerms:
     """The chosen truncation: Fourier ``terms`` (with the intercept ``()``), their validation R², the booster

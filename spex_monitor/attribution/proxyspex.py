@@ -11,7 +11,8 @@ Pipeline (fixed LightGBM rules, no hyper-parameter grid search):
    keep on the validation split, and refit them by ridge least squares on the measured masks;
 5. where that sparse fit validates below 0.97 R², let the boosters' own truncated transform compete
    (:mod:`.proxy_terms`) and keep whichever validates better;
-6. report held-out R², then refit once more on every measured mask.
+6. report held-out R² (the sparse refit is then fitted once more on every measured mask; the proxy's
+   terms come from the boosters fitted on the training masks).
 
 When the budget covers all ``2^n`` masks the exact transform is used instead.
 """
@@ -33,7 +34,7 @@ from .interactions import Interactions
 from .masks import uniform_masks
 from .metrics import r2_score
 from .oracle import MaskOracle, ProgressCallback, ValueFunction
-from .proxy_terms import proxy_terms
+from .proxy_terms import proxy_terms, with_shape
 from .regression import fit_ridge, omp_select, refit_with_holdout
 from .trees import ensemble_fourier
 
@@ -274,7 +275,7 @@ class ProxySPEX:
         max_order: int,
         shape: dict[str, Any] | None = None,
     ) -> lgb.Booster:
-        params = self.booster_params(n_features, n_train, max_order) | (shape or {})
+        params = with_shape(self.booster_params(n_features, n_train, max_order), shape, self.lgbm_params)
         rounds = params.pop("num_boost_round")
         patience = params.pop("early_stopping_rounds")
         lightgbm = _lightgbm()
@@ -310,7 +311,7 @@ class ProxySPEX:
         max_order: int,
         shape: dict[str, Any] | None = None,
     ) -> lgb.Booster:
-        params = self.booster_params(n_features, n_train, max_order) | (shape or {})
+        params = with_shape(self.booster_params(n_features, n_train, max_order), shape, self.lgbm_params)
         params.pop("num_boost_round")
         params.pop("early_stopping_rounds")
         rounds = max(1, int(round(iterations * 1.2)))
@@ -322,9 +323,8 @@ class ProxySPEX:
     def booster_params(self, n_features: int, n_train: int, max_order: int) -> dict[str, Any]:
         """LightGBM parameters from a cheap rule (no grid search).
 
-        Depth ``max_order + 1`` lets a tree represent every product of up to ``max_order`` features plus one
-        split of slack; shallow, slightly regularised trees with early stopping keep the proxy from chasing
-        noise.
+        Depth ``min(3, max_order)``: shallow, slightly regularised trees with early stopping keep the proxy
+        from chasing noise (deeper interactions come from the residual rounds and the proxy candidate).
         """
         depth = min(3, max_order)
         params: dict[str, Any] = {

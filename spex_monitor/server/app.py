@@ -79,6 +79,15 @@ class Sidecar:
 
             torch.set_num_threads(server_cfg.torch_threads)
         self.store = open_store(settings)
+        try:
+            self._assemble(settings, runner_factory)
+        except BaseException:  # a bad redact_hook or baseline file: close the store (a PostgreSQL pool) again
+            self.store.close()
+            raise
+
+    def _assemble(self, settings: Settings, runner_factory: Callable[[Settings], ExplainRunner]) -> None:
+        """Everything built on the open store (see ``__init__``); nothing is started here."""
+        server_cfg = settings.server
         self.intake = Intake(
             {m.name: m.version for m in settings.models}, {m.name: m.lens.kind for m in settings.models}
         )

@@ -112,15 +112,19 @@ class ExplainAdmission:
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"budget: the ablation budget has no room now ({reason or 'rate'}); retry later",
             )
+        handed_over = False  # from then on the slot is freed when the work ends, not when the caller leaves
         try:
             remaining = context.time_remaining()
             seconds = min(self.timeout_s, remaining) if remaining is not None else self.timeout_s
             deadline = time.time() + seconds
             began = time.perf_counter()
             future = self._executor.submit(self.explain, replace(request, deadline=deadline))
+            future.add_done_callback(lambda _: self.slots.release())
+            handed_over = True
             try:
                 outcome = future.result(timeout=seconds + 1.0)  # the engine stops itself at the deadline
             except (futures.TimeoutError, ExplainDeadlineError) as exc:
+                future.cancel()  # still queued: it never runs (running: its slot frees when it ends)
                 took = time.perf_counter() - began
                 raise Refusal(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -130,7 +134,8 @@ class ExplainAdmission:
             budget_gate.record(time.perf_counter() - began)
             return outcome
         finally:
-            self.slots.release()
+            if not handed_over:
+                self.slots.release()
 
     def close(self) -> None:
         """Stop the executor; queued calls are cancelled."""

@@ -17,6 +17,7 @@ Segments (issue 18 §2), in this order:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,13 @@ class ServedGeneration:
 
 def _number(body: dict[str, Any], name: str, default: float) -> float:
     value = body.get(name, default)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return default
+    try:
+        number = float(value)  # a JSON integer past float's range raises OverflowError
+    except OverflowError:
+        return default
+    return number if math.isfinite(number) else default
 
 
 def read_call(call: ServedCall) -> ServedGeneration:
@@ -132,7 +139,8 @@ def _first_choice(answer: Any) -> dict[str, Any] | None:
 
 
 def _piece(choice: dict[str, Any], chat: bool, key: str) -> str:
-    value = (choice.get(key) or {}).get("content") if chat else choice.get("text")
+    part = choice.get(key) if chat else None
+    value = (part.get("content") if isinstance(part, dict) else None) if chat else choice.get("text")
     return value if isinstance(value, str) else ""
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -45,34 +46,52 @@ class CallObserver:
     """Hands finished calls to ``observe`` on one worker thread, off the event loop; never raises.
 
     ``observe`` may raise: the error is logged (type only: never the request) and counted by
-    ``on_error``. At most ``max_pending`` calls wait; beyond that a call is dropped (``overloaded``).
+    ``on_error``. At most ``max_pending`` calls holding at most ``max_pending_bytes`` (request + answer
+    bytes) wait; beyond either a call is dropped (``overloaded``), so a burst of large bodies cannot grow
+    memory without bound.
     """
 
     def __init__(
-        self, observe: Callable[[ServedCall], None], on_error: Callable[[str], None], max_pending: int = 1024
+        self,
+        observe: Callable[[ServedCall], None],
+        on_error: Callable[[str], None],
+        max_pending: int = 1024,
+        max_pending_bytes: int = 64 << 20,
     ) -> None:
         self.observe = observe
         self.on_error = on_error
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.pending = 0
+        self.pending_bytes = 0
+        self._lock = threading.Lock()  # submit runs on the event loop, _run on the worker thread
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="spex-openai-observe")
 
     def submit(self, call: ServedCall) -> None:
-        """Queue ``call`` (or count it dropped when too many wait)."""
-        if self.pending >= self.max_pending:
+        """Queue ``call`` (or count it dropped when too many calls or bytes wait)."""
+        size = len(call.request) + len(call.answer)
+        with self._lock:
+            if self.pending >= self.max_pending or self.pending_bytes + size > self.max_pending_bytes:
+                admitted = False
+            else:
+                admitted = True
+                self.pending += 1
+                self.pending_bytes += size
+        if not admitted:
             self.on_error("overloaded")
             return
-        self.pending += 1
-        self._executor.submit(self._run, call)
+        self._executor.submit(self._run, call, size)
 
-    def _run(self, call: ServedCall) -> None:
+    def _run(self, call: ServedCall, size: int) -> None:
         try:
             self.observe(call)
         except Exception as exc:  # fail open: the call was answered already
             log.warning("observing an OpenAI call failed: %s", type(exc).__name__)
             self.on_error("internal_error")
         finally:
-            self.pending -= 1
+            with self._lock:
+                self.pending -= 1
+                self.pending_bytes -= size
 
     def close(self) -> None:
         """Finish the calls already queued, then stop."""
@@ -124,8 +143,9 @@ def create_openai_app(
                 return _error(413, f"request body over {max_body_bytes} bytes (server.openai_max_body_bytes)")
         skipped = HOP_BY_HOP | {"content-length"} | (set() if forward_authorization else {"authorization"})
         headers = [(k, v) for k, v in request.headers.items() if k not in skipped]
-        path = request.url.path
-        url = path + (f"?{request.url.query}" if request.url.query else "")
+        path = request.url.path  # decoded: what the observed-path check compares
+        raw_path = request.scope.get("raw_path") or path.encode()  # forwarded as the client sent it
+        url = raw_path.decode("latin-1") + (f"?{request.url.query}" if request.url.query else "")
         upstream_request = client().build_request(request.method, url, headers=headers, content=bytes(body))
         try:
             answer = await client().send(upstream_request, stream=True)
@@ -152,6 +172,7 @@ def create_openai_app(
                 await answer.aclose()
 
         async def finish() -> None:
+            await answer.aclose()  # a no-op after relay(); frees the connection if relay never started
             if not observed or not state["complete"]:
                 return
             if state["too_large"]:

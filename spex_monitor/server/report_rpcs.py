@@ -343,8 +343,10 @@ class ReportRPCs:
                 wanted = tuple(sorted(key))
                 matching = [(t, c) for t, c in ranked if tuple(sorted(_key(record, i) for i in t)) == wanted]
                 strongest = matching + [tc for tc in strongest if tc not in matching][: 5 - len(matching)]
+            public = [self.monitor.public_key((k,))[0] if k else "" for k in record.keys]  # <rare> stays in
             for term, coef in strongest:
-                summary.top.add(keys=[_key(record, i) for i in term], features=list(term), fourier=coef)
+                keys = [public[i] if i < len(public) else "" for i in term]
+                summary.top.add(keys=keys, features=list(term), fourier=coef)
         return response
 
 

@@ -103,6 +103,8 @@ def sidecar(upstream, tmp_path_factory):
         model={"sampling_rate": 1.0},
         engine={"budget": 64, "max_order": 2},
         server={"openai_proxy_port": 0, "openai_upstream": upstream.url, "openai_max_body_bytes": 4096},
+        # a few calls only: keep segment names seen once (the default shows them as <rare>)
+        store={"path": str(tmp_path_factory.mktemp("openai-store") / "spex.db"), "min_document_frequency": 1},
     )
     app = Sidecar(settings).start()
     yield app

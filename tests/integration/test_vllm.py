@@ -151,6 +151,8 @@ def proxied(vllm, tmp_path_factory):
         },
         engine={"budget": 64, "max_order": 2},
         server={"openai_proxy_port": 0, "openai_upstream": f"http://{vllm.endpoint}"},
+        # one explained call: keep segment names seen once (the default shows them as <rare>)
+        store={"path": str(tmp_path_factory.mktemp("vllm-store") / "spex.db"), "min_document_frequency": 1},
     )
     from spex_monitor.server.app import Sidecar
 

@@ -130,3 +130,33 @@ def test_content_parts_that_are_all_text_are_joined():
     }
     answer = json.dumps({"choices": [{"message": {"content": "ok"}}]}).encode()
     assert read_call(_call("/v1/chat/completions", body, answer)).messages == [("user", "ab")]
+
+
+def test_odd_numbers_and_shapes_in_a_call_read_as_defaults_or_not_observable_never_as_crashes():
+    """A JSON integer past float's range and a non-object ``message`` raised OverflowError/AttributeError,
+    which the observer counted as internal errors and logged per call."""
+    huge = json.dumps({"model": "m", "prompt": "hi", "temperature": 10**400}).encode()
+    answer = json.dumps({"choices": [{"index": 0, "text": " ok"}]}).encode()
+    read = read_call(ServedCall("/v1/completions", huge, answer, 200, False, None, None))
+    assert read.temperature == 1.0 and read.completion == " ok"
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    odd = json.dumps({"choices": [{"index": 0, "message": "not an object"}]}).encode()
+    with pytest.raises(NotObservable):
+        read_call(_call("/v1/chat/completions", chat, odd))
+
+
+def test_the_observer_bounds_waiting_calls_by_count_and_bytes_and_counts_exactly_across_threads():
+    import threading
+
+    from spex_monitor.server.openai_proxy import CallObserver
+
+    gate = threading.Event()
+    errors: list[str] = []
+    observer = CallObserver(lambda c: gate.wait(30), errors.append, max_pending=1000, max_pending_bytes=3000)
+    big = ServedCall("/v1/completions", b"x" * 1000, b"", 200, False, None, None)
+    for _ in range(4):
+        observer.submit(big)  # the first holds the worker; bytes cap the queue at 3 calls
+    assert errors == ["overloaded"] and observer.pending == 3 and observer.pending_bytes == 3000
+    gate.set()
+    observer.close()
+    assert observer.pending == 0 and observer.pending_bytes == 0

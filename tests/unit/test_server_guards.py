@@ -72,3 +72,31 @@ def test_the_report_board_is_read_whole_while_reports_are_posted():
         thread.join(60)
     assert not errors, errors
     assert sorted(r.model for r in board.latest()) == sorted(models)
+
+
+def test_a_sidecar_that_fails_to_assemble_closes_the_store_it_opened(tmp_path, monkeypatch):
+    """The store (a PostgreSQL pool with its threads, or a SQLite file) was left open when a later part of
+    the constructor failed, e.g. a baseline file that cannot be read."""
+    from spex_monitor.config import Settings
+    from spex_monitor.server import app
+
+    opened = []
+    real_open = app.open_store
+
+    def recording_open(settings):  # noqa: ANN001, ANN202
+        opened.append(real_open(settings))
+        return opened[-1]
+
+    monkeypatch.setattr(app, "open_store", recording_open)
+    settings = Settings.model_validate(
+        {
+            "models": [{"name": "m", "backend": {"kind": "local", "path": str(tmp_path)}}],
+            "store": {"path": str(tmp_path / "spex.db")},
+            "baseline": {"file": str(tmp_path / "missing.spxm")},
+        }
+    )
+    with pytest.raises(OSError):
+        app.Sidecar(settings)
+    assert len(opened) == 1
+    with pytest.raises(Exception, match="closed"):
+        opened[0].windows("m", "v1")  # a closed SQLite connection refuses work

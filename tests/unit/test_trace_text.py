@@ -130,3 +130,16 @@ def test_a_stored_explanation_is_found_by_request_id_and_printed_with_its_redact
     assert "#1" in text and "trace id t1" in text
     pair = "\n".join(exemplar_pair(pb.Contributor(keys=["good", "not"]), None, message))
     assert "(none stored)" in pair and "-0.500" in pair and "R² 0.91, v1" in pair
+
+
+@pytest.mark.parametrize("command", [["trace", "--model", "m"], ["baseline", "build", "--model", "m"]])
+@pytest.mark.parametrize("since", ["1x", "nan", "inf", "0"])
+def test_a_bad_since_is_a_usage_error_naming_the_value(command, since, capsys):
+    """``baseline build --since 1x`` once passed argparse and crashed with a ValueError traceback, and
+    ``trace --since nan`` sent since_unix=nan."""
+    from spex_monitor.cli import main as cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli([*command, "--since", since])
+    assert exit_info.value.code == 2
+    assert f"{since!r}: give a duration like 90s" in capsys.readouterr().err
