@@ -35,7 +35,6 @@ from .store_schema import (
     FleetWindow,
     StoredWindow,
     T,
-    _keys_list,
     key_text,
     migration_statements,
 )
@@ -158,10 +157,8 @@ class SQLStore:
         limit: int = 100,
     ) -> list[ExplanationRecord]:
         """Newest first; with ``key``, only explanations where that key tuple was among the strongest."""
-        sql = (
-            "SELECT e.request_id, e.model, e.version, e.keys, e.terms, e.faithfulness, e.inferences, e.ts,"
-            " e.trace_id, e.text FROM explanations e"
-        )
+        columns = ", ".join(f"e.{c.strip()}" for c in ExplanationRecord.COLUMNS.split(","))
+        sql = f"SELECT {columns} FROM explanations e"
         args: list[object] = []
         if key is not None:
             sql += " JOIN explanation_keys k ON k.explanation_id = e.id AND k.key_tuple = ?"
@@ -169,21 +166,7 @@ class SQLStore:
         sql += " WHERE e.model = ? AND e.ts >= ? AND e.ts <= ? ORDER BY e.ts DESC LIMIT ?"
         args += [model, since, min(until, INF), limit]
         rows = self._run(lambda tx: tx.execute(sql, args).fetchall())
-        return [
-            ExplanationRecord(
-                r[0],
-                r[1],
-                r[2],
-                _keys_list(json.loads(r[3])),
-                {tuple(k): v for k, v in json.loads(r[4])},
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9],
-            )
-            for r in rows
-        ]
+        return [ExplanationRecord.from_row(r) for r in rows]
 
     # ------------------------------------------------------------------------------- windows & baselines
     def save_window(self, model: str, version: str, start_ts: float, end_ts: float, m: InteractionMap) -> int:

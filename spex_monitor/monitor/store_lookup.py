@@ -9,31 +9,15 @@ for a hot path.
 
 from __future__ import annotations
 
-import json
-
 from .store import ExplanationRecord, SQLStore
-from .store_schema import _keys_list
 
 
 def find_explanation(store: SQLStore, model: str, request_id: str) -> ExplanationRecord | None:
     """The newest stored explanation of ``request_id`` for ``model``; ``None`` when there is none (never
     sampled, dropped by the budget, past retention, or unknown)."""
     sql = (
-        "SELECT request_id, model, version, keys, terms, faithfulness, inferences, ts, trace_id, text"
-        " FROM explanations WHERE model = ? AND request_id = ? ORDER BY ts DESC LIMIT 1"
+        f"SELECT {ExplanationRecord.COLUMNS} FROM explanations"
+        " WHERE model = ? AND request_id = ? ORDER BY ts DESC LIMIT 1"
     )
     row = store._run(lambda tx: tx.execute(sql, (model, request_id)).fetchone())
-    if row is None:
-        return None
-    return ExplanationRecord(
-        row[0],
-        row[1],
-        row[2],
-        _keys_list(json.loads(row[3])),
-        {tuple(k): v for k, v in json.loads(row[4])},
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-    )
+    return None if row is None else ExplanationRecord.from_row(row)

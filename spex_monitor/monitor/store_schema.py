@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .maps import InteractionMap, KeyTuple
 
@@ -131,6 +132,17 @@ class ExplanationRecord:
     ts: float = field(default_factory=time.time)
     trace_id: str | None = None
     text: str | None = None
+
+    # the columns :meth:`from_row` reads, in order (every explanation query selects these)
+    COLUMNS: ClassVar[str] = (
+        "request_id, model, version, keys, terms, faithfulness, inferences, ts, trace_id, text"
+    )
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ExplanationRecord:
+        """A record from a row of :attr:`COLUMNS` (keys and terms decoded from their JSON)."""
+        keys, terms = _keys_list(json.loads(row[3])), {tuple(k): v for k, v in json.loads(row[4])}
+        return cls(row[0], row[1], row[2], keys, terms, row[5], row[6], row[7], row[8], row[9])
 
 
 @dataclass
