@@ -125,9 +125,10 @@ def _explain(args: argparse.Namespace) -> int:
         f"{reply.inferences_used} inferences | {reply.seconds:.2f}s"
     )
     print(f"  {'interaction':<36}{'fourier':>10}{'joint (möbius)':>16}")
-    print(f"  {EXPLAIN_LEGEND}")
     for item in reply.interactions:
         print(f"  {' × '.join(item.keys):<36}{item.fourier:>+10.3f}{item.mobius:>+16.3f}")
+    value = "log-probability of the served completion, nats" if given else "log-odds of the predicted class"
+    print(f"  {EXPLAIN_LEGEND.format(value=value)}")
     if args.html:
         from .html_report import page, signed_bars
 

@@ -12,8 +12,8 @@ from .cli_connect import duration
 from .cli_connect import stub as _stub
 
 EXPLAIN_LEGEND = (
-    "(log-odds of the predicted class; fourier: the term's coefficient in the ±1 basis, what the monitor "
-    "tracks; joint (möbius): the effect of keeping these features together beyond their parts)"
+    "({value}; fourier: the term's coefficient in the ±1 basis, what the monitor tracks; joint (möbius): "
+    "the effect of keeping these features together beyond their parts)"
 )
 
 

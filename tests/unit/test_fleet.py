@@ -184,7 +184,8 @@ def test_serve_names_store_url_when_the_shared_store_refuses(tmp_path, capsys):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    model = {"name": "m", "backend": {"kind": "local", "path": "/nonexistent"}}
+    # the model folder exists: serve checks paths before it opens the store
+    model = {"name": "m", "backend": {"kind": "local", "path": str(tmp_path)}}
     store = {"url": f"postgresql://spex@127.0.0.1:{port}/spex", "timeout_s": 2}
     config = tmp_path / "c.yaml"
     server = {"explain_in": "process"}
