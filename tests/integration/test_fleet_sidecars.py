@@ -122,8 +122,11 @@ def test_two_sidecars_share_a_fleet_report(tmp_path, pg_url, start_sidecar):  # 
     # the sidecar holding the lock exports the fleet window (spex_monitor_fleet_*, scope="fleet")
     from prometheus_client import generate_latest
 
-    exported = [generate_latest(pod.metrics.registry).decode() for pod in pods]
-    assert any('spex_monitor_fleet_window_pods{model="sentiment",scope="fleet"' in text for text in exported)
+    def exported() -> bool:  # recorded just after the aggregator commits the window: wait for it
+        series = 'spex_monitor_fleet_window_pods{model="sentiment",scope="fleet"'
+        return any(series in generate_latest(pod.metrics.registry).decode() for pod in pods)
+
+    assert wait_until(exported, timeout_s=10), "no sidecar exported the fleet window"
 
     # the same stored fleet report through the other sidecar, the client library and the list RPC
     other = stubs[1].GetShiftReport(
