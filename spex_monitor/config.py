@@ -177,6 +177,12 @@ class WindowConfig(Strict):
 
     seconds: float | None = Field(300.0, gt=0)
     requests: int | None = Field(None, ge=1)
+    align: bool = Field(
+        True,
+        description="cut time windows at multiples of `seconds` since the epoch (as Prometheus ranges are), "
+        "so every pod's window ends at the same instants and a fleet window holds one window of each pod; "
+        "false: a window starts at its first request",
+    )
 
     @model_validator(mode="after")
     def _some_bound(self) -> WindowConfig:

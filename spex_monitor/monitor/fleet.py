@@ -1,8 +1,9 @@
 """The fleet view: merge every pod's windows of a model into fleet windows and compare them with a fleet
 baseline (DESIGN.md "Scale"; issue 20 §3).
 
-Fleet windows are aligned to the epoch: fleet window ``k`` covers ``[k·W, (k+1)·W)`` and holds every pod
-window (any version, any instance) whose *end* falls in it, merged per version by addition
+Fleet windows are aligned to the epoch: fleet window ``k`` covers ``(k·W, (k+1)·W]`` and holds every pod
+window (any version, any instance) whose *end* falls in it (with pod windows aligned too, ``windows.align``,
+and as long as the fleet's: exactly one window of each pod), merged per version by addition
 (:meth:`InteractionMap.merge` — exact for the sums, so the fleet map is what one pod seeing all the traffic
 would have built). A fleet window is merged once it ended ``grace_s`` ago (pods write a window on their
 next tick); a pod window stored after that is left out of the fleet view (its pod's own report has it).
@@ -20,7 +21,6 @@ cheap for the others (one lock attempt). A sidecar's ticker or a standalone proc
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ from .fleet_lock import AdvisoryLock, HeldLock, Lock
 from .maps import InteractionMap
 from .shift import ShiftReport, compare_maps
 from .store import FLEET, POD, FleetWindow, SQLStore, StoredWindow
-from .windows import baseline_from_windows
+from .windows import baseline_from_windows, epoch_period
 
 log = logging.getLogger(__name__)
 AUTOMATIC_SOURCE = "first "  # "first 2 fleet windows", as the pod baseline's source
@@ -58,7 +58,7 @@ class FleetAggregator:
     Args:
         store: the shared store every pod writes its windows to.
         model: the model aggregated.
-        window_s: fleet window length W in seconds (fleet windows are ``[k·W, (k+1)·W)``).
+        window_s: fleet window length W in seconds (fleet windows are ``(k·W, (k+1)·W]``).
         lock: who aggregates; :class:`AdvisoryLock` for a fleet, :class:`HeldLock` for a single process.
         grace_s: wait after a fleet window's end for late pod windows.
         baseline_windows, min_window_requests, n_permutations, alarm_p_value: as the pod's baseline
@@ -139,36 +139,38 @@ class FleetAggregator:
         self.leader = True
         now = self.clock() if now is None else now
         w = self.window_s
-        due_end = math.floor((now - self.grace_s) / w) * w  # fleet windows ending by then are due
-        start = self._start(due_end)
+        due = epoch_period(now - self.grace_s, w)  # fleet windows k with (k+1)·W <= due·W are due
+        k = self._start(due)
         results: list[FleetResult] = []
         for _ in range(self.max_windows_per_tick):
-            if start is None or start + w > due_end:
+            if k is None or k + 1 > due:
                 break
-            results += self._aggregate(start, start + w)
-            self._cursor = start + w
-            start = self._next_start(start + w)
+            # each boundary is the product k·W, as the pods' aligned window ends are: no rounding gap
+            results += self._aggregate(k * w, (k + 1) * w)
+            self._cursor = (k + 1) * w
+            k = self._next_period(self._cursor)
         return results
 
-    def _start(self, due_end: float) -> float | None:
+    def _start(self, due: int) -> int | None:
         """Where to continue: after the last stored fleet window, else ``backfill_windows`` back."""
         if self._cursor is not None:
-            return self._next_start(self._cursor)
+            return self._next_period(self._cursor)
         last = self.store.window_end_bound(self.model, FLEET, latest=True)
         if last is not None:
-            return self._next_start(last)
+            return self._next_period(last)
         # a first start: anchor the backfill once, so later ticks go on from it (recomputing it from each
-        # tick's due_end would chase, with backfill_windows=0, a window that is never due)
-        self._cursor = due_end - self.backfill_windows * self.window_s
-        return self._next_start(self._cursor)
+        # tick's due period would chase, with backfill_windows=0, a window that is never due)
+        self._cursor = (due - self.backfill_windows) * self.window_s
+        return self._next_period(self._cursor)
 
-    def _next_start(self, after: float) -> float | None:
-        """The start of the first fleet window at or after ``after`` that holds a pod window (empty
-        stretches are skipped with one query)."""
-        first = self.store.window_end_bound(self.model, POD, latest=False, end_from=after)
+    def _next_period(self, after: float) -> int | None:
+        """The index k of the first fleet window ``(k·W, (k+1)·W]`` after ``after`` that holds a pod
+        window (empty stretches are skipped with one query)."""
+        first = self.store.window_end_bound(self.model, POD, latest=False, end_after=after)
         if first is None:
             return None
-        return math.floor(first / self.window_s) * self.window_s
+        k = epoch_period(first, self.window_s)  # k·W <= first < (k+1)·W
+        return k - 1 if k * self.window_s == first else k  # an end on a boundary closes window k - 1
 
     # ------------------------------------------------------------------------------------- one window
     def _aggregate(self, start: float, end: float) -> list[FleetResult]:

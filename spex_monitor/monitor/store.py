@@ -202,21 +202,28 @@ class SQLStore:
         rows = self._run(lambda tx: tx.execute(sql, args).fetchall())
         return [(r[0], r[1], r[2], InteractionMap.from_bytes(bytes(r[3]))) for r in rows]
 
-    def pod_windows_ending(self, model: str, end_from: float, end_before: float) -> list[StoredWindow]:
-        """Pod windows of ``model`` (every version and instance) with ``end_from <= end_ts < end_before``,
-        in (end_ts, id) order: what the fleet aggregator merges for one fleet window."""
+    def pod_windows_ending(self, model: str, end_after: float, end_by: float) -> list[StoredWindow]:
+        """Pod windows of ``model`` (every version and instance) with ``end_after < end_ts <= end_by``, in
+        (end_ts, id) order: what the fleet aggregator merges for the fleet window ``(end_after, end_by]``
+        (an epoch-aligned pod window ends exactly on the boundary of the fleet window it belongs to)."""
         sql = (
             "SELECT id, version, instance, start_ts, end_ts, map FROM windows"
-            " WHERE model = ? AND scope = ? AND end_ts >= ? AND end_ts < ? ORDER BY end_ts, id"
+            " WHERE model = ? AND scope = ? AND end_ts > ? AND end_ts <= ? ORDER BY end_ts, id"
         )
-        rows = self._run(lambda tx: tx.execute(sql, (model, POD, end_from, end_before)).fetchall())
+        rows = self._run(lambda tx: tx.execute(sql, (model, POD, end_after, end_by)).fetchall())
         return [StoredWindow(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
 
-    def window_end_bound(self, model: str, scope: str, latest: bool, end_from: float = 0.0) -> float | None:
-        """The latest (or earliest at or after ``end_from``) window end of ``model`` in ``scope``."""
+    def window_end_bound(
+        self, model: str, scope: str, latest: bool, end_after: float | None = None
+    ) -> float | None:
+        """The latest (``latest=True``) or earliest window end of ``model`` in ``scope``, among the ends
+        after ``end_after`` when given."""
         fn = "MAX" if latest else "MIN"
-        sql = f"SELECT {fn}(end_ts) FROM windows WHERE model = ? AND scope = ? AND end_ts >= ?"
-        value = self._run(lambda tx: tx.execute(sql, (model, scope, end_from)).fetchone()[0])
+        sql = f"SELECT {fn}(end_ts) FROM windows WHERE model = ? AND scope = ?"
+        args: tuple = (model, scope)
+        if end_after is not None:
+            sql, args = sql + " AND end_ts > ?", args + (end_after,)
+        value = self._run(lambda tx: tx.execute(sql, args).fetchone()[0])
         return None if value is None else float(value)
 
     def set_baseline(
@@ -301,8 +308,18 @@ class SQLStore:
                         " start_ts, end_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                         " ON CONFLICT (model, version, scope, start_ts, end_ts) WHERE scope = 'fleet'"
                         " DO NOTHING",
-                        (model, w.version, time.time(), window_id, score, p_value, json.dumps(body), FLEET,
-                         w.start_ts, w.end_ts),
+                        (
+                            model,
+                            w.version,
+                            time.time(),
+                            window_id,
+                            score,
+                            p_value,
+                            json.dumps(body),
+                            FLEET,
+                            w.start_ts,
+                            w.end_ts,
+                        ),
                     )
                 out.append((int(window_id), report_id))
             return out
@@ -380,4 +397,3 @@ class SQLStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

@@ -79,7 +79,9 @@ def build_monitor(settings: Settings, store: SQLStore, budget: Budget, explainer
             settings.seed,
         ),
         budget=budget,
-        windows=TumblingWindows(settings.windows.seconds, settings.windows.requests),
+        windows=TumblingWindows(
+            settings.windows.seconds, settings.windows.requests, align=settings.windows.align
+        ),
         store=store,
         inferences_per_explanation=settings.engine.budget,
         budget_wait_s=settings.budget.wait_s,

@@ -48,7 +48,7 @@ def _settings(folder, url: str, instance: str):  # noqa: ANN001, ANN202
         store={"url": url, "password_file": str(password), "instance": instance, "min_document_frequency": 1},
         fleet={
             "aggregate": True,
-            "grace_s": 0.5,
+            "grace_s": 1.5,  # a pod writes its window on its next tick, later under a loaded CI machine
             "tick_s": 0.2,
             "baseline_windows": 1,
             "backfill_windows": 0,

@@ -240,8 +240,9 @@ def test_window_lookups_filter_in_sql(open_store):
     assert [r["n"] for r in store.reports("m", version="v1")] == [0, 2, 4]
     assert [r["n"] for r in store.reports("m", version="v1", limit=2)] == [2, 4]
     assert [r["n"] for r in store.reports("m", window_id=ids[3])] == [3]
-    assert store.window_end_bound("m", "pod", latest=False, end_from=3.0) == 3.0
-    assert [w.end_ts for w in store.pod_windows_ending("m", 2.0, 5.0)] == [2.0, 3.0, 4.0]
+    assert store.window_end_bound("m", "pod", latest=False, end_after=3.0) == 4.0  # strictly after
+    assert store.window_end_bound("m", "pod", latest=False) == 1.0
+    assert [w.end_ts for w in store.pod_windows_ending("m", 2.0, 5.0)] == [3.0, 4.0, 5.0]  # (2, 5]
 
 
 def test_purge_is_all_or_nothing(backend, open_store):

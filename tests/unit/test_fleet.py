@@ -218,3 +218,73 @@ def test_fleet_windows_are_exported_as_their_own_family_with_scope_fleet():
     assert f"spex_monitor_fleet_interaction_shift_pvalue{labels} 0.002" in text
     assert f"spex_monitor_fleet_shift_alarm{labels} 1.0" in text
     assert 'spex_monitor_interaction_shift_score{' not in text  # no pod series invented
+
+
+class _Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_epoch_period_places_every_boundary_product_in_its_own_period():
+    from spex_monitor.monitor.windows import epoch_period
+
+    for w in (3.0, 0.1, 0.7, 60.0, 299.9):
+        for k in range(599_000_000, 599_000_000 + 2_000, 7):
+            assert epoch_period(k * w, w) == k  # k·W opens period k, even where k·W / W rounds below k
+            assert epoch_period(k * w + w / 2, w) == k
+
+
+def test_aligned_windows_end_on_the_boundary_whatever_the_closing_tick():
+    from spex_monitor.monitor.windows import TumblingWindows
+
+    w = 3.0
+    clock = _Clock(599_000_001.0 * w + 1.3)  # mid-period, at a real epoch scale
+    windows = TumblingWindows(window_s=w, clock=clock, align=True)
+    windows.observe("m", "v1", ["good"], "pos", 0.9)  # opens the rest of the current period
+    clock.t = 599_000_002.0 * w - 0.01
+    assert windows.close_due() == []  # the period is not over
+    clock.t = 599_000_002.0 * w + 0.4  # the closing tick comes late
+    (first,) = windows.close_due()
+    assert (first.start_ts, first.end_ts) == (599_000_001 * w, 599_000_002 * w)
+    windows.observe("m", "v1", ["good"], "pos", 0.9)
+    clock.t = 599_000_003.0 * w
+    (second,) = windows.close_due()
+    assert (second.start_ts, second.end_ts) == (599_000_002 * w, 599_000_003 * w)
+    # count-closed windows inside one period chain: the next starts where the previous ended
+    counted = TumblingWindows(window_s=w, window_requests=1, clock=clock, align=True)
+    counted.add("m", "v1", Interactions({(0,): 1.0}, 1), ["good"], "r1")
+    clock.t += 1.0
+    (cut,) = counted.close_due()
+    counted.add("m", "v1", Interactions({(0,): 1.0}, 1), ["good"], "r2")
+    clock.t += 2.5
+    (rest,) = counted.close_due()
+    assert (cut.end_ts, rest.start_ts) == (clock.t - 2.5, clock.t - 2.5)
+    assert rest.end_ts == 599_000_004 * w
+
+
+def test_aligned_pod_windows_give_each_fleet_window_exactly_one_window_per_pod(stores):
+    """Pods that start at different instants and close on ticks that come late still put exactly one
+    window each into every fleet window (the end on the boundary belongs to the window it closes)."""
+    from spex_monitor.monitor.windows import TumblingWindows
+
+    rng = np.random.default_rng(3)
+    w = 3.0
+    t0 = 599_000_000 * w
+    pods = []
+    for p, store in enumerate(stores.values()):
+        clock = _Clock(t0 + 0.37 * p)
+        pods.append((store, clock, TumblingWindows(window_s=w, clock=clock, align=True)))
+    for step in range(1, 1 + 10 * 15):  # 10 periods, a request and a late-ish tick every 0.2 s per pod
+        for store, clock, windows in pods:
+            clock.t = t0 + step * 0.2 + float(rng.uniform(0.0, 0.15))
+            windows.observe("m", "v1", ["good"], "pos", 0.9)
+            for closed in windows.close_due():
+                store.save_window("m", "v1", closed.start_ts, closed.end_ts, closed.map)
+    aggregator = FleetAggregator(stores["pod-0"], "m", w, grace_s=0.5, backfill_windows=20)
+    results = aggregator.tick(now=t0 + 10 * w + 0.6)
+    assert len(results) == 10
+    assert [r.start_ts for r in results] == [(599_000_000 + k) * w for k in range(10)]
+    assert all((r.pods, r.pod_windows) == (3, 3) for r in results)
