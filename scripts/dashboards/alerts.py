@@ -16,6 +16,7 @@ from typing import Literal
 from .promql import (
     BACKEND_UP,
     BUDGET,
+    CONTEXT_SHARE_COUNT,
     DROPPED,
     FAITHFULNESS,
     INPUT_PSI,
@@ -25,8 +26,14 @@ from .promql import (
     WINDOWS,
     aggregate,
     change,
+    context_share_mean,
     quantile,
 )
+
+# GenerationContextShareDropped: the mean of the last 30 min against the mean of the last 6 h (which holds
+# them: no offset, so a fresh deployment compares like with like and stays quiet), once 20 generations
+# were explained
+CONTEXT_NOW, CONTEXT_BEFORE, CONTEXT_MIN_EXPLAINED = ("30m", "6h", 20)
 
 RUNBOOKS = "https://github.com/spex-monitor/spex-monitor/blob/main/docs/runbooks/"
 OVERVIEW_UID = "spex-monitor-overview"
@@ -211,6 +218,25 @@ ALERTS: tuple[Alert, ...] = (
         "spex-monitor baseline export --model <model> --target <pod>:50051",
         "a sidecar's store writes fail; nothing new is persisted",
         (OVERVIEW_UID, "Sidecars with a degraded store"),
+    ),
+    Alert(
+        "GenerationContextShareDropped",
+        f"(({context_share_mean('', CONTEXT_NOW)}) / ({context_share_mean('', CONTEXT_BEFORE)})"
+        f" and on (model) {aggregate('sum', 'model', change(CONTEXT_SHARE_COUNT(), CONTEXT_NOW, 'increase'))}"
+        f" >= {CONTEXT_MIN_EXPLAINED})",
+        "<",
+        0.5,
+        "10m",
+        "page",
+        ("model",),
+        "Answers of {{ $labels.model }} stopped depending on the retrieved context",
+        "The share of the completion log-prob carried by interactions with retrieved documents or tool "
+        "outputs over the last 30 minutes (at least 20 explained generations) fell to "
+        "{{ $value | humanizePercentage }} of its mean over the last 6 hours: a context-ignoring rollout or "
+        "a broken retriever. Run: "
+        "spex-monitor trace --model {{ $labels.model }} --since 1h",
+        "LLM answers stopped depending on retrieved documents (context share halved)",
+        (MODEL_UID, "LLM: completion log-prob carried by context interactions"),
     ),
 )
 BY_NAME = {alert.name: alert for alert in ALERTS}

@@ -10,8 +10,6 @@ from .alerts import BY_NAME as ALERT
 from .panels import Graph, Single, prom
 from .promql import (
     BUDGET,
-    CONTEXT_SHARE_COUNT,
-    CONTEXT_SHARE_SUM,
     DROPPED,
     EXPLANATIONS,
     FAITHFULNESS,
@@ -29,6 +27,7 @@ from .promql import (
     Scope,
     aggregate,
     change,
+    context_share_mean,
     quantile,
 )
 
@@ -292,22 +291,25 @@ def output_drift(s: Scope, width: int = 12) -> Graph:
 
 
 # ---------------------------------------------------------------------------------------- LLM generations
-def context_share(width: int = 12) -> Graph:
-    """Mean share of the completion log-prob effect carried by context-segment interactions, per LLM."""
-    mean = (
-        f"{aggregate('sum', 'model', change(CONTEXT_SHARE_SUM()))} / "
-        f"{aggregate('sum', 'model', change(CONTEXT_SHARE_COUNT()))}"
-    )
+def context_share(width: int = 12, model: str = "") -> Graph:
+    """Mean share of the completion log-prob effect carried by context-segment interactions, per LLM
+    (``model``: a matcher for the drill-down, e.g. ``model="$model"``; none on the overview)."""
+    alert = ALERT["GenerationContextShareDropped"]
     return Graph(
         "LLM: completion log-prob carried by context interactions",
         "Per LLM model (lens.kind: prompt), the mean over explained generations of the share of the "
         "completion's log-prob effect carried by interactions with a retrieved document or tool output "
         "(lens.context_prefixes). A fall means answers stopped depending on what was retrieved (a "
         "context-ignoring rollout, a broken retriever); the shift report names the segment tuples that "
-        "moved. See docs/llm.md.",
-        [prom(mean, "{{model}}")],
+        "moved. The second line is the mean of the last 6 hours: the 30-minute mean falling under half of "
+        "it for 10 minutes fires GenerationContextShareDropped. See docs/llm.md.",
+        [
+            prom(context_share_mean(model), "{{model}}"),
+            prom(context_share_mean(model, "6h"), "{{model}} (6 h mean)"),
+        ],
         unit="percentunit",
         min=0,
         max=1,
+        runbook=alert.name,
         width=width,
     )

@@ -138,6 +138,7 @@ def model_drilldown() -> db.Dashboard:
                     f.budget(S),
                 ],
             ),
+            ("LLM generations", [f.context_share(model='model="$model"')]),
         ],
         [
             datasource_variable(PROMETHEUS_VAR, "prometheus", "Prometheus", PROMETHEUS_DEFAULT),

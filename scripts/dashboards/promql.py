@@ -80,11 +80,20 @@ def aggregate(function: str, by: str, inner: str) -> str:
     return f"{function} by ({by}) ({inner})" if by else f"{function}({inner})"
 
 
-def change(selector: str, window: str = RATE, function: str = "rate") -> str:
-    """A counter's per-second ``rate`` (or total ``increase``) over ``window``."""
-    return f"{function}({selector}[{window}])"
+def change(selector: str, window: str = RATE, function: str = "rate", offset: str = "") -> str:
+    """A counter's per-second ``rate`` (or total ``increase``) over ``window``, ``offset`` back in time."""
+    shifted = f" offset {offset}" if offset else ""
+    return f"{function}({selector}[{window}]{shifted})"
 
 
 def quantile(q: float, buckets: str, by: Sequence[str] = (), window: str = RATE) -> str:
     """``histogram_quantile`` of a histogram's bucket selector, per ``by`` labels."""
     return f"histogram_quantile({q}, {aggregate('sum', ', '.join([*by, 'le']), change(buckets, window))})"
+
+
+def context_share_mean(model: str = "", window: str = RATE, offset: str = "") -> str:
+    """Mean context share per LLM model over ``window`` (``offset`` back): the histogram's sum over its
+    count (``model``: an optional matcher such as ``model="$model"``)."""
+    sums = change(CONTEXT_SHARE_SUM(None, model), window, offset=offset)
+    counts = change(CONTEXT_SHARE_COUNT(None, model), window, offset=offset)
+    return f"{aggregate('sum', 'model', sums)} / {aggregate('sum', 'model', counts)}"

@@ -69,6 +69,7 @@ EVALUATORS = {
 }
 PROMQL = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<=", "eq": "==", "ne": "!="}
 MODEL, VERSION, SEED = "sentiment", "v1", 0
+LLM_MODEL = "llm"  # the LLM beside the classifier (see the stack fixture)
 SAMPLING_RATE = 0.8
 WINDOW = 20
 # What Grafana substitutes: $__rate_interval = max($__interval + scrape, 4 x scrape) at a 1 s step.
@@ -106,7 +107,7 @@ def _observe_generations(port: int, indices: range) -> None:
         for index in indices:
             example = make_example(np.random.default_rng(index), injection_rate=0.0)
             client.observe_generation(
-                f"gen-{index}", "llm", example.answers["base"], messages=example.messages,
+                f"gen-{index}", LLM_MODEL, example.answers["base"], messages=example.messages,
                 segments=example.segments,
             )  # fmt: skip
         client.flush()
@@ -158,7 +159,7 @@ def stack(tmp_path_factory):
     baseline = dict(sidecar_settings(folder)["baseline"], alarm_p_value=0.05)
     # an LLM beside the classifier: its explained generations feed the LLM panels
     llm = {
-        "name": "llm",
+        "name": LLM_MODEL,
         "sampling_rate": 1.0,
         "lens": {"kind": "prompt"},
         "backend": {"kind": "causal", "path": str(lm_path("base"))},
@@ -183,8 +184,9 @@ def stack(tmp_path_factory):
         count = "sum(spex_monitor_generation_context_share_ratio_count)"
         wait_for(base, count, lambda v: v >= 1, timeout_s=120)
         time.sleep(2 * SCRAPE_INTERVAL_S)
-        _observe_generations(sidecar.grpc_port, range(1, 3))
-        wait_for(base, count, lambda v: v >= 3, timeout_s=120)
+        # 21 in all: GenerationContextShareDropped compares only models with >= 20 explained generations
+        _observe_generations(sidecar.grpc_port, range(1, 21))
+        wait_for(base, count, lambda v: v >= 21, timeout_s=180)
         time.sleep(3 * SCRAPE_INTERVAL_S)  # a few more scrapes so every rate() window has two samples
         yield sidecar, base, started
 
@@ -221,18 +223,20 @@ def test_every_panel_query_returns_series(stack):
     _, base, started = stack
     end = time.time()
     targets = _prometheus_targets()
-    empty: dict[str, str] = {}
+    empty: dict[tuple[str, str, str], str] = {}  # (dashboard, panel title, query) -> the line reported
     for name, title, expr, legend in targets:
-        result = query_range(base, substitute(expr), started, end, step_s=SCRAPE_INTERVAL_S)
+        # the drill-down's LLM panels are read with the LLM model selected, the rest with the classifier
+        values = VARIABLES | {"model": LLM_MODEL} if title.startswith("LLM:") else VARIABLES
+        result = query_range(base, substitute(expr, values), started, end, step_s=SCRAPE_INTERVAL_S)
         finite = [s for s in result if any(math.isfinite(float(v)) for _, v in s["values"])]
         if not finite:
-            empty[title] = f"{name} / {title}: {expr}"
+            empty[(name, title, expr)] = f"{name} / {title}: {expr}"
             continue
         for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", legend):
             assert all(label in s["metric"] for s in finite), (name, title, legend, finite[0]["metric"])
-    unexpected = [line for title, line in empty.items() if title not in EXCEPTIONS]
+    unexpected = [line for (_, title, _), line in empty.items() if title not in EXCEPTIONS]
     assert not unexpected, "panels without data:\n" + "\n".join(unexpected)
-    stale = set(EXCEPTIONS) - set(empty)
+    stale = set(EXCEPTIONS) - {title for _, title, _ in empty}
     assert not stale, f"these panels return data now: drop them from EXCEPTIONS: {stale}"
     assert len(targets) >= 2 * len(_dashboards())
 

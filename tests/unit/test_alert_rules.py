@@ -49,6 +49,7 @@ EXPECTED = {
     "OutputDrift",
     "SidecarDown",
     "StoreDegraded",
+    "GenerationContextShareDropped",
 }
 # Fields of a rule and a group in Grafana's alerting file provisioning (AlertRuleV1 / AlertRuleGroupV1 in
 # grafana/pkg/services/provisioning/alerting/rules_types.go); anything else is silently ignored by Grafana.
@@ -130,7 +131,8 @@ def test_every_alert_is_defined_with_severity_runbook_and_the_trace_command_for_
 
 def test_metric_names_in_rules_exist_in_the_exporter():
     exported = {m.name for m in Metrics().registry.collect()}
-    exported |= {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}
+    suffixes = ("_total", "_bucket", "_sum", "_count")  # counters' and histograms' sample names
+    exported |= {f"{name}{suffix}" for name in exported for suffix in suffixes}
     for rule in _rules():
         names = re.findall(r"spex_monitor_[a-z0-9_]+", rule["expr"])
         assert names or rule["alert"] == "SidecarDown", rule["alert"]
