@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 
 import grpc
@@ -197,3 +198,68 @@ def test_an_unreachable_upstream_answers_502(tmp_path, start_sidecar):
         f"http://127.0.0.1:{sidecar.openai_proxy_port}/v1/chat/completions", json=_chat_body(), timeout=30
     )
     assert reply.status_code == 502 and reply.json()["error"]["type"] == "upstream_error"
+
+
+def test_tls_on_both_sides_of_the_proxy(tmp_path, start_sidecar, pki):
+    """The proxy port speaks mutual TLS (server.tls, inherited), the upstream is https:// verified against
+    openai_upstream_tls.ca_file; answers and streams pass unchanged and the caller's token goes upstream.
+    An upstream whose certificate is not trusted gets no request: the caller gets 502."""
+    from spex_monitor.config_server import TLSConfig
+
+    scripted = Upstream()
+    server = ASGIThread(
+        scripted.app(), "127.0.0.1", 0, name="tls-upstream",
+        tls=TLSConfig(cert_file=pki["server.crt"], key_file=pki["server.key"]),
+    )  # fmt: skip
+    port = server.start()
+    try:
+        upstream_url = f"https://localhost:{port}"
+        tls = {"cert_file": pki["server.crt"], "key_file": pki["server.key"], "ca_file": pki["ca"]}
+        sidecar = start_sidecar(
+            llm_settings(
+                tmp_path,
+                server={
+                    "openai_proxy_port": 0,
+                    "openai_upstream": upstream_url,
+                    "openai_upstream_tls": {"ca_file": pki["ca"]},
+                    "tls": tls,
+                },
+            )
+        )
+        proxy = f"https://localhost:{sidecar.openai_proxy_port}"
+        with pytest.raises(httpx.HTTPError):  # plaintext to the proxy port
+            httpx.post(f"http://127.0.0.1:{sidecar.openai_proxy_port}/v1/chat/completions", json=_chat_body())
+        anonymous = ssl.create_default_context(cafile=str(pki["ca"]))
+        with pytest.raises(httpx.HTTPError):  # TLS without a client certificate: mutual TLS refuses it
+            httpx.post(f"{proxy}/v1/chat/completions", json=_chat_body(), verify=anonymous, timeout=10)
+        identified = ssl.create_default_context(cafile=str(pki["ca"]))
+        identified.load_cert_chain(str(pki["client.crt"]), str(pki["client.key"]))
+        client = httpx.Client(verify=identified, timeout=30)
+        with client:
+            reply = client.post(
+                f"{proxy}/v1/chat/completions", json=_chat_body(), headers={"authorization": "Bearer sk-tls"}
+            )
+            assert reply.status_code == 200 and reply.content == CHAT_ANSWER
+            assert scripted.seen_headers[-1]["authorization"] == "Bearer sk-tls"  # https upstream: forwarded
+            scripted.gate.clear()
+            body = {"model": "llm", "prompt": "question : which floor ?", "stream": True}
+            with client.stream("POST", f"{proxy}/v1/completions", json=body) as streamed:
+                chunks = streamed.iter_raw()
+                first = next(chunks)  # through TLS on both sides, while the upstream holds the rest
+                scripted.gate.set()
+                rest = b"".join(chunks)
+            assert scripted.held_until_opened[-1] is True and first + rest == b"".join(CHUNKS)
+        # the same upstream without the CA: its certificate is not trusted, nothing is sent to it
+        seen = len(scripted.seen_bodies)
+        untrusting = start_sidecar(
+            llm_settings(
+                tmp_path / "untrusting",
+                server={"openai_proxy_port": 0, "openai_upstream": upstream_url},
+            )
+        )
+        untrusting_url = f"http://127.0.0.1:{untrusting.openai_proxy_port}/v1/chat/completions"
+        refused = httpx.post(untrusting_url, json=_chat_body(), timeout=30)
+        assert refused.status_code == 502 and refused.json()["error"]["type"] == "upstream_error"
+        assert len(scripted.seen_bodies) == seen
+    finally:
+        server.stop()

@@ -9,7 +9,6 @@ import ssl
 
 import grpc
 import pytest
-import trustme
 
 from spex_monitor.config import Settings
 from spex_monitor.examples.embedded import model_path
@@ -20,21 +19,6 @@ from spex_monitor.server.app import Sidecar
 from spex_monitor.server.proxy import OIPProxy
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    files = {"ca": folder / "ca.pem"}
-    ca.cert_pem.write_to_path(str(files["ca"]))
-    for name, identities in {"server": ("localhost", "127.0.0.1"), "client": ("app",)}.items():
-        cert = ca.issue_cert(*identities)
-        files[f"{name}.key"] = folder / f"{name}.key"
-        files[f"{name}.crt"] = folder / f"{name}.crt"
-        cert.private_key_pem.write_to_path(str(files[f"{name}.key"]))
-        cert.cert_chain_pems[0].write_to_path(str(files[f"{name}.crt"]))
-    return files
 
 
 @pytest.fixture(scope="module")
