@@ -43,18 +43,9 @@ def start_sidecar() -> Iterator[Callable[[Settings], Sidecar]]:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict:  # noqa: ANN001
-    """A throwaway CA (trustme) with a server certificate for localhost/127.0.0.1 and a client certificate
-    named ``app``: paths ``ca``, ``server.crt``, ``server.key``, ``client.crt``, ``client.key``."""
-    import trustme
+    """A throwaway CA with a server certificate for localhost/127.0.0.1 and a client certificate named
+    ``app``: paths ``ca``, ``server.crt``, ``server.key``, ``client.crt``, ``client.key``."""
+    from .harness import issue_pki
 
-    folder = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    files = {"ca": folder / "ca.pem"}
-    ca.cert_pem.write_to_path(str(files["ca"]))
-    for name, identities in {"server": ("localhost", "127.0.0.1"), "client": ("app",)}.items():
-        cert = ca.issue_cert(*identities)
-        files[f"{name}.key"] = folder / f"{name}.key"
-        files[f"{name}.crt"] = folder / f"{name}.crt"
-        cert.private_key_pem.write_to_path(str(files[f"{name}.key"]))
-        cert.cert_chain_pems[0].write_to_path(str(files[f"{name}.crt"]))
-    return files
+    identities = {"server": ("localhost", "127.0.0.1"), "client": ("app",)}
+    return issue_pki(tmp_path_factory.mktemp("pki"), identities)

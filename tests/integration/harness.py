@@ -99,3 +99,20 @@ def llm_settings(
         server=server,
         **sections,
     )
+
+
+def issue_pki(folder: Path, identities: dict[str, tuple[str, ...]]) -> dict[str, Path]:
+    """A throwaway CA (trustme) in ``folder`` and one certificate per name in ``identities`` (name -> the
+    DNS names / IPs / CN it carries): paths ``ca``, ``<name>.crt`` and ``<name>.key``."""
+    import trustme
+
+    ca = trustme.CA()
+    files = {"ca": folder / "ca.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    for name, names in identities.items():
+        cert = ca.issue_cert(*names)
+        files[f"{name}.key"] = folder / f"{name}.key"
+        files[f"{name}.crt"] = folder / f"{name}.crt"
+        cert.private_key_pem.write_to_path(str(files[f"{name}.key"]))
+        cert.cert_chain_pems[0].write_to_path(str(files[f"{name}.crt"]))
+    return files

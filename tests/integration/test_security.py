@@ -19,6 +19,8 @@ from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.protocol.v1 import monitor_pb2_grpc as pb_grpc
 from spex_monitor.server.app import Sidecar
 
+from .harness import issue_pki
+
 pytestmark = pytest.mark.integration
 
 ADMIN = "spex-admin.oncall"
@@ -26,21 +28,8 @@ ADMIN = "spex-admin.oncall"
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    files = {"ca": folder / "ca.pem"}
-    ca.cert_pem.write_to_path(str(files["ca"]))
-    for name, identities in {
-        "server": ("localhost", "127.0.0.1"),
-        "admin": (ADMIN,),
-        "other": ("app",),
-    }.items():
-        cert = ca.issue_cert(*identities)
-        files[f"{name}.key"] = folder / f"{name}.key"
-        files[f"{name}.crt"] = folder / f"{name}.crt"
-        cert.private_key_pem.write_to_path(str(files[f"{name}.key"]))
-        cert.cert_chain_pems[0].write_to_path(str(files[f"{name}.crt"]))
-    return files
+    identities = {"server": ("localhost", "127.0.0.1"), "admin": (ADMIN,), "other": ("app",)}
+    return issue_pki(tmp_path_factory.mktemp("pki"), identities)
 
 
 def _channel(port: int, pki: dict, client: str | None) -> grpc.Channel:
