@@ -88,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _aggregate(args: argparse.Namespace) -> int:
-    from .monitor.aggregate import main as aggregate_main
+    from .server.aggregation import main as aggregate_main
 
     return aggregate_main(["--config", args.config, "--log-level", args.log_level])
 
@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         "advisory lock; run two for failover. Knobs: the fleet section (window_s, grace_s, tick_s, "
         "baseline_windows, min_window_requests, baseline_file, backfill_windows). Exit 0 after "
         "SIGTERM/SIGINT, 2 for a configuration error (or no store.url), 1 when the store cannot be "
-        "reached at start.",
+        "reached at start or the metrics port cannot be bound. Fleet series (spex_monitor_fleet_*) and "
+        "/healthz are served on server.host:server.metrics_port of the same file.",
     )
     aggregate.add_argument("--config", required=True, help="the sidecars' YAML configuration file")
     aggregate.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

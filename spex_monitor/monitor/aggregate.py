@@ -1,5 +1,6 @@
-"""The standalone fleet aggregator: ``spex-monitor aggregate --config FILE`` (also
-``python -m spex_monitor.monitor.aggregate --config FILE``).
+"""The fleet aggregator loop, run by ``spex-monitor aggregate --config FILE`` (the standalone process, its
+entry point and metrics port in :mod:`spex_monitor.server.aggregation`) and by sidecars with
+``fleet.aggregate: true``.
 
 Reads the sidecars' configuration (the same file: models, windows, baseline, store, fleet), opens the shared
 PostgreSQL store and, every ``fleet.tick_s``, lets one :class:`~.fleet.FleetAggregator` per model try its
@@ -9,12 +10,9 @@ tick of its death. SIGTERM/SIGINT stop it after the tick in flight, releasing it
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
-import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from .fleet import FleetAggregator, FleetResult
 from .maps import InteractionMap
@@ -81,47 +79,3 @@ def run_aggregator(
             aggregator.close()
         if own:
             store.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: exit 0 after SIGTERM/SIGINT, 2 for a configuration error, 1 when the store cannot open."""
-    from ..config import ConfigError, load_settings
-    from .store_postgres import StoreUnavailableError
-
-    parser = argparse.ArgumentParser(
-        prog="spex-monitor aggregate",
-        description="Merge every pod's windows of each configured model into fleet windows in the shared "
-        "PostgreSQL store (store.url), compare them with the fleet baseline and store fleet reports. One "
-        "replica leads per model (a PostgreSQL advisory lock); run two for failover.",
-    )
-    parser.add_argument("--config", required=True, help="the sidecars' YAML configuration file")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if settings.store.url is None:
-        print("store.url: the aggregator needs the shared PostgreSQL store of the sidecars", file=sys.stderr)
-        return 2
-    if settings.fleet.window_s is None and settings.windows.seconds is None:
-        print("fleet.window_s: required when windows.seconds is unset", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in signals}
-    try:
-        run_aggregator(settings, stop)
-    except (StoreUnavailableError, ConfigError) as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,6 +10,7 @@ another within one fleet window; every fleet window is stored once and holds eve
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 import zlib
 from pathlib import Path
 
+import httpx
 import numpy as np
 import psycopg
 import yaml
@@ -34,6 +36,7 @@ from spex_monitor.monitor.store_postgres import PostgresStore
 from spex_monitor.monitor.windows import TumblingWindows
 from spex_monitor.monitor.worker import Monitor, Observation
 
+from .harness import wait_until
 from .postgres_harness import PASSWORD, pg_url, postgres  # noqa: F401 - fixtures
 
 W = 60.0
@@ -141,6 +144,7 @@ def test_killing_the_leading_aggregator_hands_over_within_a_window(pg_url, tmp_p
         "baseline": {"windows": 1, "min_window_requests": 1, "n_permutations": 99},
         "store": {"url": pg_url, "password_file": str(password_file)},
         "fleet": {"tick_s": 0.1, "grace_s": 0.5, "backfill_windows": 1000},
+        "server": {"host": "127.0.0.1", "metrics_port": 0},  # each process's own port, named in its log
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     writer_store = PostgresStore(pg_url, password=PASSWORD)
@@ -163,7 +167,7 @@ def test_killing_the_leading_aggregator_hands_over_within_a_window(pg_url, tmp_p
     logs = [tmp_path / f"agg{i}.log" for i in range(3)]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "spex_monitor.monitor.aggregate",
+            [sys.executable, "-m", "spex_monitor.server.aggregation",
              "--config", str(tmp_path / "config.yaml"), "--log-level", "INFO"],
             stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
         )  # fmt: skip
@@ -184,6 +188,16 @@ def test_killing_the_leading_aggregator_hands_over_within_a_window(pg_url, tmp_p
         time.sleep(4 * window_s)  # a few fleet windows under the first leader
         leaders = [i for i, log in enumerate(logs) if "holding the aggregator lock" in log.read_text()]
         assert len(leaders) == 1, f"exactly one leader expected, logs say {leaders}"
+        # the leader exports the fleet windows it merged on its metrics port
+        port = int(re.search(r"fleet metrics on 127\.0\.0\.1:(\d+)/metrics", logs[leaders[0]].read_text())[1])
+        series = 'spex_monitor_fleet_windows_total{model="m",scope="fleet",version="v1"}'
+
+        def exported() -> bool:
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return any(line.startswith(series) and float(line.split()[-1]) >= 1 for line in body.splitlines())
+
+        assert wait_until(exported, timeout_s=30), "the leading aggregator did not export its fleet windows"
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).text == "ok\n"
         os.kill(processes[leaders[0]].pid, signal.SIGKILL)
         killed = time.monotonic()
         while _lock_holder(pg_url) in (None, first) and time.monotonic() < deadline:

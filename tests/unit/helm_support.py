@@ -67,7 +67,11 @@ def load_values(path: Path) -> dict[str, Any]:
 
 
 # A cluster with the Prometheus Operator's CRDs (kube-prometheus-stack): what the ci/ values files target.
-OPERATOR_APIS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
+OPERATOR_APIS = (
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PodMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
 
 
 def render_files(

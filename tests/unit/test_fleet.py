@@ -136,7 +136,7 @@ def test_the_standalone_entry_point_refuses_what_it_cannot_run(tmp_path, capsys)
 
     import yaml
 
-    from spex_monitor.monitor.aggregate import main
+    from spex_monitor.server.aggregation import main
 
     model = {"name": "m", "backend": {"kind": "local", "path": "/nonexistent"}}
     config = tmp_path / "c.yaml"
@@ -165,7 +165,7 @@ def test_the_cli_runs_the_aggregator_and_trace_takes_a_scope(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     model = {"name": "m", "backend": {"kind": "local", "path": "/nonexistent"}}
     config.write_text(yaml.safe_dump({"models": [model]}))
-    assert cli_main(["aggregate", "--config", str(config)]) == 2  # through monitor.aggregate.main
+    assert cli_main(["aggregate", "--config", str(config)]) == 2  # through server.aggregation.main
     assert "store.url" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["trace", "--model", "m", "--scope", "galaxy"])

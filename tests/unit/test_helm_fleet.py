@@ -35,8 +35,9 @@ def _docs(**changes: Any) -> list[dict[str, Any]]:
     for doc in docs:
         validate_manifest(doc)
         check_metadata(doc)
-    aggregators = [d for d in docs if d["metadata"]["name"].endswith("-aggregator")]
-    check_references([d for d in docs if d not in aggregators])  # the monitor's pod (helm_support: one)
+    ours = [d for d in docs if d["metadata"]["name"].endswith("-aggregator")]  # its Deployment, PodMonitor
+    aggregators = [d for d in ours if d["kind"] == "Deployment"]
+    check_references([d for d in docs if d not in ours])  # the monitor's pod (helm_support: one)
     configmaps = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
     for deployment in aggregators:  # the aggregator's pod mounts the same config
         for volume in deployment["spec"]["template"]["spec"]["volumes"]:
@@ -129,3 +130,20 @@ def test_rendered_configmap_never_holds_the_password():
     docs = _docs(**SHARED, **{"aggregator.mode": "standalone"})
     text = yaml.safe_dump(one(docs, "ConfigMap", "-config"))
     assert "password_file" in text and "hunter2" not in text and "password:" not in text
+
+
+def test_the_standalone_aggregator_exports_its_fleet_series_and_is_scraped():
+    docs = _docs(**SHARED, **{"aggregator.mode": "standalone"})
+    aggregator = one(docs, "Deployment", "-aggregator")
+    (container,) = aggregator["spec"]["template"]["spec"]["containers"]
+    (port,) = container["ports"]
+    config = sidecar_config(docs)  # the same file the aggregator reads: its server.metrics_port
+    metrics_port = config["server"].get("metrics_port", 9464)
+    assert (port["name"], port["containerPort"]) == ("spex-metrics", metrics_port)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "spex-metrics"}
+    monitor = one(docs, "PodMonitor", "-aggregator")
+    labels = aggregator["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "spex-metrics"
+    sidecar_only = _docs(**SHARED, **{"aggregator.mode": "sidecars"})
+    assert not [d for d in sidecar_only if d["kind"] == "PodMonitor"]
