@@ -20,6 +20,9 @@ MAX_PROMPTS = 256  # rows in one /v1/completions call
 MAX_MESSAGES = 256
 MAX_LOGPROBS = 20  # vLLM's default cap for logprobs / prompt_logprobs
 DEFAULT_MAX_TOKENS = 16  # the OpenAI completions default
+# prompts x max_tokens: greedy steps one request may ask for. The example server decodes row by row without
+# a KV cache, so this bounds a small body's cost; scoring calls (64 rows, max_tokens 0/1) stay far below.
+MAX_GENERATED_TOKENS = 4096
 ROLES = ("system", "user", "assistant")  # the roles the tiny LM's chat template has special tokens for
 
 
@@ -153,6 +156,12 @@ def parse_completion(body: Any, served: str) -> CompletionRequest:
                            "(none empty) is required", "prompt")  # fmt: skip
     if len(prompts) > MAX_PROMPTS:
         raise RequestError(f"prompt: at most {MAX_PROMPTS} prompts per request, got {len(prompts)}", "prompt")
+    if len(prompts) * sampling.max_tokens > MAX_GENERATED_TOKENS:
+        raise RequestError(
+            f"max_tokens: at most {MAX_GENERATED_TOKENS} generated tokens per request "
+            f"(prompts x max_tokens), got {len(prompts)} x {sampling.max_tokens}",
+            "max_tokens",
+        )
     if sampling.stream and len(prompts) != 1:
         raise RequestError("stream: only one prompt per streamed request", "stream")
     echo = _flag(body, "echo")

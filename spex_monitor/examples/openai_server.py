@@ -43,7 +43,14 @@ from .openai_lm import (
     prompt_logprob_entry,
     usage,
 )
-from .openai_requests import ChatRequest, CompletionRequest, RequestError, parse_chat, parse_completion
+from .openai_requests import (
+    ChatRequest,
+    CompletionRequest,
+    RequestError,
+    Sampling,
+    parse_chat,
+    parse_completion,
+)
 from .tiny_lm import FOLDERS
 
 
@@ -114,7 +121,7 @@ class GroundedLMServer:
         top = max(parsed.logprobs or 0, parsed.prompt_logprobs or 0)
         if parsed.sampling.stream:
             scored = (await run_in_threadpool(lm.score, rows, top))[0]
-            return self._stream(lm, scored, parsed.sampling.max_tokens, "text_completion", parsed.sampling)
+            return self._stream(lm, scored, "text_completion", parsed.sampling)
         body = await run_in_threadpool(self._complete, lm, parsed, rows, top)
         return JSONResponse(body)
 
@@ -160,9 +167,7 @@ class GroundedLMServer:
         row = lm.encode(text, "messages")
         scored = (await run_in_threadpool(lm.score, [row], 0))[0]
         if parsed.sampling.stream:
-            return self._stream(
-                lm, scored, parsed.sampling.max_tokens, "chat.completion.chunk", parsed.sampling
-            )
+            return self._stream(lm, scored, "chat.completion.chunk", parsed.sampling)
         steps = await run_in_threadpool(lambda: list(lm.greedy(scored, parsed.sampling.max_tokens)))
         generated = [token for token, _, _ in steps]
         return JSONResponse({
@@ -175,7 +180,7 @@ class GroundedLMServer:
             "usage": usage(len(row), len(generated)),
         })  # fmt: skip
 
-    def _stream(self, lm: ServedLM, scored: Scored, max_tokens: int, kind: str, sampling: Any) -> Response:
+    def _stream(self, lm: ServedLM, scored: Scored, kind: str, sampling: Sampling) -> Response:
         """Server-sent events, one chunk per generated token as it is decoded (the text delta of the whole
         decode, so word spacing comes out right), a last chunk with ``finish_reason``, then ``[DONE]``."""
         chat = kind == "chat.completion.chunk"
@@ -200,7 +205,7 @@ class GroundedLMServer:
                 yield f"data: {json.dumps({**head, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'logprobs': None, 'finish_reason': None}]})}\n\n".encode()  # noqa: E501
             generated: list[int] = []
             sent = ""
-            for token, _, _ in lm.greedy(scored, max_tokens):
+            for token, _, _ in lm.greedy(scored, sampling.max_tokens):
                 generated.append(token)
                 text = lm.text(generated)
                 if text != sent:

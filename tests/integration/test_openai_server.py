@@ -70,6 +70,8 @@ def test_chat_answers_equal_greedy_transformers_and_the_task(server, local):
         assert answer == example.answers["base"]  # held-out accuracy of the base variant is 1.0
         assert body["model"] == NAME and body["choices"][0]["finish_reason"] == "stop"
         assert body["usage"]["completion_tokens"] == 2  # the number, then the end token
+    cut = _chat(server, example.messages, max_tokens=1).json()["choices"][0]
+    assert cut["message"]["content"] == example.answers["base"] and cut["finish_reason"] == "length"
 
 
 def test_a_stream_is_server_sent_events_adding_up_to_the_answer(server):
@@ -92,6 +94,21 @@ def test_a_stream_is_server_sent_events_adding_up_to_the_answer(server):
     assert "".join(d.get("content", "") for d in deltas) == whole
     assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]][-1] == "stop"
     assert events[-1]["usage"]["completion_tokens"] == 2
+
+
+def test_a_streamed_text_completion_adds_up_to_the_unstreamed_one(server):
+    example = make_examples(1, seed=6)[0]
+    prompt = f"<s><|user|> {example.messages[1]['content']} <|end|> <|assistant|>"
+    body = {"model": NAME, "prompt": prompt, "max_tokens": 3}
+    whole = httpx.post(f"{server.url}/v1/completions", json=body, timeout=30).json()["choices"][0]["text"]
+    with httpx.stream(
+        "POST", f"{server.url}/v1/completions", json={**body, "stream": True}, timeout=30
+    ) as reply:
+        lines = [line for line in reply.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line[6:]) for line in lines[:-1]]
+    assert all(e["object"] == "text_completion" for e in events)
+    assert "".join(e["choices"][0]["text"] for e in events) == whole and whole
 
 
 def test_completions_prompt_logprobs_equal_a_forward_pass(server, local):

@@ -71,6 +71,7 @@ def test_chat_messages_and_text_parts():
         ({"model": NAME, "prompt": "x", "temperature": -0.1}, "temperature", 400),
         ({"model": NAME, "prompt": "x", "top_p": 2}, "top_p", 400),
         ({"model": NAME, "prompt": "x", "n": 2}, "n", 400),
+        ({"model": NAME, "prompt": [[1]] * 256, "max_tokens": 17}, "max_tokens", 400),
         ({"model": NAME, "prompt": "x", "stop": ["\n"]}, "stop", 400),
         ({"model": NAME, "prompt": "x", "echo": "yes"}, "echo", 400),
         ({"model": NAME, "prompt": ["a", "b"], "stream": True}, "stream", 400),
