@@ -76,12 +76,20 @@ class ServedLM:
                 logprobs = torch.log_softmax(
                     self.model(input_ids=ids, attention_mask=mask).logits.float(), -1
                 )
+            # every position's next-token log-prob, rank and top-k at once; one .tolist() per tensor
+            following = ids[:, 1:].unsqueeze(-1)
+            chosen = logprobs[:, :-1].gather(-1, following)
+            ranks = (1 + (logprobs[:, :-1] > chosen).sum(-1)).tolist()
+            values = chosen.squeeze(-1).tolist()
+            tops: tuple[list[Any], list[Any]] | None = None
+            if top > 0:
+                found = torch.topk(logprobs[:, :-1], min(top, self.vocab), dim=-1)
+                tops = (found.indices.tolist(), found.values.tolist())
             for j, row in enumerate(chunk):
                 prompt: list[tuple[float, int, dict[int, float]] | None] = [None]
-                for t in range(1, len(row)):
-                    step = logprobs[j, t - 1]
-                    rank = 1 + int((step > step[row[t]]).sum())
-                    prompt.append((float(step[row[t]]), rank, self.top(step, top)))
+                for t in range(len(row) - 1):
+                    alternatives = dict(zip(tops[0][j][t], tops[1][j][t], strict=True)) if tops else {}
+                    prompt.append((values[j][t], ranks[j][t], alternatives))
                 out.append(Scored(row, prompt, logprobs[j, len(row) - 1].clone()))
         return out
 
