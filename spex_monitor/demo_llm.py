@@ -110,6 +110,7 @@ def settings_for(server: GroundedLMServer, workdir: Path, window: int, seed: int
                 # in-process explain workers: no worker start-up; the scoring itself runs on the LLM server
                 "explain_in": "thread",
                 "tick_s": 0.2,
+                "queue_per_label": max(64, 2 * window),  # a whole window waits to be explained, none dropped
             },
             "seed": seed,
         }
