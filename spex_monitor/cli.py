@@ -41,7 +41,15 @@ def _config_check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
-    return demo_main([f"--seed={args.seed}", *(["--keep-running"] if args.keep_running else [])])
+    return demo_main(
+        [
+            f"--seed={args.seed}",
+            f"--llm-window={args.llm_window}",
+            *(["--keep-running"] if args.keep_running else []),
+            *(["--skip-llm"] if args.skip_llm else []),
+            *(["--only-llm"] if args.only_llm else []),
+        ]
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -212,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the offline demo (sidecar + embedded model + incident)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the demo traffic and model (default 0)")
     demo.add_argument("--keep-running", action="store_true", help="leave the sidecar up after the demo")
+    llm = demo.add_mutually_exclusive_group()
+    llm.add_argument("--skip-llm", action="store_true", help="only the classifier story")
+    llm.add_argument("--only-llm", action="store_true", help="only the LLM story (OpenAI proxy, tiny LM)")
+    demo.add_argument(
+        "--llm-window",
+        type=int,
+        default=24,
+        metavar="N",
+        help="explained generations per LLM window (default 24)",
+    )
     demo.set_defaults(func=_demo)
     serve = commands.add_parser("serve", help="run the sidecar")
     serve.add_argument("--config", required=True, help="YAML configuration file")

@@ -7,7 +7,12 @@
 4. The next windows raise the interaction-shift alarm; the trace names the interactions that moved and
    shows example requests. Metrics are on http://127.0.0.1:<port>/metrics the whole time.
 
-Runs offline on CPU in about a minute. ``--keep-running`` leaves everything up for Grafana/Prometheus.
+Then the LLM story (spex_monitor/demo_llm.py): the embedded tiny LM behind an OpenAI-compatible server, the
+sidecar's OpenAI proxy in front of it, a silent rollout of a variant that ignores the retrieved documents,
+and the trace naming the (doc:1 × question) interaction that collapsed.
+
+Runs offline on CPU in about two minutes (``--skip-llm`` / ``--only-llm``: one story). ``--keep-running``
+leaves the last stack up for Grafana/Prometheus.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import numpy as np
 from spex_monitor.attribution import ProxySPEX, planted_function
 from spex_monitor.attribution import fourier as F
 from spex_monitor.config import Settings
+from spex_monitor.demo_llm import WINDOW as WINDOW_LLM
+from spex_monitor.demo_llm import run_llm_story
 from spex_monitor.examples.oip_server import SentimentServer
 from spex_monitor.examples.sentiment import generate_corpus
 from spex_monitor.protocol.inference import grpc_service_pb2 as oip
@@ -75,18 +82,40 @@ def _send(stub: InferenceStub, text: str, request_id: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``spex-monitor demo``: the offline story end to end (embedded model server, the sidecar as its proxy,
-    steady traffic, then an incident) printed to stdout. Returns 0 when the incident was traced to negation,
+    steady traffic, then an incident) printed to stdout, then the LLM story (:mod:`.demo_llm`). Returns 0
+    when every story run traced its incident (the classifier's to negation, the LLM's to doc:1 × question),
     else 1.
     """
     parser = argparse.ArgumentParser(
         prog="spex-monitor demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for traffic, sampling and engines")
-    parser.add_argument("--keep-running", action="store_true", help="leave the stack up until Ctrl-C")
+    parser.add_argument("--keep-running", action="store_true", help="leave the last stack up until Ctrl-C")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--skip-llm", action="store_true", help="only the classifier story")
+    which.add_argument("--only-llm", action="store_true", help="only the LLM story (OpenAI proxy, tiny LM)")
+    parser.add_argument(
+        "--llm-window", type=int, default=WINDOW_LLM, metavar="N",
+        help=f"explained generations per window in the LLM story (default {WINDOW_LLM}; at least 8)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.llm_window < 8:
+        parser.error("--llm-window: at least 8 explained generations per window")
     logging.getLogger("spex_monitor").setLevel(logging.ERROR)  # the demo prints its own story
+    found = True
+    if not args.only_llm:
+        found = classifier_story(args.seed, args.keep_running and args.skip_llm)
+    if not args.skip_llm:
+        if not args.only_llm:
+            print()
+        found = run_llm_story(args.seed, args.llm_window, args.keep_running) and found
+    return 0 if found else 1
+
+
+def classifier_story(seed: int, keep_running: bool) -> bool:
+    """The classifier story (parts 0-4 below); True when the incident was traced to negation."""
     print("spex-monitor demo: which feature interactions drive predictions, and which ones moved?\n")
-    engine_section(args.seed)
+    engine_section(seed)
 
     upstream = SentimentServer().start()
     endpoint = f"127.0.0.1:{upstream.port}"
@@ -121,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tick_s": 0.2,
                 "queue_per_label": 1000,
             },
-            "seed": args.seed,
+            "seed": seed,
         }
     )
     sidecar = Sidecar(settings).start()
@@ -132,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sidecar gRPC 127.0.0.1:{sidecar.grpc_port} | metrics {metrics_url}\n"
     )
 
-    texts, _ = generate_corpus(3000, seed=args.seed + 7)
+    texts, _ = generate_corpus(3000, seed=seed + 7)
     texts = [t for t in texts if len(t.split()) <= 9]
     proxy = InferenceStub(grpc.insecure_channel(f"127.0.0.1:{sidecar.proxy_port}"))
     monitor = pb_grpc.MonitorServiceStub(grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}"))
@@ -212,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             else "the incident was NOT traced to negation (see the table above)."
         )
     )
-    if args.keep_running:
+    if keep_running:
         print("\nStack left running; Ctrl-C to stop.")
         try:
             while True:
@@ -221,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     sidecar.stop()
     upstream.stop()
-    return 0 if found else 1
+    return found
 
 
 if __name__ == "__main__":
