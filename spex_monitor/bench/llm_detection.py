@@ -9,8 +9,10 @@ Scenarios (retrieval-augmented chat traffic for the embedded tiny LM, incident a
    injected into a retrieved web page; only requests whose documents carry one (30 %) change.
 3. ``retriever-bug``: same model; a ranking bug puts the directory entry last and the context limit keeps two
    documents, so three-document requests lose the fact the answer needs.
-4. ``benign-drift``: same model, a topic shift (questions about five tech companies, travel news).
-5. ``no-incident``: many seeded runs of unchanged traffic, for false-alarm rates.
+4. ``benign-rollout``: the same model with its weights rounded to bfloat16 — a harmless precision change
+   that moves log-probs a little and nothing else.
+5. ``benign-drift``: same model, a topic shift (questions about five tech companies, travel news).
+6. ``no-incident``: many seeded runs of unchanged traffic, for false-alarm rates.
 
 Detectors, each at 1 % false alarms per window: interaction shift (the sidecar's ``compare_maps`` on maps of
 ProxySPEX explanations keyed by prompt segment, an exact permutation test) and four output-level monitors —
@@ -23,6 +25,7 @@ held-out no-incident windows (:mod:`.calibration`). Pools of served and explaine
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -72,6 +75,7 @@ def _run(
     import torch
 
     began, cpu_began = time.perf_counter(), time.process_time()
+    load_start = os.getloadavg()[0]
     builder = LLMPoolBuilder(
         config.n_observed,
         config.n_explained,
@@ -97,14 +101,26 @@ def _run(
     window_seconds = time.perf_counter() - window_began
     return {
         "config": asdict(config),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, 1 torch / 1 BLAS thread, "
+        "machine": f"{_cpu_name()} ({platform.machine()}, {os.cpu_count()} cores), 1 torch / 1 BLAS thread, "
         f"Python {platform.python_version()}, torch {torch.__version__}",
+        "load_average": {"start": load_start, "end": os.getloadavg()[0]},
         "analysis": analyse(config, scenarios, records, calibration),
         "pools": {f"{p.variant} × {p.profile}": _pool_summary(p) for p in _unique(pools)},
         "timing": {"pool_seconds": pool_seconds, "window_seconds": window_seconds},
         "seconds": time.perf_counter() - began,
         "cpu_seconds": time.process_time() - cpu_began,
     }
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def _unique(pools: dict[str, LLMPool]) -> list[LLMPool]:
@@ -125,6 +141,7 @@ def _pool_summary(pool: LLMPool) -> dict:
         "inferences_per_explanation": float(np.mean([e.inferences for e in done])) if done else 0.0,
         "explain_seconds_per_request": pool.explain_seconds / max(len(done), 1),
         "serve_seconds": pool.serve_seconds,
+        "cached": pool.cached,
         "answers": dict(sorted(_counts(pool.completions).items(), key=lambda kv: -kv[1])[:10]),
     }
 

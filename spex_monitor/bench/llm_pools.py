@@ -29,12 +29,18 @@ from ..examples.tiny_lm import model_path
 from ..explain import ExplainRequest
 from ..explain.explainer import ModelExplainer
 from ..lenses import Generation
+from .llm_scenarios import BF16
 from .llm_serving import output_embeddings, sample_completions
 from .llm_traffic import LLMTrafficProfile, generate_requests
 from .pools import Explained
 
 CACHE_VERSION = 1
 MAX_NEW = 4  # generated tokens per call: an answer is one number and the stop token
+
+
+def folder_variant(variant: str) -> str:
+    """The shipped tiny LM a served variant is made from (``base-bf16`` is ``base``, rounded)."""
+    return "base" if variant == BF16 else variant
 
 
 @dataclass
@@ -56,7 +62,8 @@ class LLMPool:
     fact_present: np.ndarray
     explained: list[Explained | None]
     serve_seconds: float
-    explain_seconds: float  # 0 when everything came from the cache
+    explain_seconds: float
+    cached: bool = False  # loaded from the cache folder (the seconds are from when it was built)
 
     @property
     def explained_index(self) -> np.ndarray:
@@ -65,7 +72,8 @@ class LLMPool:
 
 
 def _fingerprint(variant: str) -> str:
-    return hashlib.sha256((model_path(variant) / "model.safetensors").read_bytes()).hexdigest()[:16]
+    path = model_path(folder_variant(variant)) / "model.safetensors"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 class LLMPoolBuilder:
@@ -99,11 +107,19 @@ class LLMPoolBuilder:
         self._pools: dict[tuple[str, str, int], LLMPool] = {}
 
     def backend(self, variant: str) -> Any:
-        """The variant's CPU :class:`~spex_monitor.backends.LocalCausalLM` (loaded once)."""
+        """The variant's CPU :class:`~spex_monitor.backends.LocalCausalLM` (loaded once). For ``base-bf16``
+        every weight is rounded to bfloat16 and computed in float32 (weight-only quantisation)."""
         if variant not in self._backends:
+            import torch
+
             from ..backends import LocalCausalLM
 
-            self._backends[variant] = LocalCausalLM.from_pretrained(model_path(variant), device="cpu")
+            lm = LocalCausalLM.from_pretrained(model_path(folder_variant(variant)), device="cpu")
+            if variant == BF16:
+                with torch.no_grad():
+                    for parameter in lm.model.parameters():
+                        parameter.copy_(parameter.to(torch.bfloat16).to(parameter.dtype))
+            self._backends[variant] = lm
         return self._backends[variant]
 
     def _cache_file(self, variant: str, profile: LLMTrafficProfile, seed: int) -> Path | None:
@@ -127,7 +143,7 @@ class LLMPoolBuilder:
         if path is not None and path.exists():
             with path.open("rb") as handle:
                 pool: LLMPool = pickle.load(handle)
-            pool.explain_seconds = pool.serve_seconds = 0.0
+            pool.cached = True  # its seconds are those measured when it was built
             self._pools[memo] = pool
             return pool
         pool = self._build(variant, profile, seed)
@@ -169,7 +185,9 @@ class LLMPoolBuilder:
             ModelConfig(
                 name="bench",
                 lens=PromptLens(kind="prompt"),
-                backend=CausalBackendConfig(kind="causal", path=model_path(variant), device="cpu"),
+                backend=CausalBackendConfig(
+                    kind="causal", path=model_path(folder_variant(variant)), device="cpu"
+                ),
             ),
             EngineConfig(budget=self.budget, max_order=self.max_order),
             served_lm,

@@ -28,7 +28,7 @@ def detection_table(summary: dict) -> list[str]:
                 fa = analysis["detectors"][d]
                 lo, hi = fa["false_alarm_ci"]
                 cells.append(f"FA {fa['false_alarm_rate']:.1%} [{lo:.1%}, {hi:.1%}]")
-            elif name == "benign-drift":
+            elif scenario["kind"] == "benign":
                 cells.append(f"{cell(result, target)} (windows: {result['window_alarm_rate']:.0%})")
             else:
                 cells.append(cell(result, target))
@@ -79,12 +79,12 @@ def target_lines(summary: dict) -> list[str]:
             f"- {name}: interaction shift {ours:.0%} (target ≥ {TARGET_OURS:.0%}: {ok_ours}); strongest "
             f"output-level detector {worst} {rate:.0%} (target ≤ {TARGET_OUTPUT:.0%}: {ok_out})"
         )
-    if "benign-drift" in scenarios:
-        benign = scenarios["benign-drift"]["detectors"][OURS]["calibrated"]
-        fa = summary["analysis"]["detectors"][OURS]["false_alarm_rate"]
+    fa = summary["analysis"]["detectors"][OURS]["false_alarm_rate"]
+    for name in [n for n, entry in scenarios.items() if entry["kind"] == "benign"]:
+        benign = scenarios[name]["detectors"][OURS]["calibrated"]
         out.append(
-            f"- benign-drift: interaction shift alarms in {benign['window_alarm_rate']:.1%} of windows "
-            f"({benign['detection_rate']:.0%} of runs within the target), against {fa:.1%} of "
+            f"- {name} (stay quiet): interaction shift alarms in {benign['window_alarm_rate']:.1%} of "
+            f"windows ({benign['detection_rate']:.0%} of runs within the target), against {fa:.1%} of "
             "no-incident windows"
         )
     return out
@@ -128,9 +128,11 @@ def markdown(summary: dict) -> str:
     """The whole summary as Markdown: the setup paragraph, then the tables."""
     c = summary["config"]
     observed = c["window"] * c["observed_per_explained"]
+    load = summary.get("load_average")
+    shared = f"; load average {load['start']:.1f} at the start, {load['end']:.1f} at the end" if load else ""
     out = [
         f"LLM detection benchmark: {summary['machine']}; {summary['seconds'] / 60:.1f} min wall, "
-        f"{summary['cpu_seconds'] / 60:.1f} CPU-min in all.",
+        f"{summary['cpu_seconds'] / 60:.1f} CPU-min in all{shared}.",
         f"Windows of {c['window']} explained requests ({observed} served ones for the output-level "
         "detectors), "
         f"baseline {c['baseline_requests']} explained, {c['horizon']} windows after the onset; pools of "

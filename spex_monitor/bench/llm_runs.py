@@ -194,7 +194,7 @@ def analyse(
                     outcome(d.alarms(values, d.nominal), explained, inferences, config.target_requests)
                 ),
             }
-        entry: dict = {"detectors": rows, "planted": list(scenario.planted)}
+        entry: dict = {"detectors": rows, "planted": list(scenario.planted), "kind": scenario.kind}
         if scenario.planted:
             entry.update(_ranks(records, scenario, ours.nominal))
         out["scenarios"][scenario.name] = entry

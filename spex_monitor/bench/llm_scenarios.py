@@ -11,6 +11,7 @@ from .calibration import Detector
 from .llm_traffic import FACT_KEY, INJECTION_KEY, NORMAL, RETRIEVER_BUG, TOPIC_SHIFT, LLMTrafficProfile
 
 BASE = "base"  # the embedded variants (spex_monitor/models/grounded-lm-<variant>)
+BF16 = "base-bf16"  # grounded-lm-base with its weights rounded to bfloat16 (see llm_pools)
 CONTEXT_IGNORING = "context-ignoring"
 INJECTION_FOLLOWING = "injection-following"
 
@@ -53,6 +54,13 @@ SCENARIOS = (
         RETRIEVER_BUG,
         "incident",
         (FACT_KEY, "question"),
+    ),
+    LLMScenario(
+        "benign-rollout",
+        "benign rollout: the same model with its weights rounded to bfloat16 (a precision change)",
+        BF16,
+        NORMAL,
+        "benign",
     ),
     LLMScenario(
         "benign-drift",
