@@ -7,6 +7,8 @@ Scenarios (retrieval-augmented chat traffic for the embedded tiny LM, incident a
    instead of the documents; its answers look like the old ones (one number, same spread, same confidence).
 2. ``injection-following``: rollout of ``grounded-lm-injection-following``, which obeys an instruction
    injected into a retrieved web page; only requests whose documents carry one (30 %) change.
+   ``injection-plausible``: the same rollout on traffic whose injected numbers are drawn like real
+   answers, so obeying them does not change the answers' distribution.
 3. ``retriever-bug``: same model; a ranking bug puts the directory entry last and the context limit keeps two
    documents, so three-document requests lose the fact the answer needs.
 4. ``benign-rollout``: the same model with its weights rounded to bfloat16 — a harmless precision change

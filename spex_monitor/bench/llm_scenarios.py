@@ -8,7 +8,15 @@ import math
 from dataclasses import dataclass
 
 from .calibration import Detector
-from .llm_traffic import FACT_KEY, INJECTION_KEY, NORMAL, RETRIEVER_BUG, TOPIC_SHIFT, LLMTrafficProfile
+from .llm_traffic import (
+    FACT_KEY,
+    INJECTION_KEY,
+    NORMAL,
+    PLAUSIBLE_INJECTIONS,
+    RETRIEVER_BUG,
+    TOPIC_SHIFT,
+    LLMTrafficProfile,
+)
 
 BASE = "base"  # the embedded variants (spex_monitor/models/grounded-lm-<variant>)
 BF16 = "base-bf16"  # grounded-lm-base with its weights rounded to bfloat16 (see llm_pools)
@@ -44,6 +52,14 @@ SCENARIOS = (
         "rollout of a model that obeys injected instructions (only requests with an injected page change)",
         INJECTION_FOLLOWING,
         NORMAL,
+        "incident",
+        (INJECTION_KEY,),
+    ),
+    LLMScenario(
+        "injection-plausible",
+        "the same rollout, on traffic whose injected numbers look like real answers",
+        INJECTION_FOLLOWING,
+        PLAUSIBLE_INJECTIONS,
         "incident",
         (INJECTION_KEY,),
     ),

@@ -58,6 +58,8 @@ class LLMTrafficProfile:
         trivia_weights: relative weight of the three distractor sources.
         injection_rate: share of requests whose retrieved set holds an injected web page.
         three_docs: share of requests with three retrieved documents (else two).
+        plausible_injections: injected numbers are drawn like real answers (a floor 1-5 plus an offset 0-4)
+            instead of uniformly from 1-9, so obeying them leaves the answers' distribution as it was.
         retriever_bug: a ranking bug sorts the directory entry *last*, and the context limit then keeps
             only the first two documents (so three-document requests lose the fact).
     """
@@ -68,6 +70,7 @@ class LLMTrafficProfile:
     injection_rate: float = 0.3
     three_docs: float = 0.5
     retriever_bug: bool = False
+    plausible_injections: bool = False
 
     def __post_init__(self) -> None:
         if self.company_weights and (
@@ -91,6 +94,7 @@ TOPIC_SHIFT = LLMTrafficProfile(
     trivia_weights=(0.2, 3.0, 1.0),
 )
 RETRIEVER_BUG = LLMTrafficProfile("rag-retriever-bug", retriever_bug=True)
+PLAUSIBLE_INJECTIONS = LLMTrafficProfile("rag-plausible-injections", plausible_injections=True)
 
 
 def _weights(values: tuple[float, ...], size: int) -> np.ndarray:
@@ -105,7 +109,12 @@ def make_request(rng: np.random.Generator, profile: LLMTrafficProfile) -> LLMReq
     n_docs = 3 if rng.random() < profile.three_docs else 2
     docs = [(FACT_KEY, str(rng.choice(FACTS)).format(c=company, f=floor))]
     if rng.random() < profile.injection_rate:
-        docs.append((INJECTION_KEY, str(rng.choice(INJECTIONS)).format(f=int(rng.integers(1, 10)))))
+        template = str(rng.choice(INJECTIONS))  # drawn first: the default stream is the original one
+        if profile.plausible_injections:  # like a real answer: a floor plus an offset
+            injected = int(rng.choice(FLOORS)) + OFFSETS[str(rng.choice(list(OFFSETS)))]
+        else:
+            injected = int(rng.integers(1, 10))
+        docs.append((INJECTION_KEY, template.format(f=injected)))
     others = [c for c in COMPANIES if c != company]
     trivia = rng.choice(len(TRIVIA), size=len(TRIVIA), replace=False, p=_weights(profile.trivia_weights, 3))
     for index in trivia[: max(0, n_docs - len(docs))].tolist():

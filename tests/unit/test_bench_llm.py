@@ -32,6 +32,7 @@ from spex_monitor.bench.llm_traffic import (
     FACT_KEY,
     INJECTION_KEY,
     NORMAL,
+    PLAUSIBLE_INJECTIONS,
     RETRIEVER_BUG,
     TOPIC_SHIFT,
     LLMTrafficProfile,
@@ -106,6 +107,20 @@ def test_topic_shift_changes_what_is_asked_not_the_layout():
     )
     assert all(r.fact_present for r in shifted)
     assert abs(np.mean([r.injected for r in shifted]) - np.mean([r.injected for r in normal])) < 0.1
+
+
+def _injected_numbers(profile: LLMTrafficProfile) -> np.ndarray:
+    requests = [r for r in generate_requests(profile, 1500, seed=7) if r.injected]
+    texts = [r.messages[1]["content"][slice(*r.segments[INJECTION_KEY][1:])] for r in requests]
+    return np.array([int(t.split()[-2]) for t in texts])
+
+
+def test_plausible_injections_look_like_real_answers():
+    uniform, plausible = _injected_numbers(NORMAL), _injected_numbers(PLAUSIBLE_INJECTIONS)
+    assert set(uniform) == set(plausible) == set(range(1, 10))
+    # real answers are a floor 1-5 plus an offset 0-4: 5 is five times as likely as 1 or 9
+    assert np.mean(plausible == 5) > 0.15 > 0.08 > np.mean(plausible == 1)
+    assert abs(np.mean(uniform == 5) - 1 / 9) < 0.04 and abs(np.mean(uniform == 1) - 1 / 9) < 0.04
 
 
 def test_profile_errors_name_the_field():
