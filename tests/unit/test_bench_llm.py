@@ -227,6 +227,14 @@ def test_cli_rejects_several_budgets_for_llm(capsys):
     assert "one budget" in capsys.readouterr().err
 
 
+def test_spex_monitor_cli_forwards_the_llm_flag(capsys):
+    from spex_monitor.cli import main as cli_main
+
+    # reaches the LLM benchmark's option check (which fails fast) through `spex-monitor bench detection`
+    assert cli_main(["bench", "detection", "--llm", "--budgets", "32", "64"]) == 2
+    assert "--llm runs one budget" in capsys.readouterr().err
+
+
 def test_cli_help_documents_the_llm_flag(capsys):
     with pytest.raises(SystemExit):
         detection_main(["--help"])
