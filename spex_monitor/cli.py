@@ -63,6 +63,7 @@ def _bench(args: argparse.Namespace) -> int:
     forwarded += ["--out", args.out] if args.out else []
     forwarded += [f"--window={args.window}"] if args.window else []
     forwarded += [f"--horizon={args.horizon}"] if args.horizon else []
+    forwarded += ["--llm"] if args.llm else []
     return detection_main(forwarded)
 
 
@@ -319,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--window", type=int, default=0, help="explained requests per window (default 50)")
     bench.add_argument("--horizon", type=int, default=0, help="windows after the onset (default 4)")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument(
+        "--llm",
+        action="store_true",
+        help="LLM incidents on the embedded tiny LM instead (context-ignoring / injection-following "
+        "rollouts, retriever bug, benign drift): interaction shift vs output length/token PSI, log-prob "
+        "and embedding drift; --budgets takes one value (default 64)",
+    )
     bench.set_defaults(func=_bench)
     return parser
 

@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     """``spex-monitor bench detection``: run the benchmark and print its Markdown summary.
 
     ``--quick`` runs the CI variant; ``--out`` also writes ``results.json`` (inf/NaN as null),
-    ``results.md`` and the PNG plots there. Returns the exit status (0).
+    ``results.md`` and the PNG plots there; ``--llm`` runs the LLM benchmark (:mod:`.llm_detection`)
+    instead. Returns the exit status (0; 2 on a bad option).
     """
     parser = argparse.ArgumentParser(
         prog="spex-monitor bench detection",
@@ -125,7 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, help="explained requests per window (default 50)")
     parser.add_argument("--horizon", type=int, help="windows after the onset (default 4)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--llm",
+        action="store_true",
+        help="the LLM benchmark instead: incidents on the embedded tiny LM (context-ignoring and "
+        "injection-following rollouts, a retriever bug, benign topic drift), interaction shift between "
+        "prompt segments vs output length / token PSI, log-prob (perplexity) drift and "
+        "output-embedding drift. --budgets takes one value there (default 64 inferences per "
+        "explanation); no plots",
+    )
     args = parser.parse_args(argv)
+    if args.llm:
+        return _main_llm(args)
     config = replace(QUICK if args.quick else FULL, seed=args.seed)
     if args.budgets:
         config = replace(config, budgets=tuple(args.budgets))
@@ -147,6 +159,22 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in plot_all(summary, args.out):
                 print(f"wrote {path}")
+    return 0
+
+
+def _main_llm(args: argparse.Namespace) -> int:
+    from .llm_detection import run_cli
+
+    try:
+        summary, text = run_cli(args)
+    except ValueError as err:
+        print(f"spex-monitor bench detection --llm: {err}", file=sys.stderr)
+        return 2
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(_finite(summary), indent=1) + "\n")
+        (args.out / "results.md").write_text(text + "\n")
     return 0
 
 
