@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv vllm-venv test-vllm bench-llm test test-fast demo lint bench bench-quick bench-detection clean system-deps image image-deps
+.PHONY: venv vllm-venv test-vllm bench-llm test test-fast demo lint bench bench-quick bench-detection bench-detection-llm clean system-deps image image-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -117,6 +117,10 @@ bench-quick: $(VENV)/.bench-installed
 # Detection power of interaction shift vs drift monitors (see benchmarks/detection/README.md).
 bench-detection: $(VENV)/.bench-installed
 	$(PY) benchmarks/detection/run.py
+
+# The same on LLM incidents with the embedded tiny LM (see benchmarks/RESULTS.md).
+bench-detection-llm: $(VENV)/.installed
+	$(PY) -m spex_monitor.cli bench detection --llm
 
 # LLM generations: lens/backends throughput (local, vLLM) and faithfulness vs shapiq 1.8.0 / spectralexplain.
 bench-llm: $(VENV)/.bench-installed $(VLLM_VENV)/.installed $(REF_VENV)/.installed
