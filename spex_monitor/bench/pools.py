@@ -41,8 +41,10 @@ class Explained:
     inferences: int
 
     def interactions(self) -> Interactions:
-        """The stored explanation as :class:`Interactions` (one feature per key)."""
-        return Interactions(self.fourier, len(self.keys), self.faithfulness, self.inferences)
+        """The stored explanation as :class:`Interactions` (one feature per key); its value is the text
+        lens's log-odds, whose decision boundary is 0 (what the decisive-interaction test reads)."""
+        details = {"decision_boundary": 0.0}
+        return Interactions(self.fourier, len(self.keys), self.faithfulness, self.inferences, details=details)
 
 
 @dataclass

@@ -27,7 +27,11 @@ class WindowCloser:
         counters: ``windows:too_small`` is counted here; ``windows:closed`` seeds the permutation test when
             there is no store.
         min_window_requests: explained requests a window needs to be compared.
-        n_permutations, alarm_p_value: the permutation test and its alarm threshold.
+        n_permutations, alarm_p_value: the permutation test and the alarm threshold. One alarm covers
+            both tests: ``report.p_value`` is the interaction-shift p-value Bonferroni-combined with the
+            decisive-interaction test's (:func:`~.decisive_shift.combine`), so a window alarms when either
+            test alone has ``p < alarm_p_value / 2`` and null windows alarm at most at rate
+            ``alarm_p_value``; both parts are stored with the report.
         rolling_decay: weight of each quiet window in a rolling baseline (``None``: no rolling).
     """
 
@@ -97,6 +101,8 @@ class WindowCloser:
                         "input_drift": report.input_drift,
                         "output_drift": report.output_drift,
                         "alarm": alarm,
+                        "shift_p_value": report.shift_p_value,
+                        "decisive": report.decisive.fields() if report.decisive is not None else None,
                         "window_requests": closed.map.requests,
                     },
                 )

@@ -1,0 +1,153 @@
+"""The decisive-interaction test: did key tuples become decisive more often, per opportunity, than in the
+baseline? And how its p-value joins the interaction-shift p-value in the one alarm.
+
+Per key tuple (:mod:`.decisive` says what is decisive), a 2×2 table of weighted request counts rounded to
+integers: the window's decisive occurrences and other opportunities (requests holding all of the tuple's
+keys), and the baseline's. One-sided Fisher exact test (``scipy.stats.fisher_exact``, ``alternative=
+"greater"``): the window's decisive rate per opportunity is higher than the baseline's. A *rate per
+opportunity* is what keeps benign drift quiet: more negated reviews mean more opportunities for ('not',
+'good') at the same rate, not a higher rate. Only increases are tested — the incidents this test is for
+(a backdoor trigger, a new shortcut) make an interaction decisive; a lost one (broken negation) moves the
+mass that the default statistic already tests.
+
+Multiple testing (Holm 1979, family-wise): the family is the tuples whose margins allow an alarm — at
+least ``min_count`` decisive occurrences on both sides together and ``min_count`` opportunities in the
+window (Tarone 1990: a test whose margins cannot reach significance is left out of the count; Fisher's test
+conditions on these margins, so leaving it out keeps the family-wise error). A tuple is rejected only with
+``min_count`` decisive occurrences in the window, so one request never alarms. The family p-value is
+Holm's smallest adjusted p-value, ``min(1, m · min p)``.
+
+The one alarm (:func:`combine`): Bonferroni over the two tests, ``p = min(1, 2 · min(p_shift,
+p_decisive))`` — Tippett's "smallest p" with the union bound. The two tests read the same requests, so they
+are dependent; the union bound holds under any dependence (the permutation test's exact Tippett combination,
+:func:`~.shift.permutation_p_value`, would need the decisive statistic on every relabelling of the request
+samples, and the exact per-tuple test reads the full counts). It costs at most a factor 2 in α for the
+default statistic; a window alarms when either test alone is significant at α/2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scipy.stats import fisher_exact
+
+from .decisive import DecisiveStats, KeyTuple, fill_in
+from .maps import InteractionMap
+
+DEFAULT_MIN_COUNT = 3
+
+
+@dataclass(frozen=True)
+class DecisiveTuple:
+    """One tested key tuple: rounded weighted counts on each side, its one-sided Fisher p-value and its
+    Holm-adjusted p-value (family-wise)."""
+
+    key: KeyTuple
+    baseline_decisive: int
+    baseline_opportunities: int
+    window_decisive: int
+    window_opportunities: int
+    p_value: float
+    adjusted_p_value: float
+
+    @property
+    def baseline_rate(self) -> float:
+        """Decisive occurrences per opportunity in the baseline (0 without opportunities)."""
+        return self.baseline_decisive / self.baseline_opportunities if self.baseline_opportunities else 0.0
+
+    @property
+    def window_rate(self) -> float:
+        """Decisive occurrences per opportunity in the window (0 without opportunities)."""
+        return self.window_decisive / self.window_opportunities if self.window_opportunities else 0.0
+
+
+@dataclass
+class DecisiveReport:
+    """The decisive test of a window against its baseline.
+
+    Attributes:
+        p_value: family-wise p-value (Holm's smallest adjusted p; 1 when nothing was tested).
+        tested: the family size ``m`` (tuples whose margins allow an alarm).
+        min_count: decisive occurrences a tuple needs in the window to be rejected.
+        tuples: the tuples with ``min_count`` decisive occurrences in the window, most significant first.
+    """
+
+    p_value: float
+    tested: int
+    min_count: int
+    tuples: list[DecisiveTuple] = field(default_factory=list)
+
+    def fields(self, top: int = 10) -> dict:
+        """JSON-ready summary (stored with a shift report): p-value, family size and the ``top`` tuples."""
+        return {
+            "p_value": self.p_value,
+            "tested": self.tested,
+            "min_count": self.min_count,
+            "tuples": [
+                {
+                    "keys": list(t.key),
+                    "baseline_decisive": t.baseline_decisive,
+                    "baseline_opportunities": t.baseline_opportunities,
+                    "window_decisive": t.window_decisive,
+                    "window_opportunities": t.window_opportunities,
+                    "p_value": t.p_value,
+                    "adjusted_p_value": t.adjusted_p_value,
+                }
+                for t in self.tuples[:top]
+            ],
+        }
+
+
+def _counts(m: InteractionMap, keys: list[KeyTuple]) -> dict[KeyTuple, tuple[int, int]]:
+    """Rounded (decisive, opportunities) of ``keys`` in ``m``: its tracked counts, else filled in from its
+    request sample (a tuple it never tracked was never decisive there, up to evictions)."""
+    missing = [k for k in keys if k not in m.decisive.stats]
+    filled = dict(zip(missing, fill_in(missing, m.samples, m.decisive.requests), strict=True))
+    out = {}
+    for key in keys:
+        stats: DecisiveStats = m.decisive.stats.get(key) or filled[key]
+        decisive = round(stats.decisive)
+        out[key] = (decisive, max(decisive, round(stats.opportunities)))
+    return out
+
+
+def decisive_test(
+    baseline: InteractionMap, window: InteractionMap, min_count: int = DEFAULT_MIN_COUNT
+) -> DecisiveReport | None:
+    """Test whether key tuples are decisive more often per opportunity in ``window`` than in ``baseline``
+    (see the module docstring). ``None`` when either map carries no decisive counts (values without a
+    decision boundary, or maps encoded before the counts existed): the test does not apply.
+
+    Raises:
+        ValueError: ``min_count`` below 1.
+    """
+    if min_count < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}")
+    if baseline.decisive.requests <= 0 or window.decisive.requests <= 0:
+        return None
+    keys = sorted(set(baseline.decisive.stats) | set(window.decisive.stats))
+    base, win = _counts(baseline, keys), _counts(window, keys)
+    family = [k for k in keys if base[k][0] + win[k][0] >= min_count and win[k][1] >= min_count]
+    raw: list[tuple[float, KeyTuple]] = []
+    for key in family:
+        (d_b, n_b), (d_w, n_w) = base[key], win[key]
+        if d_w < min_count:
+            continue
+        table = [[d_w, n_w - d_w], [d_b, n_b - d_b]]
+        raw.append((float(fisher_exact(table, alternative="greater").pvalue), key))
+    raw.sort()
+    m = len(family)
+    tuples, running = [], 0.0
+    for rank, (p, key) in enumerate(raw):
+        running = max(running, min(1.0, (m - rank) * p))  # Holm step-down, kept monotone
+        (d_b, n_b), (d_w, n_w) = base[key], win[key]
+        tuples.append(DecisiveTuple(key, d_b, n_b, d_w, n_w, p, running))
+    return DecisiveReport(tuples[0].adjusted_p_value if tuples else 1.0, m, min_count, tuples)
+
+
+def combine(shift_p_value: float, decisive: DecisiveReport | None) -> float:
+    """The one alarm's p-value: Bonferroni over the interaction-shift and decisive tests,
+    ``min(1, 2 · min(p_shift, p_decisive))``; ``p_shift`` alone when the decisive test does not apply."""
+    if decisive is None:
+        return shift_p_value
+    return min(1.0, 2.0 * min(shift_p_value, decisive.p_value))
