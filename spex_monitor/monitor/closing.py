@@ -102,7 +102,11 @@ class WindowCloser:
                         "output_drift": report.output_drift,
                         "alarm": alarm,
                         "shift_p_value": report.shift_p_value,
-                        "decisive": report.decisive.fields() if report.decisive is not None else None,
+                        "decisive": (
+                            report.decisive.fields(TOP_STORED, self.public_key)
+                            if report.decisive is not None
+                            else None
+                        ),
                         "window_requests": closed.map.requests,
                     },
                 )

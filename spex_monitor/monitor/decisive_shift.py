@@ -27,6 +27,7 @@ default statistic; a window alarms when either test alone is significant at α/2
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scipy.stats import fisher_exact
@@ -77,15 +78,16 @@ class DecisiveReport:
     min_count: int
     tuples: list[DecisiveTuple] = field(default_factory=list)
 
-    def fields(self, top: int = 10) -> dict:
-        """JSON-ready summary (stored with a shift report): p-value, family size and the ``top`` tuples."""
+    def fields(self, top: int = 10, public_key: Callable[[KeyTuple], KeyTuple] = lambda k: k) -> dict:
+        """JSON-ready summary (stored with a shift report): p-value, family size and the ``top`` tuples,
+        their keys as ``public_key`` shows them (rare words redacted)."""
         return {
             "p_value": self.p_value,
             "tested": self.tested,
             "min_count": self.min_count,
             "tuples": [
                 {
-                    "keys": list(t.key),
+                    "keys": list(public_key(t.key)),
                     "baseline_decisive": t.baseline_decisive,
                     "baseline_opportunities": t.baseline_opportunities,
                     "window_decisive": t.window_decisive,
