@@ -10,12 +10,16 @@ opportunity* is what keeps benign drift quiet: more negated reviews mean more op
 (a backdoor trigger, a new shortcut) make an interaction decisive; a lost one (broken negation) moves the
 mass that the default statistic already tests.
 
-Multiple testing (Holm 1979, family-wise): the family is the tuples whose margins allow an alarm — at
-least ``min_count`` decisive occurrences on both sides together and ``min_count`` opportunities in the
-window (Tarone 1990: a test whose margins cannot reach significance is left out of the count; Fisher's test
-conditions on these margins, so leaving it out keeps the family-wise error). A tuple is rejected only with
-``min_count`` decisive occurrences in the window, so one request never alarms. The family p-value is
-Holm's smallest adjusted p-value, ``min(1, m · min p)``.
+Multiple testing (Holm 1979, family-wise) over a family chosen from the tables' *margins* only (Tarone
+1990): Fisher's test conditions on the margins, so for any family they determine the union bound holds —
+``P(min p ≤ α/m) ≤ α`` for every α. A tuple enters when it has at least ``min_count`` decisive occurrences
+on both sides together and ``min_count`` opportunities in the window, and its smallest attainable p-value
+(every decisive occurrence in the window: the hypergeometric probability of that table) is at most
+``level / k``, with ``k`` Tarone's fixed point (the smallest ``k`` with at most ``k`` such tuples). A
+tuple seen decisive three times among hundreds of opportunities can never reach significance and no longer
+dilutes the others; on the detection benchmark this cut the family from ~15 tuples to a few. A tuple is
+rejected only with ``min_count`` decisive occurrences in the window, so one request never alarms. The
+family p-value is Holm's smallest adjusted p-value, ``min(1, m · min p)``.
 
 The one alarm (:func:`combine`): Bonferroni over the two tests, ``p = min(1, 2 · min(p_shift,
 p_decisive))`` — Tippett's "smallest p" with the union bound. The two tests read the same requests, so they
@@ -30,12 +34,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from scipy.stats import fisher_exact
+from scipy.stats import fisher_exact, hypergeom
 
 from .decisive import DecisiveStats, KeyTuple, fill_in
 from .maps import InteractionMap
 
 DEFAULT_MIN_COUNT = 3
+DEFAULT_LEVEL = 0.005  # Tarone's screening level: the decisive test's share of the default alarm (0.01 / 2)
 
 
 @dataclass(frozen=True)
@@ -113,23 +118,49 @@ def _counts(m: InteractionMap, keys: list[KeyTuple]) -> dict[KeyTuple, tuple[int
     return out
 
 
+def _smallest_p(decisive: int, window_opportunities: int, total: int) -> float:
+    """Smallest one-sided Fisher p-value the margins allow: all ``decisive`` occurrences (of ``total``
+    opportunities) in the window, as far as its opportunities reach."""
+    most = min(decisive, window_opportunities)
+    return float(hypergeom.sf(most - 1, total, decisive, window_opportunities))
+
+
+def tarone_family(smallest: dict[KeyTuple, float], level: float) -> list[KeyTuple]:
+    """Tarone's testable tuples: with ``k`` the smallest integer such that at most ``k`` tuples have a
+    smallest attainable p-value ≤ ``level / k``, those tuples (a function of the margins only)."""
+    ranked = sorted(smallest.values())
+    k = 1
+    while sum(p <= level / k for p in ranked) > k:
+        k += 1
+    return sorted(key for key, p in smallest.items() if p <= level / k)
+
+
 def decisive_test(
-    baseline: InteractionMap, window: InteractionMap, min_count: int = DEFAULT_MIN_COUNT
+    baseline: InteractionMap,
+    window: InteractionMap,
+    min_count: int = DEFAULT_MIN_COUNT,
+    level: float = DEFAULT_LEVEL,
 ) -> DecisiveReport | None:
     """Test whether key tuples are decisive more often per opportunity in ``window`` than in ``baseline``
     (see the module docstring). ``None`` when either map carries no decisive counts (values without a
-    decision boundary, or maps encoded before the counts existed): the test does not apply.
+    decision boundary, or maps encoded before the counts existed): the test does not apply. ``level``
+    only chooses the family (Tarone's screening); the p-value is valid at every α whatever it is, and most
+    powerful near ``level``.
 
     Raises:
-        ValueError: ``min_count`` below 1.
+        ValueError: ``min_count`` below 1, or ``level`` outside (0, 1].
     """
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
+    if not 0 < level <= 1:
+        raise ValueError(f"level must be in (0, 1], got {level}")
     if baseline.decisive.requests <= 0 or window.decisive.requests <= 0:
         return None
     keys = sorted(set(baseline.decisive.stats) | set(window.decisive.stats))
     base, win = _counts(baseline, keys), _counts(window, keys)
-    family = [k for k in keys if base[k][0] + win[k][0] >= min_count and win[k][1] >= min_count]
+    eligible = [k for k in keys if base[k][0] + win[k][0] >= min_count and win[k][1] >= min_count]
+    smallest = {k: _smallest_p(base[k][0] + win[k][0], win[k][1], base[k][1] + win[k][1]) for k in eligible}
+    family = tarone_family(smallest, level)
     raw: list[tuple[float, KeyTuple]] = []
     for key in family:
         (d_b, n_b), (d_w, n_w) = base[key], win[key]

@@ -152,10 +152,23 @@ def test_one_request_never_alarms():
     window.add(result, words, "the-one")
     alone = decisive_test(baseline, window)
     assert alone is not None and all(t.key != TRIGGER for t in alone.tuples)
-    lax = decisive_test(baseline, window, min_count=1)
+    lax = decisive_test(baseline, window, min_count=1, level=1.0)  # without the minimum, it would count
     assert lax is not None and any(t.key == TRIGGER for t in lax.tuples)
     with pytest.raises(ValueError, match="min_count"):
         decisive_test(baseline, window, min_count=0)
+    with pytest.raises(ValueError, match="level"):
+        decisive_test(baseline, window, level=0.0)
+
+
+def test_tarone_family_leaves_out_tuples_that_cannot_reach_significance():
+    from spex_monitor.monitor.decisive_shift import tarone_family
+
+    smallest = {("a", "b"): 1e-6, ("c", "d"): 1e-4, ("e", "f"): 0.002, ("g", "h"): 0.3}
+    # level 0.005 — k = 1: three tuples at <= 0.005; k = 2: three at <= 0.0025; k = 3: two at <= 0.00167.
+    assert tarone_family(smallest, 0.005) == [("a", "b"), ("c", "d")]
+    # level 1 — k = 1, 2, 3: four tuples at <= 1, 0.5, 0.33; k = 4: three at <= 0.25.
+    assert tarone_family(smallest, 1.0) == [("a", "b"), ("c", "d"), ("e", "f")]
+    assert tarone_family({}, 0.005) == []
 
 
 def test_redacted_maps_keep_their_decisive_counts():
