@@ -28,10 +28,11 @@ class WindowCloser:
             there is no store.
         min_window_requests: explained requests a window needs to be compared.
         n_permutations, alarm_p_value: the permutation test and the alarm threshold. One alarm covers
-            both tests: ``report.p_value`` is the interaction-shift p-value Bonferroni-combined with the
-            decisive-interaction test's (:func:`~.decisive_shift.combine`), so a window alarms when either
-            test alone has ``p < alarm_p_value / 2`` and null windows alarm at most at rate
-            ``alarm_p_value``; both parts are stored with the report.
+            both tests: ``report.p_value`` is the interaction-shift p-value combined with the
+            decisive-interaction test's (:func:`~.decisive_shift.combine`: weighted Bonferroni), so a window
+            alarms when the shift test has ``p < 0.8 · alarm_p_value`` or the decisive test
+            ``p < 0.2 · alarm_p_value``, and null windows alarm at most at rate ``alarm_p_value``; both
+            parts are stored with the report.
         rolling_decay: weight of each quiet window in a rolling baseline (``None``: no rolling).
     """
 

@@ -21,7 +21,8 @@ broken-negation swap, whose signal is the member key 'not', was caught within 20
 Beside it, for rare request-local incidents (a backdoor trigger) that barely move a window's mean mass, the
 decisive-interaction test (:mod:`.decisive_shift`): per key tuple, the window's rate of *decisive*
 occurrences per opportunity against the baseline's (Fisher, Holm over tuples). The report's ``p_value`` is
-the one alarm's: Bonferroni over both tests (``shift_p_value`` and ``decisive.p_value`` give each alone).
+the one alarm's: weighted Bonferroni over both tests, 0.8 / 0.2 of α (``shift_p_value`` and
+``decisive.p_value`` give each alone).
 Next to it: order energy shares,
 first-order NDCG (SageMaker Clarify's method), and the key tuples that moved most, with exemplar ids.
 """
@@ -64,8 +65,8 @@ class ShiftReport:
     Attributes:
         score: the effect size (0 = identical; see the module docstring).
         p_value: the window's p-value, the one alarm's (``p < alarm_p_value`` alarms): the permutation
-            test's (``shift_p_value``) Bonferroni-combined with the decisive test's where that applies
-            (:func:`~.decisive_shift.combine`); 1 when either side is empty.
+            test's (``shift_p_value``) combined with the decisive test's where that applies (weighted
+            Bonferroni, :func:`~.decisive_shift.combine`); 1 when either side is empty.
         order_shares: per order (1, 2, 3+), the ``(baseline, window)`` share of interaction energy.
         first_order_ndcg: agreement of the two rankings of first-order keys.
         baseline_requests, window_requests: explained requests on each side.

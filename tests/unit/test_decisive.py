@@ -62,6 +62,8 @@ def test_no_boundary_flags_nothing_and_the_alarm_is_the_shift_test_alone():
     report = compare_maps(plain, plain, 50)
     assert report.decisive is None and report.p_value == report.shift_p_value
     assert combine(0.3, None) == 0.3
+    with pytest.raises(ValueError, match="shift_weight"):
+        combine(0.3, None, shift_weight=1.0)
 
 
 def _direct_counts(requests: list[tuple[list[str], tuple]]) -> dict[tuple[str, ...], tuple[int, int]]:
@@ -134,7 +136,7 @@ def test_planted_backdoor_pair_is_flagged_and_named():
     top = decisive.tuples[0]
     assert top.key == TRIGGER and top.baseline_decisive == 0 and top.window_decisive >= 5
     assert top.window_rate == 1.0 and top.baseline_opportunities > 10
-    assert report.p_value == pytest.approx(min(1.0, 2 * min(report.shift_p_value, decisive.p_value)))
+    assert report.p_value == pytest.approx(min(1.0, report.shift_p_value / 0.8, decisive.p_value / 0.2))
     assert report.p_value < 0.01
     assert not any("not" in t.key and t.adjusted_p_value < 0.05 for t in decisive.tuples)
     quiet = compare_maps(baseline, planted_map(12, 200), 200, seed=0).decisive
