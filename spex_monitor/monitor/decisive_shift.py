@@ -36,6 +36,7 @@ were all below 0.001).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -136,7 +137,7 @@ def tarone_family(smallest: dict[KeyTuple, float], level: float) -> list[KeyTupl
     smallest attainable p-value ≤ ``level / k``, those tuples (a function of the margins only)."""
     ranked = sorted(smallest.values())
     k = 1
-    while sum(p <= level / k for p in ranked) > k:
+    while bisect.bisect_right(ranked, level / k) > k:  # ends by k = len(ranked): O(n log n)
         k += 1
     return sorted(key for key, p in smallest.items() if p <= level / k)
 
