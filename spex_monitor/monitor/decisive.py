@@ -2,15 +2,25 @@
 
 A request's explained value ``f`` (the log-odds of the class predicted on the unmasked input, in nats) has a
 *decision boundary* ``b`` (0 for log-odds: the class's probability crosses one half). Its *margin* is
-``f(x) - b``, where ``f(x)`` is the surrogate's value with every feature kept (the sum of the Möbius
+``f(N) - b``, where ``f(N)`` is the surrogate's value with every feature kept (the sum of the Möbius
 coefficients, equal to the sum of the Fourier coefficients). A key tuple ``S`` of order ≥ 2 is
-**decisive** in the request when its Möbius coefficient (Harsanyi dividend) ``a(S)`` points the same way as
-the margin and exceeds it: ``a(S) · sign(f(x) - b) > |f(x) - b|``. Without that joint effect — what removing
-the tuple's interaction takes away — the value would fall on the other side of the boundary: the tuple's
-*interaction*, not its members' separate effects, decides the prediction. A backdoor trigger is decisive in
-every request it flips; a negation pair ('not', 'good') is decisive in ordinary traffic too, at a steady
-rate per request that contains both words — which is why the test (:mod:`.decisive_shift`) compares
-*rates per opportunity* with the baseline instead of counts.
+**decisive** in the request when its *joint effect at the full input* points the same way as the margin
+and exceeds it: ``J(S) · sign(f(N) - b) > |f(N) - b|``, where
+
+    J(S) = Σ_{T ⊇ S} a(T) = Σ_{L ⊆ S} (-1)^|L| f(N ∖ L)
+
+is the Möbius coefficient of ``S`` taken around the full input (the Harsanyi dividend of the *removal*
+game ``R ↦ f(N ∖ R)``, up to the sign ``(-1)^|S|``): for a pair, ``f(N) - f(N∖a) - f(N∖b) + f(N∖ab)``,
+what removing the members does jointly beyond removing each alone. Without that joint effect the value would
+fall on the other side of the boundary: the tuple's *interaction*, not its members' separate effects,
+decides the prediction. The coefficient around the empty input, ``a(S)`` alone, misses the typical
+trigger: a backdoor that flips the label when both words occur multiplies the *whole* value by the pair's
+AND, which puts ``-2 g(T)`` on every superset ``T`` of the pair, not on the pair itself — on the detection
+benchmark's pools ``a(S)`` flagged 2 of 11 flipped *cast* + *enjoy* requests, ``J(S)`` 6 (and none of the
+11 base-model requests holding both words). A backdoor trigger is decisive in the requests it flips; a
+negation pair ('not', 'good') is decisive in ordinary traffic too, at a steady rate per request that
+contains both words — which is why the test (:mod:`.decisive_shift`) compares *rates per opportunity*
+with the baseline instead of counts.
 
 Values without a boundary (a generation's completion log-probability, a regression score) flag nothing:
 the explainer marks the boundary in ``Interactions.details["decision_boundary"]`` (absent or ``None``: no
@@ -25,6 +35,7 @@ the same estimate stands in for the other side when two maps that track differen
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,32 +65,35 @@ def decision_boundary(details: Mapping[str, object]) -> float | None:
 
 
 def decisive_tuples(
-    mobius_per_key: Mapping[KeyTuple, float], full_value: float, boundary: float
+    joint_per_key: Mapping[KeyTuple, float], full_value: float, boundary: float
 ) -> tuple[KeyTuple, ...]:
-    """Key tuples (order ≥ 2) whose Möbius coefficient exceeds the margin in its direction, sorted.
+    """Key tuples (order ≥ 2) whose joint effect exceeds the margin in its direction, sorted.
 
-    ``mobius_per_key``: Möbius coefficients summed per key tuple (repeated keys aggregate, as in
-    :func:`~.maps.key_tuple_coefficients`); ``full_value``: the value with every feature kept;
-    ``boundary``: the decision boundary. A margin of exactly 0 counts as the positive side.
+    ``joint_per_key``: each key tuple's joint effect at the full input, ``J(S)`` (the module docstring);
+    ``full_value``: the value with every feature kept; ``boundary``: the decision boundary. A margin of
+    exactly 0 counts as the positive side.
     """
     margin = full_value - boundary
     side = 1.0 if margin >= 0 else -1.0
-    return tuple(sorted(k for k, a in mobius_per_key.items() if len(k) >= 2 and a * side > abs(margin)))
+    return tuple(sorted(k for k, j in joint_per_key.items() if len(k) >= 2 and j * side > abs(margin)))
 
 
 def flag_request(result: Interactions, keys: Sequence[str]) -> tuple[KeyTuple, ...] | None:
     """The decisive key tuples of one explanation (``keys[i]``: feature ``i``'s key), or ``None`` when its
     value has no decision boundary. The full-input value is the surrogate's: the sum of the Fourier
-    coefficients (every ``z_i = +1``). Costs the Möbius transform of the explanation's terms."""
+    coefficients (every ``z_i = +1``); each tuple's joint effect ``J(S)`` sums the Möbius coefficients of
+    the explanation's terms that contain it (repeated keys aggregate). Costs the Möbius transform of the
+    terms and ``2^order`` subsets per term."""
     boundary = decision_boundary(result.details)
     if boundary is None:
         return None
-    per_key: dict[KeyTuple, float] = {}
+    joint: dict[KeyTuple, float] = {}
     for term, coef in result.to_mobius().items():
-        if len(term) >= 2:
-            key = tuple(sorted(keys[i] for i in term))
-            per_key[key] = per_key.get(key, 0.0) + coef
-    return decisive_tuples(per_key, float(sum(result.fourier.values())), boundary)
+        for order in range(2, len(term) + 1):
+            for subset in itertools.combinations(term, order):
+                key = tuple(sorted(keys[i] for i in subset))
+                joint[key] = joint.get(key, 0.0) + coef
+    return decisive_tuples(joint, float(sum(result.fourier.values())), boundary)
 
 
 @dataclass

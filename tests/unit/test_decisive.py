@@ -30,20 +30,25 @@ def test_the_explainer_and_the_monitor_name_the_boundary_alike():
 @pytest.mark.parametrize("boundary", [0.0, 0.7])
 def test_flag_matches_brute_force_on_small_n(boundary):
     # Random value functions over 6 features, explained exactly: a key tuple is decisive iff taking its
-    # joint effect (its Möbius coefficient, here from the brute-force subset transform) away from the
-    # full-input value puts the value on the other side of the boundary.
+    # joint effect at the full input away from the full-input value puts the value on the other side of the
+    # boundary. The joint effect here comes straight from the value table, by inclusion-exclusion over
+    # removals (J(S) = sum over L within S of (-1)^|L| f(N minus L)), not from Möbius coefficients.
     rng = np.random.default_rng(1)
     n, flagged = 6, 0
     keys = [f"k{i}" for i in range(n)]
     for _ in range(60):
         values = rng.normal(0, 1.5, size=2**n) + rng.normal(0, 1)
         result = Interactions(bruteforce.fourier_transform(values), n, details={BOUNDARY_DETAIL: boundary})
-        mobius = bruteforce.mobius_transform(values, tol=0.0)
-        full = values[-1]  # every feature kept
+        everything = 2**n - 1  # coalition code with every feature kept
+        full = values[everything]
         expected = set()
         for order in range(2, n + 1):
             for subset in itertools.combinations(range(n), order):
-                without = full - mobius.get(subset, 0.0)
+                joint = 0.0
+                for size in range(order + 1):
+                    for removed in itertools.combinations(subset, size):
+                        joint += (-1) ** size * values[everything - sum(1 << i for i in removed)]
+                without = full - joint
                 if (full >= boundary) != (without >= boundary) and without != boundary:
                     expected.add(tuple(keys[i] for i in subset))
         got = flag_request(result, keys)
