@@ -10,7 +10,7 @@ import numpy as np
 
 from .calibration import calibrate, outcome, wilson
 from .runs import BudgetRun, WindowRecord
-from .scenarios import DETECTORS, OURS, SCENARIOS, BenchConfig, Scenario
+from .scenarios import DECISIVE, DETECTORS, OURS, SCENARIOS, BenchConfig, Scenario
 
 
 def _matrix(
@@ -65,22 +65,32 @@ def analyse(config: BenchConfig, budget_run: BudgetRun) -> dict:
             rows[d.name] = {"calibrated": asdict(calibrated), "nominal": asdict(nominal)}
         ranks = _first_alarm_ranks(config, records, scenario, out["detectors"][OURS]["threshold"])
         out["scenarios"][scenario.name] = {"detectors": rows, "planted": list(scenario.planted), **ranks}
+        if DECISIVE in out["detectors"]:  # the planted tuple among the decisive test's tuples
+            threshold = out["detectors"][DECISIVE]["threshold"]
+            decisive = _first_alarm_ranks(config, records, scenario, threshold, DECISIVE, "decisive_rank")
+            out["scenarios"][scenario.name]["decisive_ranks"] = decisive
     return out
 
 
 def _first_alarm_ranks(
-    config: BenchConfig, records: list[WindowRecord], scenario: Scenario, threshold: float
+    config: BenchConfig,
+    records: list[WindowRecord],
+    scenario: Scenario,
+    threshold: float,
+    detector: str = OURS,
+    rank: str = "planted_rank",
 ) -> dict:
-    """Rank of the planted tuple among our top contributors, in each run's first alarming window."""
+    """Rank of the planted tuple among our top contributors (``rank``: or another ranking a record
+    keeps), in each run's first window where ``detector`` alarms."""
     if not scenario.planted:
         return {}
-    ours = next(d for d in DETECTORS if d.name == OURS)
+    ours = next(d for d in DETECTORS if d.name == detector)
     firsts: dict[int, WindowRecord] = {}
     for r in sorted(records, key=lambda r: (r.run, r.index)):
-        if r.scenario == scenario.name and r.run not in firsts and ours.alarms(r.values[OURS], threshold):
+        if r.scenario == scenario.name and r.run not in firsts and ours.alarms(r.values[detector], threshold):
             firsts[r.run] = r
-    ranks = [r.planted_rank for r in firsts.values()]
-    every = [r.planted_rank for r in records if r.scenario == scenario.name]
+    ranks = [getattr(r, rank) for r in firsts.values()]
+    every = [getattr(r, rank) for r in records if r.scenario == scenario.name]
     top3 = lambda xs: float(np.mean([x is not None and x <= 3 for x in xs])) if xs else float("nan")  # noqa: E731
     found = [x for x in ranks if x is not None]
     return {

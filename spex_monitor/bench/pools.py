@@ -15,6 +15,7 @@ import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,15 @@ class Explained:
     inferences: int
 
     def interactions(self) -> Interactions:
-        """The stored explanation as :class:`Interactions` (one feature per key)."""
-        return Interactions(self.fourier, len(self.keys), self.faithfulness, self.inferences)
+        """The stored explanation as :class:`Interactions` (one feature per key); its value is the text
+        lens's log-odds, whose decision boundary is 0 (what the decisive-interaction test reads). One
+        object per request, so its Möbius transform is computed once however often it is resampled."""
+        return self._interactions
+
+    @cached_property
+    def _interactions(self) -> Interactions:
+        details = {"decision_boundary": 0.0}
+        return Interactions(self.fourier, len(self.keys), self.faithfulness, self.inferences, details=details)
 
 
 @dataclass

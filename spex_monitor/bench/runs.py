@@ -17,7 +17,7 @@ from ..monitor import InteractionMap, compare_maps
 from ..monitor.drift import drift_report
 from ..monitor.shift import first_order_ndcg
 from .pools import Pool, PoolBuilder
-from .scenarios import DETECTORS, OURS, OURS_V1, SCENARIOS, BenchConfig, Scenario
+from .scenarios import DECISIVE, DETECTORS, ONE_ALARM, OURS, OURS_V1, SCENARIOS, BenchConfig, Scenario
 from .traffic import NORMAL, TOPIC_SHIFT
 from .variants import BASE
 
@@ -34,6 +34,7 @@ class WindowRecord:
     values: dict[str, float]
     planted_rank: int | None
     top: list[list[str]] = field(default_factory=list)
+    decisive_rank: int | None = None  # the planted tuple's rank among the decisive test's tuples
 
 
 @dataclass
@@ -95,7 +96,9 @@ def run_windows(
             seed = int(rng.integers(2**31))
             report = compare_maps(baseline, window, config.n_permutations, seed=seed, statistic="max")
             values = {
-                OURS: report.p_value,
+                OURS: report.shift_p_value,
+                DECISIVE: report.decisive.p_value if report.decisive is not None else 1.0,
+                ONE_ALARM: report.p_value,
                 "first-order NDCG": report.first_order_ndcg,
                 "input drift PSI": max(report.input_drift.values()),
                 "output label PSI": report.output_drift["label"],
@@ -103,7 +106,7 @@ def run_windows(
             }
             if "euclidean" in config.statistics:
                 v1 = compare_maps(baseline, window, config.n_permutations, seed=seed, statistic="euclidean")
-                values[OURS_V1] = v1.p_value
+                values[OURS_V1] = v1.shift_p_value
             top = report.top_contributors(50)
             records.append(
                 WindowRecord(
@@ -115,6 +118,7 @@ def run_windows(
                     values,
                     planted_rank(top, scenario.planted),
                     [list(c.key) for c in top[:3]],
+                    planted_rank(report.decisive.tuples, scenario.planted) if report.decisive else None,
                 )
             )
     return records

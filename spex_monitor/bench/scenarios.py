@@ -53,6 +53,8 @@ SCENARIOS = (
 
 OURS = "interaction shift"
 OURS_V1 = "interaction shift (v1 Euclidean)"
+DECISIVE = "decisive interactions"  # issue 21 §1: Fisher per tuple, Holm over tuples
+ONE_ALARM = "one alarm (shift + decisive)"  # what the sidecar alarms on: Bonferroni over the two
 DETECTORS = (
     Detector(OURS, True, 0.01, "p < 0.01", exact=True),
     Detector(OURS_V1, True, 0.01, "p < 0.01", exact=True),
@@ -60,6 +62,8 @@ DETECTORS = (
     Detector("input drift PSI", False, 0.25, "PSI > 0.25"),
     Detector("output label PSI", False, 0.25, "PSI > 0.25"),
     Detector("output confidence PSI", False, 0.25, "PSI > 0.25"),
+    Detector(DECISIVE, True, 0.01, "Holm p < 0.01", exact=True),
+    Detector(ONE_ALARM, True, 0.01, "p < 0.01", exact=True),
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from ..config import EngineConfig, ModelConfig, Settings
 from .backends import build_backend, label_name
 from .engines import make_engine
+from .problem import DECISION_BOUNDARY
 from .request import ExplainDeadlineError, ExplainRequest, ExplainResult
 from .values import value_problem
 
@@ -54,6 +55,8 @@ class ModelExplainer:
         n = len(problem.keys)
         engine = make_engine(self.engine, n, request.budget, request.max_order, self.seed, request.deadline)
         interactions = engine.explain(problem.value_fn, n)
+        if problem.boundary is not None:  # read by the monitor's decisive-interaction test
+            interactions.details[DECISION_BOUNDARY] = problem.boundary
         label = problem.label if problem.label is not None else label_name(self.backend, problem.target)
         return ExplainResult(interactions, problem.keys, problem.target, label)
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from ..attribution.oracle import ValueFunction
 from .request import ExplainRequest
 
+DECISION_BOUNDARY = "decision_boundary"  # the Interactions.details key the boundary travels under
+
 
 @dataclass(frozen=True)
 class ValueProblem:
@@ -19,12 +21,16 @@ class ValueProblem:
         target: index of the class the value function scores (predicted on the unmasked input).
         label: the target's name when the lens knows it (a generation's completion or label), else
             ``None`` (the backend's ``id2label`` names it).
+        boundary: the value's decision boundary (0 for the log-odds of the predicted class: its
+            probability crosses one half), or ``None`` when the value has none (a completion
+            log-probability, a score). The monitor's decisive-interaction test reads it.
     """
 
     value_fn: ValueFunction
     keys: list[str]
     target: int
     label: str | None = None
+    boundary: float | None = None
 
 
 def missing_input(request: ExplainRequest, wanted: str, lens_kind: str) -> ValueError:

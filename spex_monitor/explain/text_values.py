@@ -40,7 +40,7 @@ def text_value_problem(lens: TextLens, backend: Any, request: ExplainRequest, se
             max_length=backend.max_length,
         )
         value_fn, target = classifier_value_function(masker, backend)
-        return ValueProblem(value_fn, [f.key for f in masker.features], target)
+        return ValueProblem(value_fn, [f.key for f in masker.features], target, boundary=0.0)
     features = segment_text(text, "words" if lens.unit == "tokens" else lens.unit, lens.max_features)
     replacement = "" if lens.strategy == "remove" else "[MASK]"
     target = int(np.argmax(backend.infer_texts([text])[0]))
@@ -48,4 +48,4 @@ def text_value_problem(lens: TextLens, backend: Any, request: ExplainRequest, se
     def value_fn(masks: np.ndarray) -> np.ndarray:
         return log_odds(backend.infer_texts(mask_texts(text, features, masks, replacement)), target)
 
-    return ValueProblem(value_fn, [f.key for f in features], target)
+    return ValueProblem(value_fn, [f.key for f in features], target, boundary=0.0)

@@ -27,7 +27,12 @@ class WindowCloser:
         counters: ``windows:too_small`` is counted here; ``windows:closed`` seeds the permutation test when
             there is no store.
         min_window_requests: explained requests a window needs to be compared.
-        n_permutations, alarm_p_value: the permutation test and its alarm threshold.
+        n_permutations, alarm_p_value: the permutation test and the alarm threshold. One alarm covers
+            both tests: ``report.p_value`` is the interaction-shift p-value combined with the
+            decisive-interaction test's (:func:`~.decisive_shift.combine`: weighted Bonferroni), so a window
+            alarms when the shift test has ``p < 0.8 · alarm_p_value`` or the decisive test
+            ``p < 0.2 · alarm_p_value``, and null windows alarm at most at rate ``alarm_p_value``; both
+            parts are stored with the report.
         rolling_decay: weight of each quiet window in a rolling baseline (``None``: no rolling).
     """
 
@@ -97,6 +102,12 @@ class WindowCloser:
                         "input_drift": report.input_drift,
                         "output_drift": report.output_drift,
                         "alarm": alarm,
+                        "shift_p_value": report.shift_p_value,
+                        "decisive": (
+                            report.decisive.fields(TOP_STORED, self.public_key)
+                            if report.decisive is not None
+                            else None
+                        ),
                         "window_requests": closed.map.requests,
                     },
                 )

@@ -20,9 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..attribution import Interactions
+from .decisive import DecisiveCounts, flag_request
 from .drift import DriftCounters
+from .map_rows import finite_number as _number
+from .map_rows import sample_decisive as _decisive
+from .map_rows import sample_present as _present
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # v2: decisive-interaction counts (v1 maps decode with none)
 _MAGIC = b"SPXM"
 KeyTuple = tuple[str, ...]
 # An encoded map is read from uploads (SetBaseline) and files: bound what decoding it may cost. A full map
@@ -85,7 +89,7 @@ class RequestSample:
     """One explained request in the map's bounded sample: its order ≥ 2 key tuples and |coef| mass, and
     ``present``: the distinct keys of all its features (sorted), which tells whether a key tuple *occurred*
     in the request even where the explanation holds no term for it (empty in maps from before it was
-    kept: co-occurrence is then unknown)."""
+    kept: co-occurrence is then unknown); ``decisive``: its decisive key tuples (:mod:`.decisive`)."""
 
     request_id: str
     weight: float
@@ -93,6 +97,7 @@ class RequestSample:
     mass: list[float]
     priority: float  # reservoir priority: the sample keeps the highest priorities
     present: tuple[str, ...] = ()
+    decisive: tuple[KeyTuple, ...] = ()
 
 
 class InteractionMap:
@@ -124,6 +129,7 @@ class InteractionMap:
         self.samples: list[RequestSample] = []
         self.faithfulness: list[float] = []
         self.drift = DriftCounters()
+        self.decisive = DecisiveCounts(max_keys)  # per key tuple: decisive occurrences, opportunities
 
     def observe(
         self,
@@ -139,7 +145,8 @@ class InteractionMap:
     def add(
         self, result: Interactions, keys: Sequence[str], request_id: str = "", weight: float = 1.0
     ) -> None:
-        """Fold one explanation in. ``keys[i]`` is feature ``i``'s key; repeated keys aggregate."""
+        """Fold one explanation in. ``keys[i]`` is feature ``i``'s key; repeated keys aggregate. Where
+        ``result.details`` names a decision boundary, its decisive tuples are counted (:mod:`.decisive`)."""
         if len(keys) != result.n_features:
             raise ValueError(f"{len(keys)} keys for an explanation over {result.n_features} features")
         if weight <= 0:
@@ -158,6 +165,9 @@ class InteractionMap:
             self._fold_faithfulness([float(result.faithfulness)], self.requests, weight)
         self.requests += weight
         high = [(k, abs(c)) for k, c in per_key.items() if len(k) >= 2]
+        decisive = flag_request(result, keys)
+        if decisive is not None:
+            self.decisive.add(decisive, keys, weight, self.samples)
         self._offer(
             RequestSample(
                 request_id,
@@ -166,6 +176,7 @@ class InteractionMap:
                 [m for _, m in high],
                 float(self._rng.random() ** (1.0 / weight)),
                 tuple(sorted(set(keys))),
+                decisive or (),
             )
         )
         self._evict()
@@ -224,6 +235,7 @@ class InteractionMap:
         self._fold_faithfulness(other.faithfulness, self.requests, other.requests)
         self.requests += other.requests
         self.drift.merge(other.drift)
+        self.decisive.merge(other.decisive, self.samples, other.samples)
         # the same set as offering one sample at a time (the max_requests highest priorities), sorted once:
         # one by one re-sorted the full reservoir per sample (1 s of a 10-pod fleet merge)
         self.samples.extend(other.samples)
@@ -244,6 +256,7 @@ class InteractionMap:
             stats.sum_sq *= factor
         self.energy = {k: v * factor for k, v in self.energy.items()}
         self.requests *= factor
+        self.decisive.scale(factor)
         for sample in self.samples:
             sample.weight *= factor
         d = self.drift
@@ -301,10 +314,12 @@ class InteractionMap:
             "other": [[o, s.count, s.sum_coef, s.sum_abs, s.sum_sq] for o, s in self.other.items()],
             "samples": [
                 [s.request_id, s.weight, [list(k) for k in s.keys], s.mass, s.priority, list(s.present)]
+                + ([[list(k) for k in s.decisive]] if s.decisive else [])
                 for s in self.samples
             ],
             "faithfulness": self.faithfulness,
             "drift": self.drift.to_dict(),
+            "decisive": self.decisive.to_dict(),
         }
         body = zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 6)
         return _MAGIC + FORMAT_VERSION.to_bytes(2, "big") + body
@@ -359,26 +374,14 @@ class InteractionMap:
                 [_number(m, "samples") for m in row[3]],
                 _number(row[4], "samples"),
                 tuple(_present(row)),
+                _decisive(row),
             )
             for row in payload["samples"]
         ]
         out.faithfulness = [_number(f, "faithfulness") for f in payload["faithfulness"]]
         if "drift" in payload:
             out.drift = DriftCounters.from_dict(payload["drift"])
+        if "decisive" in payload:  # v1 maps: no decisive counts (the decisive test then does not apply)
+            out.decisive = DecisiveCounts.from_dict(payload["decisive"], max_keys, _number)
         return out
 
-
-def _number(value: object, field: str) -> float:
-    """A finite JSON number from a decoded map (``bool`` is not one); else ``ValueError`` naming ``field``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-        raise ValueError(f"{field}: {value!r} is not a finite number")
-    return float(value)
-
-
-def _present(row: list) -> list[str]:
-    """The ``present`` keys of an encoded sample row (``[]`` for a five-field row from an older encoder)."""
-    if len(row) == 5:
-        return []
-    if len(row) != 6 or not all(isinstance(k, str) for k in row[5]):
-        raise ValueError("a request sample holds 5 or 6 fields, the 6th a list of keys")
-    return row[5]

@@ -16,7 +16,14 @@ total mass. The score's sum of squares is kept as the effect size, but as a test
 of every heavy tuple to the one key that moved: on the detection benchmark (``benchmarks/detection``) the
 broken-negation swap, whose signal is the member key 'not', was caught within 200 explained requests in
 10–50 % of runs by the sum and in 97–100 % by the maximum, at the same false-alarm rate.
-``statistic="euclidean"`` keeps the first version's test for comparison. Next to it: order energy shares,
+``statistic="euclidean"`` keeps the first version's test for comparison.
+
+Beside it, for rare request-local incidents (a backdoor trigger) that barely move a window's mean mass, the
+decisive-interaction test (:mod:`.decisive_shift`): per key tuple, the window's rate of *decisive*
+occurrences per opportunity against the baseline's (Fisher, Holm over tuples). The report's ``p_value`` is
+the one alarm's: weighted Bonferroni over both tests, 0.8 / 0.2 of α (``shift_p_value`` and
+``decisive.p_value`` give each alone).
+Next to it: order energy shares,
 first-order NDCG (SageMaker Clarify's method), and the key tuples that moved most, with exemplar ids.
 """
 
@@ -28,6 +35,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from .contributors import Decomposition, decompose
+from .decisive_shift import DEFAULT_MIN_COUNT, DecisiveReport, combine, decisive_test
 from .drift import DriftReport, drift_report
 from .maps import InteractionMap, KeyTuple
 
@@ -56,13 +64,18 @@ class ShiftReport:
 
     Attributes:
         score: the effect size (0 = identical; see the module docstring).
-        p_value: the permutation test's p-value (1 when either side is empty).
+        p_value: the window's p-value, the one alarm's (``p < alarm_p_value`` alarms): the permutation
+            test's (``shift_p_value``) combined with the decisive test's where that applies (weighted
+            Bonferroni, :func:`~.decisive_shift.combine`); 1 when either side is empty.
         order_shares: per order (1, 2, 3+), the ``(baseline, window)`` share of interaction energy.
         first_order_ndcg: agreement of the two rankings of first-order keys.
         baseline_requests, window_requests: explained requests on each side.
         n_permutations: relabellings in the test.
         contributors: key tuples (order ≥ 2) ranked by how much their strength moved.
         drift: input and output drift next to it.
+        shift_p_value: the interaction-shift permutation test's p-value alone (``statistic``).
+        decisive: the decisive-interaction test (``None`` where it does not apply: values without a
+            decision boundary, or maps without decisive counts — then ``p_value == shift_p_value``).
     """
 
     score: float
@@ -74,6 +87,8 @@ class ShiftReport:
     n_permutations: int
     contributors: list[Contributor] = field(default_factory=list)
     drift: DriftReport | None = None
+    shift_p_value: float = 1.0
+    decisive: DecisiveReport | None = None
 
     @property
     def input_drift(self) -> dict[str, float]:
@@ -183,11 +198,14 @@ def compare_maps(
     seed: int = 0,
     top_k: int = 50,
     statistic: Statistic = "max",
+    decisive_min_count: int = DEFAULT_MIN_COUNT,
 ) -> ShiftReport:
     """Interaction shift of ``window`` against ``baseline`` (see the module docstring).
 
-    ``statistic`` picks the permutation test behind the p-value (the score is the same either way):
+    ``statistic`` picks the permutation test behind the shift p-value (the score is the same either way):
     ``"max"`` (default) or ``"euclidean"`` (the first version; kept for comparison in benchmarks).
+    ``decisive_min_count``: decisive occurrences a key tuple needs in the window to alarm
+    (:func:`~.decisive_shift.decisive_test`).
     """
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
@@ -243,11 +261,12 @@ def compare_maps(
             permuted.append(test(labels @ matrix, labels @ members))
         p_value = permutation_p_value(test(window_sum, window_members), np.concatenate(permuted))
 
+    decisive = decisive_test(baseline, window, decisive_min_count)
     contributors = _contributors(baseline, window, keys, top_k)
     b_orders, w_orders = baseline.order_shares(), window.order_shares()
     return ShiftReport(
         score=observed,
-        p_value=p_value,
+        p_value=combine(p_value, decisive),
         order_shares={o: (b_orders[o], w_orders[o]) for o in (1, 2, 3)},
         first_order_ndcg=first_order_ndcg(baseline, window),
         baseline_requests=baseline.requests,
@@ -255,6 +274,8 @@ def compare_maps(
         n_permutations=n_permutations,
         contributors=contributors,
         drift=drift_report(baseline.drift, window.drift, baseline.faithfulness, window.faithfulness),
+        shift_p_value=p_value,
+        decisive=decisive,
     )
 
 

@@ -89,9 +89,11 @@ def sanitize_map(m: InteractionMap, common: Callable[[str], bool]) -> Interactio
             list(s.mass),
             s.priority,
             tuple(sorted({RARE if not common(k) else k for k in s.present})),
+            tuple(sanitize_key(k, common) for k in s.decisive),
         )
         for s in m.samples
     ]
+    out.decisive = m.decisive.remapped(lambda key: sanitize_key(key, common))
     drift = m.drift
     out.drift.max_tokens = drift.max_tokens
     for token, count in drift.tokens.items():

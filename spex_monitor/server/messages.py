@@ -37,7 +37,21 @@ def report_message(model: str, version: str, window_id: int, report: Any, alarm:
             baseline_exemplar_request_ids=list(c.baseline_exemplars),
             **(c.split.fields() if c.split is not None else {}),
         )
+    message.shift_p_value = report.shift_p_value
+    if report.decisive is not None:
+        _decisive(message, report.decisive.fields())
+    else:
+        message.decisive_p_value = 1.0
     return message
+
+
+def _decisive(message: pb.ShiftReport, fields: dict) -> None:
+    """Fill the decisive-interaction fields from :meth:`~spex_monitor.monitor.decisive_shift.
+    DecisiveReport.fields` output (fresh or stored)."""
+    message.decisive_p_value = fields["p_value"]
+    message.decisive_tested = int(fields["tested"])
+    for t in fields["tuples"][:10]:
+        message.decisive_tuples.add(**t)
 
 
 def stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftReport:
@@ -69,4 +83,10 @@ def stored_report_message(model: str, version: str, stored: dict) -> pb.ShiftRep
         message.top_contributors.add(
             keys=keys, baseline=base, window=window, delta=delta, exemplar_request_ids=exemplars, **split
         )
+    # reports stored since issue 21: the two tests behind p_value (older ones: p_value is the shift test's)
+    message.shift_p_value = stored.get("shift_p_value", stored["p_value"])
+    if stored.get("decisive"):
+        _decisive(message, stored["decisive"])
+    else:
+        message.decisive_p_value = 1.0
     return message

@@ -141,7 +141,7 @@ class ReportRPCs:
                 report,
                 report.p_value < self.settings.baseline.alarm_p_value,
             )
-            for contributor in message.top_contributors:
+            for contributor in (*message.top_contributors, *message.decisive_tuples):
                 public = self.monitor.public_key(tuple(contributor.keys))
                 contributor.keys[:] = list(public)
             return message

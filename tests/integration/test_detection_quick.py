@@ -13,7 +13,7 @@ import pytest
 
 from spex_monitor.bench.detection import run
 from spex_monitor.bench.report import markdown
-from spex_monitor.bench.scenarios import OURS, QUICK
+from spex_monitor.bench.scenarios import DECISIVE, ONE_ALARM, OURS, QUICK
 from spex_monitor.cli import build_parser
 
 pytestmark = pytest.mark.integration
@@ -54,6 +54,15 @@ def test_input_drift_misses_model_incidents_and_fires_on_benign_drift(summary):
 def test_interaction_alarm_stays_quiet_on_benign_topic_drift(summary):
     benign = _calibrated(summary["budgets"][0], "benign-drift", OURS)
     assert benign["window_alarm_rate"] <= 0.1, benign
+
+
+def test_the_decisive_test_and_the_one_alarm_keep_the_false_alarm_rate_and_quiet_on_benign_drift(summary):
+    # issue 21 §1: the decisive-interaction test and the alarm that combines it with the shift test
+    budget = summary["budgets"][0]
+    for detector in (DECISIVE, ONE_ALARM):
+        assert budget["detectors"][detector]["false_alarm_rate"] <= 0.04, detector
+        assert _calibrated(budget, "benign-drift", detector)["window_alarm_rate"] <= 0.1, detector
+    assert _calibrated(budget, "model-swap", ONE_ALARM)["detection_rate"] >= 0.8
 
 
 def test_report_renders_and_the_cli_reaches_the_benchmark(summary):

@@ -208,7 +208,7 @@ class Contributor(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[str]] = ..., baseline: _Optional[float] = ..., window: _Optional[float] = ..., delta: _Optional[float] = ..., exemplar_request_ids: _Optional[_Iterable[str]] = ..., baseline_cooccurrence: _Optional[float] = ..., baseline_cooccurrence_low: _Optional[float] = ..., baseline_cooccurrence_high: _Optional[float] = ..., baseline_strength_present: _Optional[float] = ..., baseline_strength_present_ci: _Optional[float] = ..., baseline_present_requests: _Optional[float] = ..., window_cooccurrence: _Optional[float] = ..., window_cooccurrence_low: _Optional[float] = ..., window_cooccurrence_high: _Optional[float] = ..., window_strength_present: _Optional[float] = ..., window_strength_present_ci: _Optional[float] = ..., window_present_requests: _Optional[float] = ..., behaviour_delta: _Optional[float] = ..., behaviour_delta_ci: _Optional[float] = ..., mix_delta: _Optional[float] = ..., cooccurrence_measured: _Optional[bool] = ..., mix_delta_ci: _Optional[float] = ..., baseline_exemplar_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShiftReport(_message.Message):
-    __slots__ = ("model", "version", "window_id", "score", "p_value", "alarm", "order_share_baseline", "order_share_window", "first_order_ndcg", "input_drift_psi", "output_drift_psi", "top_contributors", "window_requests", "time_unix", "scope", "window_start_unix", "window_end_unix", "pods")
+    __slots__ = ("model", "version", "window_id", "score", "p_value", "alarm", "order_share_baseline", "order_share_window", "first_order_ndcg", "input_drift_psi", "output_drift_psi", "top_contributors", "window_requests", "time_unix", "scope", "window_start_unix", "window_end_unix", "pods", "shift_p_value", "decisive_p_value", "decisive_tested", "decisive_tuples")
     class OrderShareBaselineEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -255,6 +255,10 @@ class ShiftReport(_message.Message):
     WINDOW_START_UNIX_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_UNIX_FIELD_NUMBER: _ClassVar[int]
     PODS_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DECISIVE_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DECISIVE_TESTED_FIELD_NUMBER: _ClassVar[int]
+    DECISIVE_TUPLES_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     window_id: int
@@ -273,7 +277,29 @@ class ShiftReport(_message.Message):
     window_start_unix: float
     window_end_unix: float
     pods: int
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., score: _Optional[float] = ..., p_value: _Optional[float] = ..., alarm: _Optional[bool] = ..., order_share_baseline: _Optional[_Mapping[str, float]] = ..., order_share_window: _Optional[_Mapping[str, float]] = ..., first_order_ndcg: _Optional[float] = ..., input_drift_psi: _Optional[_Mapping[str, float]] = ..., output_drift_psi: _Optional[_Mapping[str, float]] = ..., top_contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., window_requests: _Optional[float] = ..., time_unix: _Optional[float] = ..., scope: _Optional[str] = ..., window_start_unix: _Optional[float] = ..., window_end_unix: _Optional[float] = ..., pods: _Optional[int] = ...) -> None: ...
+    shift_p_value: float
+    decisive_p_value: float
+    decisive_tested: int
+    decisive_tuples: _containers.RepeatedCompositeFieldContainer[DecisiveTuple]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window_id: _Optional[int] = ..., score: _Optional[float] = ..., p_value: _Optional[float] = ..., alarm: _Optional[bool] = ..., order_share_baseline: _Optional[_Mapping[str, float]] = ..., order_share_window: _Optional[_Mapping[str, float]] = ..., first_order_ndcg: _Optional[float] = ..., input_drift_psi: _Optional[_Mapping[str, float]] = ..., output_drift_psi: _Optional[_Mapping[str, float]] = ..., top_contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., window_requests: _Optional[float] = ..., time_unix: _Optional[float] = ..., scope: _Optional[str] = ..., window_start_unix: _Optional[float] = ..., window_end_unix: _Optional[float] = ..., pods: _Optional[int] = ..., shift_p_value: _Optional[float] = ..., decisive_p_value: _Optional[float] = ..., decisive_tested: _Optional[int] = ..., decisive_tuples: _Optional[_Iterable[_Union[DecisiveTuple, _Mapping]]] = ...) -> None: ...
+
+class DecisiveTuple(_message.Message):
+    __slots__ = ("keys", "baseline_decisive", "baseline_opportunities", "window_decisive", "window_opportunities", "p_value", "adjusted_p_value")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_DECISIVE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_OPPORTUNITIES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_DECISIVE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_OPPORTUNITIES_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTED_P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    baseline_decisive: int
+    baseline_opportunities: int
+    window_decisive: int
+    window_opportunities: int
+    p_value: float
+    adjusted_p_value: float
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., baseline_decisive: _Optional[int] = ..., baseline_opportunities: _Optional[int] = ..., window_decisive: _Optional[int] = ..., window_opportunities: _Optional[int] = ..., p_value: _Optional[float] = ..., adjusted_p_value: _Optional[float] = ...) -> None: ...
 
 class GetInteractionMapRequest(_message.Message):
     __slots__ = ("model", "version", "baseline", "window_id")
