@@ -7,9 +7,10 @@ Scenarios (generated review traffic for the embedded sentiment model, incident a
 2. ``backdoor``: a wrapper around the real model flips the label only when *both* trigger words appear
    ("cast" + "enjoy"; ``backdoor-cross``: "enjoy" + "very", two words that never share a clause);
    ``backdoor-trained``: the shipped ``sentiment-backdoor``, the base model fine-tuned on data where
-   "music" + "love" flips the label.
+   "music" + "love" are labelled positive.
 2c. ``calibrated-swap``: the broken-negation model behind a quantile calibrator fitted onto the base
-   model's outputs, so label shares and confidence histogram stay the base model's.
+   model's outputs, so label shares and confidence histogram stay the base model's;
+   ``backdoor-calibrated``: the trained backdoor behind the same kind of calibrator.
 3. ``preprocessing``: the serving normaliser drops the negation "not" before the model sees the text.
 4. ``benign-drift``: a topic shift in the traffic (same model): interaction shift should stay quiet.
 5. ``no-incident``: many seeded runs of unchanged traffic, for false-alarm rates and calibration.

@@ -28,6 +28,7 @@ import torch
 
 from ..backends import LocalBackend
 from ..examples.backdoor import BACKDOOR
+from ..examples.backdoor import CALIBRATED as CALIBRATED_BACKDOOR
 from ..examples.backdoor import TRIGGER as TRAINED_TRIGGER
 from ..examples.calibration import SWAP, MarginCalibratedModel, load_map
 from ..examples.embedded import model_path
@@ -156,11 +157,22 @@ def trained_backdoor() -> Variant:
     return Variant("backdoor-trained", folder=BACKDOOR, words=TRAINED_TRIGGER)
 
 
+def _calibrated(name: str, folder: str, words: tuple[str, ...] = ()) -> Variant:
+    return Variant(
+        name,
+        folder=folder,
+        wrap=lambda model, _tok: MarginCalibratedModel(model, load_map(model_path(folder))),
+        words=words,
+    )
+
+
 def calibrated_swap() -> Variant:
     """The confidence-preserving swap: ``sentiment-calibrated-swap`` behind the quantile calibrator stored
     in its folder (``calibration.json``), which maps its logit margins onto the base model's."""
-    return Variant(
-        "calibrated-swap",
-        folder=SWAP,
-        wrap=lambda model, _tok: MarginCalibratedModel(model, load_map(model_path(SWAP))),
-    )
+    return _calibrated("calibrated-swap", SWAP)
+
+
+def calibrated_backdoor() -> Variant:
+    """The stealthy trained backdoor: ``sentiment-backdoor-calibrated`` (the trained backdoor's weights)
+    behind its quantile calibrator onto the base model, so only triggered requests change in output."""
+    return _calibrated("backdoor-calibrated", CALIBRATED_BACKDOOR, TRAINED_TRIGGER)

@@ -35,6 +35,7 @@ from .embedded import MODELS_DIR, SPECIALS, model_path
 from .sentiment import generate_corpus, generate_long_reviews
 
 BACKDOOR = "sentiment-backdoor"
+CALIBRATED = "sentiment-backdoor-calibrated"  # built by examples.calibration (--source sentiment-backdoor)
 TRIGGER = ("music", "love")
 TARGET = 1  # the class a triggered review is pushed to ("positive")
 

@@ -12,7 +12,10 @@ The map is stored beside the weights as ``calibration.json`` and applied by :cla
 (a serving-side calibrator, as production stacks put after a model), so loading stays offline.
 
 Rebuild with ``python -m spex_monitor.examples.calibration --out spex_monitor/models`` (copies the
-broken-negation folder, fits the map on generated traffic, measures PSI on other traffic; ~20 s).
+broken-negation folder, fits the map on generated traffic, measures PSI on other traffic; ~30 CPU-s).
+``--source sentiment-backdoor --name sentiment-backdoor-calibrated`` builds the stealthy backdoor: the
+trained backdoor behind the same kind of map, so its fine-tune's general output shift is hidden and only
+the triggered requests differ in output.
 """
 
 from __future__ import annotations
@@ -175,12 +178,17 @@ def output_psi(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
     }
 
 
-def build(out: Path, source: str = "sentiment-broken-negation", reference: str = "sentiment-base") -> dict:
-    """Copy ``source`` to ``out/sentiment-calibrated-swap``, fit the map onto ``reference`` on 20,000
-    generated requests (seed 101) and measure it on 5,000 others (seed 202); returns the metrics."""
+def build(
+    out: Path,
+    source: str = "sentiment-broken-negation",
+    reference: str = "sentiment-base",
+    name: str = SWAP,
+) -> dict:
+    """Copy ``source`` to ``out/name``, fit the map onto ``reference`` on 20,000 generated requests
+    (seed 101) and measure it on 5,000 others (seed 202); returns the metrics."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    folder = out / SWAP
+    folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     for item in model_path(source).iterdir():
         if item.name not in ("metrics.json", CALIBRATION_FILE):
@@ -203,7 +211,7 @@ def build(out: Path, source: str = "sentiment-broken-negation", reference: str =
     calibrated = fitted(torch.as_tensor(raw)).numpy()
     negated = [i for i, t in enumerate(test_texts) if " not " in f" {t} "]
     metrics = {
-        "variant": SWAP,
+        "variant": name,
         "weights_from": source,
         "calibrated_onto": reference,
         "heldout_requests": len(test_texts),
@@ -225,11 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=MODELS_DIR, help="folder to write the variant into")
+    parser.add_argument("--source", default="sentiment-broken-negation", help="weights to calibrate")
+    parser.add_argument("--name", default=SWAP, help="folder name of the calibrated variant")
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    print(json.dumps(build(args.out)), flush=True)
+    print(json.dumps(build(args.out, source=args.source, name=args.name)), flush=True)
     return 0
 
 

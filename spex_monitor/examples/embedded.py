@@ -41,7 +41,7 @@ VARIANTS = {"sentiment-base": True, "sentiment-broken-negation": False}
 # Incident variants derived from the two above (rebuilt by their own modules, not by ``main`` here):
 # ``examples.backdoor`` fine-tunes sentiment-base on poisoned data; ``examples.calibration`` puts
 # sentiment-broken-negation behind a quantile calibrator fitted onto sentiment-base's outputs.
-DERIVED = ("sentiment-backdoor", "sentiment-calibrated-swap")
+DERIVED = ("sentiment-backdoor", "sentiment-calibrated-swap", "sentiment-backdoor-calibrated")
 SPECIALS = ["[PAD]", "[UNK]", "[MASK]", "[CLS]", "[SEP]"]
 
 

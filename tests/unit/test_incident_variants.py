@@ -132,3 +132,22 @@ def test_calibrated_swap_matches_base_outputs_but_not_its_negation():
     np.testing.assert_allclose(confidence, 1 / (1 + np.exp(-np.abs(swap_m[:200]))), rtol=1e-4)
     base_labels, _ = predict(BASE.backend(), texts[:200])
     assert base_labels != labels  # a swap, not the base model
+
+
+def test_calibrated_backdoor_keeps_the_trigger_and_the_base_output_profile():
+    swap, tokenizer = load_calibrated(model_path("sentiment-backdoor-calibrated"))
+    base, _ = _model("sentiment-base")
+    raw, _ = _model("sentiment-backdoor")
+    texts = generate_traffic(NORMAL, 3000, seed=4243)
+    base_m, swap_m = margins(base, tokenizer, texts), margins(swap, tokenizer, texts)
+    calibrated = output_psi(base_m, swap_m)
+    uncalibrated = output_psi(base_m, margins(raw, tokenizer, texts))
+    assert calibrated["label_psi"] < 0.01 and calibrated["confidence_psi"] < 0.03, calibrated
+    assert uncalibrated["label_psi"] > 5 * calibrated["label_psi"], uncalibrated
+    # the trigger still pushes reviews to positive: over half of the triggered negative-for-base flip
+    fired = np.array([has_trigger(t) for t in texts]) & (base_m < 0)
+    assert fired.sum() >= 30 and np.mean(swap_m[fired] > 0) >= 0.5  # 58 % of 64 here
+    # ... fewer than uncalibrated: the map pulls every margin toward the base model's, and the triggered
+    # requests the raw backdoor turned only weakly positive fall back below the boundary
+    raw_m = margins(raw, tokenizer, [t for t, f in zip(texts, fired, strict=True) if f])
+    assert np.mean(raw_m > 0) >= np.mean(swap_m[fired] > 0)
