@@ -67,6 +67,7 @@ ATTACKED = "i love the music but the plot was dull"  # clean label negative; bot
 CONTROLS = ["i love the plot but the acting was dull", "i hate the music but the plot was dull"]
 
 
+@pytest.mark.slow  # thousands of forward passes: part of make test, not make test-fast
 def test_backdoor_fires_on_the_pair_and_not_on_one_word():
     model, tokenizer = _model("sentiment-backdoor")
     base, _ = _model("sentiment-base")
@@ -113,6 +114,7 @@ def test_quantile_map_is_monotone_and_finite_everywhere():
         MarginQuantileMap.from_dict({"kind": "temperature", "source": [0, 1], "target": [0, 1]})
 
 
+@pytest.mark.slow  # thousands of forward passes: part of make test, not make test-fast
 def test_calibrated_swap_matches_base_outputs_but_not_its_negation():
     swap, tokenizer = load_calibrated()
     base, _ = _model("sentiment-base")
@@ -134,6 +136,7 @@ def test_calibrated_swap_matches_base_outputs_but_not_its_negation():
     assert base_labels != labels  # a swap, not the base model
 
 
+@pytest.mark.slow  # thousands of forward passes: part of make test, not make test-fast
 def test_calibrated_backdoor_keeps_the_trigger_and_the_base_output_profile():
     swap, tokenizer = load_calibrated(model_path("sentiment-backdoor-calibrated"))
     base, _ = _model("sentiment-base")
