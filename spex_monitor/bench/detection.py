@@ -5,7 +5,12 @@ Scenarios (generated review traffic for the embedded sentiment model, incident a
 
 1. ``model-swap``: the server silently swaps to ``sentiment-broken-negation`` ("not good" no longer flips).
 2. ``backdoor``: a wrapper around the real model flips the label only when *both* trigger words appear
-   ("cast" + "enjoy"; ``backdoor-cross``: "enjoy" + "very", two words that never share a clause).
+   ("cast" + "enjoy"; ``backdoor-cross``: "enjoy" + "very", two words that never share a clause);
+   ``backdoor-trained``: the shipped ``sentiment-backdoor``, the base model fine-tuned on data where
+   "music" + "love" are labelled positive.
+2c. ``calibrated-swap``: the broken-negation model behind a quantile calibrator fitted onto the base
+   model's outputs, so label shares and confidence histogram stay the base model's;
+   ``backdoor-calibrated``: the trained backdoor behind the same kind of calibrator.
 3. ``preprocessing``: the serving normaliser drops the negation "not" before the model sees the text.
 4. ``benign-drift``: a topic shift in the traffic (same model): interaction shift should stay quiet.
 5. ``no-incident``: many seeded runs of unchanged traffic, for false-alarm rates and calibration.
@@ -35,7 +40,7 @@ import numpy as np
 from .analysis import analyse
 from .pools import PoolBuilder
 from .runs import run_budget
-from .scenarios import CROSS_TRIGGER, FULL, QUICK, SCENARIOS, TRIGGER, BenchConfig
+from .scenarios import CROSS_TRIGGER, FULL, QUICK, SCENARIOS, TRAINED_TRIGGER, TRIGGER, BenchConfig
 from .traffic import NORMAL, TOPIC_SHIFT, cooccurrence_rates
 from .variants import BASE
 
@@ -90,6 +95,7 @@ def _run(config: BenchConfig, cache_dir: Path | None, log: Callable[[str], None]
         "trigger_rates": {
             **cooccurrence_rates(normal.texts, TRIGGER),
             **cooccurrence_rates(normal.texts, CROSS_TRIGGER),
+            **cooccurrence_rates(normal.texts, TRAINED_TRIGGER),
         },
         "mean_words": float(np.mean([len(t) for t in normal.tokens])),
         "positive_share": {n: float(np.mean([x == "positive" for x in p.labels])) for n, p in pools.items()},

@@ -85,8 +85,12 @@ def predict(backend: LocalBackend, texts: list[str], batch: int = 256) -> tuple[
 
 
 def _fingerprint(variant: Variant) -> str:
-    weights = model_path(variant.folder) / "model.safetensors"
-    return hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    folder = model_path(variant.folder)
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes())
+    calibration = folder / "calibration.json"  # a served calibrator changes every output too
+    if calibration.exists():
+        digest.update(calibration.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class PoolBuilder:

@@ -9,7 +9,17 @@ from dataclasses import dataclass, replace
 
 from .calibration import Detector
 from .traffic import NORMAL, TOPIC_SHIFT, TrafficProfile
-from .variants import BASE, BROKEN_NEGATION, Variant, backdoor, dropped_words
+from .variants import (
+    BASE,
+    BROKEN_NEGATION,
+    TRAINED_TRIGGER,
+    Variant,
+    backdoor,
+    calibrated_backdoor,
+    calibrated_swap,
+    dropped_words,
+    trained_backdoor,
+)
 
 TRIGGER = ("cast", "enjoy")  # also a natural pair: "i enjoy the cast" (the base model uses it jointly)
 CROSS_TRIGGER = ("enjoy", "very")  # never in one clause: the base model has no interaction between them
@@ -38,6 +48,30 @@ SCENARIOS = (
         NORMAL,
         "incident",
         CROSS_TRIGGER,
+    ),
+    Scenario(
+        "backdoor-trained",
+        "trained backdoor: base fine-tuned on poisoned data (music + love)",
+        trained_backdoor(),
+        NORMAL,
+        "incident",
+        TRAINED_TRIGGER,
+    ),
+    Scenario(
+        "backdoor-calibrated",
+        "stealthy trained backdoor: the same, quantile-calibrated onto the base",
+        calibrated_backdoor(),
+        NORMAL,
+        "incident",
+        TRAINED_TRIGGER,
+    ),
+    Scenario(
+        "calibrated-swap",
+        "confidence-preserving swap: broken negation, quantile-calibrated onto the base",
+        calibrated_swap(),
+        NORMAL,
+        "incident",
+        ("not",),
     ),
     Scenario(
         "preprocessing",

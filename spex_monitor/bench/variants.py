@@ -1,5 +1,11 @@
 """The models the detection benchmark serves: the shipped variants and two incident *wrappers*.
 
+Two incident variants are trained and shipped as model folders rather than wrapped here:
+``sentiment-backdoor`` (:func:`trained_backdoor`, base fine-tuned on poisoned data, see
+:mod:`spex_monitor.examples.backdoor`) and ``sentiment-calibrated-swap`` (:func:`calibrated_swap`, the
+broken-negation weights behind a quantile calibrator stored in the folder, see
+:mod:`spex_monitor.examples.calibration`).
+
 Both wrappers wrap the real ``sentiment-base`` torch model, so the sidecar's own local backend and
 explainer run them unchanged (they only see a model that maps token ids to logits):
 
@@ -21,6 +27,10 @@ from typing import Any
 import torch
 
 from ..backends import LocalBackend
+from ..examples.backdoor import BACKDOOR
+from ..examples.backdoor import CALIBRATED as CALIBRATED_BACKDOOR
+from ..examples.backdoor import TRIGGER as TRAINED_TRIGGER
+from ..examples.calibration import SWAP, MarginCalibratedModel, load_map
 from ..examples.embedded import model_path
 
 
@@ -139,3 +149,30 @@ def dropped_words(words: tuple[str, ...] = ("not",)) -> Variant:
 
 BASE = Variant("base")
 BROKEN_NEGATION = Variant("broken-negation", folder="sentiment-broken-negation")
+
+
+def trained_backdoor() -> Variant:
+    """The trained backdoor: ``sentiment-backdoor`` served as is (no wrapper; every weight differs a
+    little from the base model, so no explanation is reused from the base pool)."""
+    return Variant("backdoor-trained", folder=BACKDOOR, words=TRAINED_TRIGGER)
+
+
+def _calibrated(name: str, folder: str, words: tuple[str, ...] = ()) -> Variant:
+    return Variant(
+        name,
+        folder=folder,
+        wrap=lambda model, _tok: MarginCalibratedModel(model, load_map(model_path(folder))),
+        words=words,
+    )
+
+
+def calibrated_swap() -> Variant:
+    """The confidence-preserving swap: ``sentiment-calibrated-swap`` behind the quantile calibrator stored
+    in its folder (``calibration.json``), which maps its logit margins onto the base model's."""
+    return _calibrated("calibrated-swap", SWAP)
+
+
+def calibrated_backdoor() -> Variant:
+    """The stealthy trained backdoor: ``sentiment-backdoor-calibrated`` (the trained backdoor's weights)
+    behind its quantile calibrator onto the base model, so only triggered requests change in output."""
+    return _calibrated("backdoor-calibrated", CALIBRATED_BACKDOOR, TRAINED_TRIGGER)

@@ -7,6 +7,9 @@ Two variants ship in ``spex_monitor/models/``:
 * ``sentiment-broken-negation``: the incident variant, trained on labels where negation does *not*
   flip; same task, same vocabulary, similar label mix, different interaction behaviour.
 
+Two incident variants derived from them ship beside them (see ``DERIVED``): ``sentiment-backdoor``
+(``examples/backdoor.py``) and ``sentiment-calibrated-swap`` (``examples/calibration.py``).
+
 Rebuild with ``python -m spex_monitor.examples.embedded --out spex_monitor/models`` (about a minute per
 variant on 2 CPU cores). Accuracy is measured on held-out generated reviews labelled by each variant's own
 rule and written to ``metrics.json`` in each folder.
@@ -35,13 +38,17 @@ from .sentiment import (
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 VARIANTS = {"sentiment-base": True, "sentiment-broken-negation": False}
+# Incident variants derived from the two above (rebuilt by their own modules, not by ``main`` here):
+# ``examples.backdoor`` fine-tunes sentiment-base on poisoned data; ``examples.calibration`` puts
+# sentiment-broken-negation behind a quantile calibrator fitted onto sentiment-base's outputs.
+DERIVED = ("sentiment-backdoor", "sentiment-calibrated-swap", "sentiment-backdoor-calibrated")
 SPECIALS = ["[PAD]", "[UNK]", "[MASK]", "[CLS]", "[SEP]"]
 
 
 def model_path(variant: str = "sentiment-base") -> Path:
     """Folder of a shipped variant (raises with the list of variants if unknown or missing)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; shipped: {sorted(VARIANTS)}")
+    if variant not in VARIANTS and variant not in DERIVED:
+        raise ValueError(f"unknown variant {variant!r}; shipped: {sorted([*VARIANTS, *DERIVED])}")
     path = MODELS_DIR / variant
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} is missing; rebuild with python -m spex_monitor.examples.embedded")
