@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .calibration import calibrate, outcome, wilson
+from .calibration import detector_summary, outcome
 from .runs import BudgetRun, WindowRecord
 from .scenarios import DECISIVE, DETECTORS, OURS, SCENARIOS, BenchConfig, Scenario
 
@@ -37,22 +37,8 @@ def analyse(config: BenchConfig, budget_run: BudgetRun) -> dict:
     target = config.target_requests
     for d in detectors:
         null = _matrix(records, "no-incident", lambda r, name=d.name: r.values[name]).ravel()
-        if d.exact:
-            threshold, how = d.nominal, "exact test"
-        else:
-            calibration = budget_run.calibration[d.name]
-            threshold = calibrate(d, calibration, config.false_alarm_rate)
-            how = f"1 % of {len(calibration)} windows"
-        alarms = int(d.alarms(null, threshold).sum())
-        out["detectors"][d.name] = {
-            "threshold": threshold,
-            "threshold_from": how,
-            "false_alarm_rate": alarms / null.size,
-            "false_alarm_ci": wilson(alarms, null.size),
-            "evaluation_windows": int(null.size),
-            "nominal_rule": d.nominal_rule,
-            "nominal_false_alarm_rate": float(d.alarms(null, d.nominal).mean()),
-        }
+        held_out = budget_run.calibration.get(d.name, [])  # no-incident windows (not needed by exact tests)
+        _, out["detectors"][d.name] = detector_summary(d, null, held_out, config.false_alarm_rate)
     for scenario in SCENARIOS:
         explained = _matrix(records, scenario.name, lambda r: r.explained)
         inferences = _matrix(records, scenario.name, lambda r: r.inferences)

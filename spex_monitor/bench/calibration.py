@@ -81,3 +81,27 @@ def outcome(
         median_delay_inferences=float(np.median(costs)) if runs else math.inf,
         runs=runs,
     )
+
+
+def detector_summary(
+    detector: Detector, null: np.ndarray, calibration: Sequence[float], rate: float
+) -> tuple[float, dict]:
+    """A detector's threshold and its held-out false-alarm record: the exact test's own nominal level, or
+    the ``rate`` quantile of ``calibration`` (no-incident windows); then how often it alarms on ``null``
+    (other no-incident windows, any shape), with a Wilson interval. Returns ``(threshold, summary)``."""
+    if detector.exact:
+        threshold, how = detector.nominal, "exact test"
+    else:
+        threshold = calibrate(detector, calibration, rate)
+        how = f"{rate * 100:g} % of {len(calibration)} windows"
+    null = np.asarray(null).ravel()
+    alarms = int(detector.alarms(null, threshold).sum())
+    return threshold, {
+        "threshold": threshold,
+        "threshold_from": how,
+        "false_alarm_rate": alarms / null.size,
+        "false_alarm_ci": wilson(alarms, null.size),
+        "evaluation_windows": int(null.size),
+        "nominal_rule": detector.nominal_rule,
+        "nominal_false_alarm_rate": float(detector.alarms(null, detector.nominal).mean()),
+    }

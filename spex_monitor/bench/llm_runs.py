@@ -24,7 +24,7 @@ import numpy as np
 
 from ..monitor import InteractionMap, compare_maps
 from ..monitor.drift import psi
-from .calibration import calibrate, outcome, wilson
+from .calibration import detector_summary, outcome
 from .llm_pools import MAX_NEW, LLMPool
 from .llm_scenarios import DETECTORS, EMBEDDING, LENGTH, LOGPROB, OURS, TOKENS, LLMBenchConfig, LLMScenario
 from .runs import planted_rank
@@ -163,21 +163,8 @@ def analyse(
     out: dict = {"detectors": {}, "scenarios": {}}
     for d in DETECTORS:
         null = _matrix(records, "no-incident", "", d.name).ravel()
-        if d.exact:
-            threshold, how = d.nominal, "exact test"
-        else:
-            threshold = calibrate(d, calibration[d.name], config.false_alarm_rate)
-            how = f"{config.false_alarm_rate:.0%} of {len(calibration[d.name])} windows"
-        alarms = int(d.alarms(null, threshold).sum())
-        out["detectors"][d.name] = {
-            "threshold": threshold,
-            "threshold_from": how,
-            "false_alarm_rate": alarms / null.size,
-            "false_alarm_ci": wilson(alarms, null.size),
-            "evaluation_windows": int(null.size),
-            "nominal_rule": d.nominal_rule,
-            "nominal_false_alarm_rate": float(d.alarms(null, d.nominal).mean()),
-        }
+        held_out = calibration.get(d.name, [])  # no-incident windows (not needed by exact tests)
+        _, out["detectors"][d.name] = detector_summary(d, null, held_out, config.false_alarm_rate)
     ours = DETECTORS[0]
     for scenario in scenarios:
         explained = _matrix(records, scenario.name, "explained")
