@@ -41,7 +41,7 @@ def test_replica_killed_and_restarted_breaker_opens_and_recovers(tmp_path):
                         "kind": "oip",
                         "endpoints": [endpoint],
                         "model_name": "sentiment",
-                        "deadline_s": 1.0,
+                        "deadline_s": 5.0,  # a loaded machine's first call after a restart is slow
                         "retries": 1,
                         "breaker_failures": 2,
                         "breaker_reset_s": 1.0,
@@ -88,8 +88,15 @@ def test_replica_killed_and_restarted_breaker_opens_and_recovers(tmp_path):
         replica = SentimentServer().start(port=port)  # back on the same address
         time.sleep(1.2)  # past breaker_reset_s: the next call is the half-open probe
         ok_before = counters["explanations:ok"]
-        observe("back", 5)
-        assert _wait(lambda: counters["explanations:ok"] >= ok_before + 4)
+        sent = iter(range(10_000))
+
+        def recovered() -> bool:  # traffic keeps coming, as in production, until the breaker lets it through
+            if counters["explanations:ok"] >= ok_before + 4:
+                return True
+            observe(f"back{next(sent)}-", 1)
+            return False
+
+        assert wait_until(recovered, 90, interval_s=0.5), "the breaker never closed again"
         assert _wait(lambda: value("spex_monitor_backend_up", {"replica": endpoint}) == 1.0)
         assert _threads(worker) <= threads_before + 2  # no thread per failure or retry
     finally:
