@@ -64,6 +64,7 @@ def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0
     ]
     if summary(report):
         lines.append(f"  {summary(report)}")
+    lines.extend(decisive_lines(report))
     drift_in = ", ".join(f"{k} {v:.2f}" for k, v in report.input_drift_psi.items())
     drift_out = ", ".join(f"{k} {v:.2f}" for k, v in report.output_drift_psi.items())
     lines.append(
@@ -83,6 +84,27 @@ def render_trace(report: pb.ShiftReport, stub: Any, model: str, since: float = 0
         leader = report.top_contributors[0]
         lines.extend(exemplar_pair(leader, *fetch_pair(stub, model, leader)))
     return "\n".join(lines)
+
+
+def decisive_lines(report: pb.ShiftReport, limit: int = 3) -> list[str]:
+    """The two tests behind the one alarm's p-value, and the decisive-interaction tuples (at most
+    ``limit``): for each, requests where it decided the prediction out of requests holding all of its keys,
+    in the baseline and the window, and its Holm-adjusted p. Nothing for a report without the decisive
+    test (an LLM's, or one stored before it existed)."""
+    if report.decisive_tested == 0 and not report.decisive_tuples:
+        return []
+    lines = [
+        f"  tests: interaction shift p = {format_p(report.shift_p_value)}, decisive interactions "
+        f"p = {format_p(report.decisive_p_value)} over {report.decisive_tested} tuples "
+        "(the alarm's p = min(1, shift/0.8, decisive/0.2))"
+    ]
+    for t in list(report.decisive_tuples)[:limit]:
+        lines.append(
+            f"  decisive {' × '.join(t.keys)}: baseline {t.baseline_decisive}/{t.baseline_opportunities}, "
+            f"window {t.window_decisive}/{t.window_opportunities} requests where it decided the prediction "
+            f"(Holm p = {format_p(t.adjusted_p_value)})"
+        )
+    return lines
 
 
 def pick_detail(reports: Sequence[pb.ShiftReport]) -> pb.ShiftReport | None:

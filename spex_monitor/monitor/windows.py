@@ -77,7 +77,8 @@ class TumblingWindows:
         if key not in self._open:
             start = self.clock()
             if self._aligned():
-                period_start = self._period_end(start) - float(self.window_s)  # type: ignore[arg-type]
+                w = float(self.window_s)  # type: ignore[arg-type]
+                period_start = epoch_period(start, w) * w  # the product k·W, never (k+1)·W − W (rounds)
                 start = max(period_start, self._last_end.get(key, period_start))
             self._open[key] = (start, InteractionMap(**self.map_kwargs))
         return self._open[key][1]

@@ -288,3 +288,20 @@ def test_aligned_pod_windows_give_each_fleet_window_exactly_one_window_per_pod(s
     assert len(results) == 10
     assert [r.start_ts for r in results] == [(599_000_000 + k) * w for k in range(10)]
     assert all((r.pods, r.pod_windows) == (3, 3) for r in results)
+
+
+def test_a_fresh_aligned_window_starts_exactly_on_its_period_for_any_window_length():
+    """(k+1)·W − W can round one ulp below k·W (e.g. W = 59.9 s at epoch scale): a window opened there would
+    close at once at k·W and put its requests into the previous, already merged, fleet window."""
+    from spex_monitor.monitor.windows import TumblingWindows, epoch_period
+
+    rng = np.random.default_rng(11)
+    for w in (59.9, 0.7, 0.1, 300.0, 2.5):
+        for t in rng.uniform(1.7e9, 1.9e9, size=300):
+            clock = _Clock(float(t))
+            windows = TumblingWindows(window_s=w, clock=clock, align=True)
+            windows.observe("m", "v1", ["good"], "pos", 0.9)
+            assert windows.close_due() == [] or epoch_period(t, w) * w + w <= t  # not closed at once
+            clock.t = (epoch_period(t, w) + 1) * w
+            (closed,) = windows.close_due()
+            assert closed.start_ts == epoch_period(t, w) * w <= t < closed.end_ts
