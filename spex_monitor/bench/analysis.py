@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .calibration import detector_summary, outcome
+from .calibration import detector_summary, outcome, rank_summary
 from .runs import BudgetRun, WindowRecord
 from .scenarios import DECISIVE, DETECTORS, OURS, SCENARIOS, BenchConfig, Scenario
 
@@ -77,11 +77,4 @@ def _first_alarm_ranks(
             firsts[r.run] = r
     ranks = [getattr(r, rank) for r in firsts.values()]
     every = [getattr(r, rank) for r in records if r.scenario == scenario.name]
-    top3 = lambda xs: float(np.mean([x is not None and x <= 3 for x in xs])) if xs else float("nan")  # noqa: E731
-    found = [x for x in ranks if x is not None]
-    return {
-        "alarm_windows_ranked": len(ranks),
-        "median_rank_at_first_alarm": float(np.median(found)) if found else None,
-        "top3_share_at_first_alarm": top3(ranks),
-        "top3_share_all_windows": top3(every),
-    }
+    return rank_summary(ranks, every)

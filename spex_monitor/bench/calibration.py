@@ -105,3 +105,19 @@ def detector_summary(
         "nominal_rule": detector.nominal_rule,
         "nominal_false_alarm_rate": float(detector.alarms(null, detector.nominal).mean()),
     }
+
+
+def rank_summary(at_first_alarm: Sequence[int | None], every_window: Sequence[int | None]) -> dict:
+    """Where the planted tuple ranked among a detector's contributors: in each run's first alarming window
+    (``at_first_alarm``) and in every window of the scenario (``every_window``); ``None`` = not ranked."""
+
+    def top3(ranks: Sequence[int | None]) -> float:
+        return float(np.mean([r is not None and r <= 3 for r in ranks])) if ranks else float("nan")
+
+    found = [r for r in at_first_alarm if r is not None]
+    return {
+        "alarm_windows_ranked": len(at_first_alarm),
+        "median_rank_at_first_alarm": float(np.median(found)) if found else None,
+        "top3_share_at_first_alarm": top3(at_first_alarm),
+        "top3_share_all_windows": top3(every_window),
+    }

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..monitor import InteractionMap, compare_maps
 from ..monitor.drift import psi
-from .calibration import detector_summary, outcome
+from .calibration import detector_summary, outcome, rank_summary
 from .llm_pools import MAX_NEW, LLMPool
 from .llm_scenarios import DETECTORS, EMBEDDING, LENGTH, LOGPROB, OURS, TOKENS, LLMBenchConfig, LLMScenario
 from .runs import planted_rank
@@ -196,15 +196,4 @@ def _ranks(records: list[LLMWindowRecord], scenario: LLMScenario, threshold: flo
             firsts[r.run] = r
     ranks = [r.planted_rank for r in firsts.values()]
     every = [r.planted_rank for r in records if r.scenario == scenario.name]
-
-    def top3(xs: list[int | None]) -> float:
-        return float(np.mean([x is not None and x <= 3 for x in xs])) if xs else float("nan")
-
-    found = [x for x in ranks if x is not None]
-    return {
-        "alarm_windows_ranked": len(ranks),
-        "median_rank_at_first_alarm": float(np.median(found)) if found else None,
-        "top3_share_at_first_alarm": top3(ranks),
-        "top3_share_all_windows": top3(every),
-        "top3_examples": [r.top for r in list(firsts.values())[:2]],
-    }
+    return rank_summary(ranks, every) | {"top3_examples": [r.top for r in list(firsts.values())[:2]]}
