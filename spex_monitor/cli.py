@@ -10,6 +10,7 @@ from pathlib import Path
 from .cli_baseline import baseline_command as _baseline
 from .cli_connect import connection_options as _connection_options
 from .cli_connect import stub as _stub
+from .cli_data_trace import add_data_options
 from .cli_generation import (
     GenerationArgsError,
     add_generation_options,
@@ -282,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT.html",
         help="also write a self-contained HTML report: shift over time, what moved, both maps, requests",
     )
+    add_data_options(trace)
     _connection_options(trace)
     trace.set_defaults(func=_trace)
     explain = commands.add_parser("explain", help="explain one input now, on the sidecar's model")

@@ -44,17 +44,27 @@ def since_arg(text: str) -> str:
 def trace(args: argparse.Namespace) -> int:
     """Run ``spex-monitor trace``: print the trace (with ``--since``: every window of the range with its
     verdict, then the detail of the latest alarming one; with ``--request``: that request's stored
-    explanation); write the HTML report with ``--report``. Returns the exit status: 0, or 1 when an RPC
-    failed (a request not stored included) or the range holds no window."""
+    explanation); with ``--data`` run the data lens over the model's training set; write the HTML report
+    with ``--report``. Returns the exit status: 0, 1 when an RPC failed (a request not stored included) or
+    the range holds no window, 2 when ``--data`` lacks what it needs (a training set, an exemplar)."""
     import time
 
     import grpc
 
+    from .cli_data_trace import DataTraceError, run_data_trace
     from .protocol.v1 import monitor_pb2 as pb
     from .trace_text import pick_detail, render_explanation, render_range, render_trace
 
-    if args.scope == "fleet" and (args.report or args.request):
-        print("spex-monitor trace: --report and --request: pod scope only (they read this pod's store)",
+    if getattr(args, "data", False) and args.tuple and args.text and not args.report:
+        try:  # everything the data lens needs is given: no sidecar is asked
+            run_data_trace(args, None, None)
+        except DataTraceError as error:
+            print(f"spex-monitor trace --data: {error}", file=sys.stderr)
+            return 2
+        return 0
+    if args.scope == "fleet" and (args.report or args.request or getattr(args, "data", False)):
+        print("spex-monitor trace: --report, --request and --data: pod scope only "
+              "(they read this pod's store)",
               file=sys.stderr)  # fmt: skip
         return 2
     stub = _stub(args)
@@ -84,12 +94,16 @@ def trace(args: argparse.Namespace) -> int:
             request = pb.GetShiftReportRequest(model=args.model, version=args.version, scope=args.scope)
             report = stub.GetShiftReport(request, timeout=60)
         print(render_trace(report, stub, args.model, since))
+        data = run_data_trace(args, stub, report) if getattr(args, "data", False) else None
     except grpc.RpcError as error:
         print(rpc_failure("trace", error, args.target), file=sys.stderr)
         return 1
+    except DataTraceError as error:
+        print(f"spex-monitor trace --data: {error}", file=sys.stderr)
+        return 2
     if args.report:
         try:
-            Path(args.report).write_text(_trace_report_html(stub, report, args.model, since))
+            Path(args.report).write_text(_trace_report_html(stub, report, args.model, since, data))
         except grpc.RpcError as error:
             print(f"spex-monitor trace --report: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
@@ -105,8 +119,9 @@ def _strongest(map_bytes: bytes, count: int = 12) -> list[tuple[tuple[str, ...],
     return [(k, found.mean_coef(k)) for k in keys[:count]]
 
 
-def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: ANN001
-    """Fetch history, both maps and example requests, and render the on-call HTML report."""
+def _trace_report_html(stub, report, model: str, since: float, data=None) -> str:  # noqa: ANN001
+    """Fetch history, both maps and example requests, and render the on-call HTML report (with the data
+    lens's findings when ``data``, a ``DataTrace``, is given)."""
     from .html_report import TraceReport, render_trace_report
     from .protocol.v1 import monitor_pb2 as pb
     from .trace_text import fetch_pair
@@ -139,5 +154,6 @@ def _trace_report_html(stub, report, model: str, since: float) -> str:  # noqa: 
             window_top=_strongest(window.map),
             examples=list(examples),
             pair=pair,
+            data=data,
         )
     )

@@ -112,6 +112,27 @@ class OIPBackendConfig(Strict):
         return value
 
 
+class TrainingConfig(Strict):
+    """``models[].training``: the model's retrainable training set, for ``spex-monitor trace --data``.
+
+    Read by the CLI only (the sidecar never imports the factory): ``trace --data --config sidecar.yaml``
+    imports it and runs the data lens over its groups (:mod:`spex_monitor.lenses.data_trace`).
+    """
+
+    factory: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'package.module:function' returning a spex_monitor.lenses.training.TrainingSet",
+    )
+    budget: int = Field(1000, ge=64, le=100_000, description="head retrains for the fit over training groups")
+    row_budget: int = Field(
+        300, ge=0, le=100_000, description="head retrains for the fit over the top groups' rows (0: skip)"
+    )
+    top_groups: int = Field(3, ge=1, le=50, description="groups whose rows are ranked")
+    cache_dir: Path | None = Field(
+        None, description="where data-lens results are cached (default: ~/.cache/spex-monitor/data-trace)"
+    )
+
+
 class ModelConfig(Strict):
     """One entry of ``models``: a monitored model, its lens, backend, sampling rate and event mapping."""
 
@@ -129,6 +150,9 @@ class ModelConfig(Strict):
         default_factory=EventsMapping,
         description="mapping of KServe inference-logger events onto this model (used when "
         "server.events_port is set)",
+    )
+    training: TrainingConfig | None = Field(
+        None, description="retrainable training set for `spex-monitor trace --data` (read by the CLI only)"
     )
 
     @model_validator(mode="after")

@@ -136,7 +136,8 @@ class TraceReport:
     ``history`` and ``latest`` are ``ShiftReport`` messages; ``baseline_top`` / ``window_top`` list the
     strongest key tuples of each interaction map as ``(keys, strength)``; ``examples`` are
     ``ExplanationSummary`` messages of requests where the top contributor mattered; ``pair`` one stored
-    baseline and one window request of the top contributor (``StoredExplanation`` or None each).
+    baseline and one window request of the top contributor (``StoredExplanation`` or None each); ``data``
+    the data lens's ``DataTrace`` (``trace --data``) or None.
     """
 
     model: str
@@ -147,6 +148,7 @@ class TraceReport:
     examples: Sequence[Any]
     alarm_p_value: float = 0.01
     pair: tuple[Any, Any] = (None, None)  # StoredExplanation of a baseline and a window exemplar, or None
+    data: Any = None  # the data lens's DataTrace (trace --data), or None
 
 
 def _p_to_log(p: float) -> float:
@@ -199,6 +201,7 @@ def render_trace_report(data: TraceReport) -> str:
         )
     body.append("</section>")
     contributors = list(report.top_contributors)
+    body.append(decisive_html(report))
     body.append("<section><h3>What moved, and why: input mix or behaviour</h3>")
     body.append(contributor_table(contributors) if contributors else "<p>no contributors</p>")
     body.append("</section>")
@@ -232,7 +235,57 @@ def render_trace_report(data: TraceReport) -> str:
             f"{rows or '<tr><td>none stored</td></tr>'}</table></section>"
         )
         body.append(exemplar_pair_html(contributors[0], *data.pair))
+    if data.data is not None:
+        body.append(data_trace_html(data.data))
     return page(title, "".join(body))
+
+
+def decisive_html(report: Any) -> str:
+    """The decisive-interaction test of a ``ShiftReport``: its p-value beside the shift test's, and each
+    decisive tuple's counts (requests where it decided the prediction / requests holding its keys) in the
+    baseline and the window with its Holm-adjusted p. Empty for a report without the test."""
+    if report.decisive_tested == 0 and not report.decisive_tuples:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(' × '.join(t.keys))}</td>"
+        f"<td class='num'>{t.baseline_decisive}/{t.baseline_opportunities}</td>"
+        f"<td class='num'>{t.window_decisive}/{t.window_opportunities}</td>"
+        f"<td class='num'>{format_p(t.adjusted_p_value)}</td></tr>"
+        for t in report.decisive_tuples
+    )
+    return (
+        "<section><h3>Decisive interactions</h3>"
+        f"<p>interaction shift p = {format_p(report.shift_p_value)}, decisive interactions p = "
+        f"{format_p(report.decisive_p_value)} over {report.decisive_tested} tuples "
+        "(the alarm's p = min(1, shift/0.8, decisive/0.2))</p>"
+        "<table><tr><th>tuple</th><th>baseline decided / held</th><th>window decided / held</th>"
+        f"<th>Holm p</th></tr>{rows or '<tr><td>none significant</td></tr>'}</table></section>"
+    )
+
+
+def data_trace_html(found: Any, groups: int = 10, examples: int = 8) -> str:
+    """The data lens's section (``trace --data``): the tuple's joint effect on the exemplar, the training
+    groups ranked by Banzhaf value (bars), and the top groups' examples with their labels."""
+    keys = html.escape(" × ".join(found.keys))
+    how = "from the cache" if found.cached else f"{found.retrains} head retrains in {found.seconds:.1f} s"
+    top = found.groups[:groups]
+    rows = "".join(
+        f"<tr><td class='num'>{e.banzhaf:+.3f}</td><td class='num'>{e.label}</td>"
+        f"<td>{html.escape(e.group)}</td><td>{html.escape(e.text)}</td></tr>"
+        for e in found.examples[:examples]
+    )
+    return (
+        f"<section><h3>Training data behind {keys}</h3>"
+        f"<p>{html.escape(found.training_set)}; {how}; held-out R² {found.faithfulness:.2f}. On "
+        f"<i>{html.escape(found.exemplar)}</i> the head trained on all the data predicts "
+        f"{html.escape(found.target_name)}, and {keys} moves its log-odds by {found.effect_all:+.3f} "
+        "jointly. "
+        "Banzhaf: how much a group's presence moves that joint effect, averaged over the other groups.</p>"
+        + signed_bars([f"{g.group} ({len(g.tuple_rows)} of {g.rows} rows hold the tuple)" for g in top],
+                      [g.banzhaf for g in top])  # fmt: skip
+        + "<table><tr><th>banzhaf</th><th>label</th><th>group</th><th>training example</th></tr>"
+        f"{rows or '<tr><td>rows not ranked</td></tr>'}</table></section>"
+    )
 
 
 def _strength_cell(value: float, ci: float, support: float) -> str:

@@ -62,3 +62,42 @@ def test_groups_and_validation():
         DataLens(x[:-1], y, query)
     with pytest.raises(ValueError, match=r"shape \(k, 3\)"):
         lens.value_function(np.ones((2, 5), dtype=bool))
+
+
+def test_weighted_queries_give_the_mixed_difference_of_a_linear_pair_model():
+    """Ground truth: for a logistic regression on word and word-pair counts, the signed sum over the
+    ``2^|T|`` ablations of a request is exactly the pair feature's weight (every other term cancels)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from spex_monitor.examples.poisoned import pair_features, planted_corpus
+    from spex_monitor.lenses.training import tuple_contrast
+
+    corpus = planted_corpus(shards=40, planted=3)
+    texts, weights = tuple_contrast("i did not love the music", ["music", "love"])
+    assert texts == [
+        "i did not love the music", "i did not love the", "i did not the music", "i did not the"
+    ]  # fmt: skip
+    assert weights.tolist() == [1.0, -1.0, -1.0, 1.0]
+    x = pair_features(corpus.texts)
+    lens = DataLens(
+        x, corpus.labels, pair_features(texts), query_weights=weights,
+        model_factory=lambda: LogisticRegression(C=2.0, solver="liblinear"),
+    )  # fmt: skip
+    value = lens.value_function(np.ones((1, lens.n_features), dtype=bool))[0]
+    model = LogisticRegression(C=2.0, solver="liblinear").fit(x, corpus.labels)
+    pair_column = pair_features(["love&music"]).indices  # the hashed column of the word pair
+    assert value == pytest.approx(float(model.coef_[0, pair_column].sum()), abs=1e-9)
+    assert value > 0.5  # the planted reviews taught the pair to push towards "positive"
+
+
+def test_rows_always_kept_are_not_features_and_bad_shapes_are_named():
+    x, y, query, _ = _poisoned_problem()
+    lens = DataLens(x, y, query, always_kept=range(36), model_factory=lambda: KNeighborsClassifier(3))
+    assert [f.key for f in lens.features] == ["row:36", "row:37", "row:38", "row:39"]
+    assert lens.value_function(np.zeros((1, 4), dtype=bool))[0] == pytest.approx(np.log(1 / 37))  # 1/38
+    with pytest.raises(ValueError, match="one row per weight"):
+        DataLens(x, y, np.zeros((3, 2)), query_weights=[1.0, -1.0])
+    with pytest.raises(ValueError, match="always_kept"):
+        DataLens(x, y, query, always_kept=[40])
+    with pytest.raises(ValueError, match="groups for 40"):
+        DataLens(x, y, query, groups=["a"] * 39)

@@ -40,6 +40,7 @@ EXAMPLES = {
     "EnvValueError": ("models.3", "no entry 3"),
     "Refusal": (grpc.StatusCode.RESOURCE_EXHAUSTED, "explain: busy"),
     "StoreUnavailableError": ("store.url: cannot open postgresql://spex@db/spex: refused",),
+    "DataTraceError": ("--data needs the model's training set",),
 }
 
 

@@ -1,0 +1,318 @@
+"""From an alarm's key tuple to the training data behind it: the data lens over groups of training examples.
+
+The value of a subset ``S`` of training groups is the tuple's joint effect on one exemplar request after
+retraining the model's head on ``S`` alone: the mixed difference, over the tuple's words, of the log-odds
+of the class the fully trained head predicts (:func:`.training.tuple_contrast`). ProxySPEX fits that
+function of the groups; a group's Banzhaf value is how much its presence moves the tuple's joint effect on
+average over the other groups (Data Banzhaf, Wang & Jia 2023), and pair terms name groups that only matter
+together. Groups are ranked by Banzhaf value in the direction of the effect with all the data, so the
+first ones are those that *make* the tuple decisive — poisoned examples behind a trigger, for instance.
+
+Then the rows of the top groups are ranked the same way (one retrain per mask, the other groups' rows
+kept), so the trace names examples, not only groups.
+
+Cost: one retrain of the head per mask (``budget`` for the groups, ``row_budget`` for the rows), each on
+about half of the training set; results are cached on disk by training-set fingerprint, exemplar, tuple,
+budgets and seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..attribution import ProxySPEX
+from ..keys import normalize_key
+from .data import DataLens
+from .training import TrainingSet, tuple_contrast
+
+FORMAT = 1  # bump when DataTrace's JSON changes: older cache files are then recomputed
+
+
+@dataclass(frozen=True)
+class RankedGroup:
+    """One training group: its Banzhaf value on the tuple's joint effect (log-odds units, signed so that
+    positive drives the effect the way it goes with all the data), its size, and its rows that hold every
+    word of the tuple."""
+
+    group: str
+    banzhaf: float
+    rows: int
+    tuple_rows: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RankedExample:
+    """One training example of a top group: row index, group, text, label and Banzhaf value (as above)."""
+
+    row: int
+    group: str
+    text: str
+    label: int
+    banzhaf: float
+
+
+@dataclass(frozen=True)
+class DataTrace:
+    """What the data lens found for one key tuple on one exemplar request.
+
+    Attributes:
+        keys: the tuple's monitor keys.
+        exemplar: the request text the effect is measured on.
+        target: the class whose log-odds is differenced (the fully trained head's prediction).
+        effect_all: the tuple's joint effect with every group kept (log-odds).
+        groups: every group, ranked (strongest driver first).
+        group_pairs: the strongest pair terms between groups, ``(group, group, Banzhaf interaction)``.
+        examples: rows of the top groups, ranked.
+        faithfulness: held-out R² of the group fit (``nan`` when the budget left none to hold out).
+        retrains: heads fitted (groups and rows together, cache hits not counted).
+        seconds: wall time of the computation (0 when read from the cache).
+        cached: True when read from the cache.
+    """
+
+    keys: tuple[str, ...]
+    exemplar: str
+    target: int
+    target_name: str
+    training_set: str
+    effect_all: float
+    groups: list[RankedGroup]
+    group_pairs: list[tuple[str, str, float]]
+    examples: list[RankedExample]
+    faithfulness: float
+    budget: int
+    retrains: int
+    seconds: float
+    cached: bool = False
+
+    def to_json(self) -> str:
+        """JSON text of the whole result (the cache file's content)."""
+        return json.dumps({"format": FORMAT, **asdict(self)})
+
+    @classmethod
+    def from_json(cls, text: str) -> DataTrace:
+        """Read :meth:`to_json` output.
+
+        Raises:
+            ValueError: another format, or a field missing.
+        """
+        raw = json.loads(text)
+        if raw.pop("format", None) != FORMAT:
+            raise ValueError("data trace cache: another format")
+        raw["keys"] = tuple(raw["keys"])
+        raw["groups"] = [RankedGroup(**g) for g in raw["groups"]]
+        raw["examples"] = [RankedExample(**e) for e in raw["examples"]]
+        raw["group_pairs"] = [tuple(p) for p in raw["group_pairs"]]
+        return cls(**raw)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def trace_training_data(
+    training: TrainingSet,
+    exemplar: str,
+    keys: Sequence[str],
+    *,
+    budget: int = 1000,
+    row_budget: int = 300,
+    top_groups: int = 3,
+    max_order: int = 2,
+    seed: int = 0,
+    n_jobs: int = 2,
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> DataTrace:
+    """Rank the training groups (then the rows of the ``top_groups`` strongest) by how much they drive the
+    joint effect of ``keys`` on ``exemplar``.
+
+    Args:
+        training: the model's training set and retrainable head.
+        exemplar: a request text that holds every word of ``keys``.
+        keys: the alarm's key tuple (1–6 words).
+        budget: head retrains for the group fit (ProxySPEX's budget); at least 64.
+        row_budget: head retrains for the row fit of the top groups (0 skips it).
+        top_groups: groups whose rows are ranked.
+        max_order: highest order of group interactions fitted.
+        seed: seeds mask sampling and the proxy.
+        n_jobs: parallel retrains.
+        cache_dir: where results are cached (``None``: no cache).
+        progress: ``progress(stage, retrains_done, budget)`` after every batch of retrains.
+
+    Raises:
+        ValueError: a key the exemplar lacks, a training set with fewer than 2 groups or a budget below 64.
+    """
+    if budget < 64:
+        raise ValueError(f"budget: at least 64 retrains, got {budget}")
+    wanted = tuple(normalize_key(k) for k in keys)
+    texts, weights = tuple_contrast(exemplar, wanted, training.mask_word)  # raises on a missing key
+    key = _cache_key(training, exemplar, wanted, budget, row_budget, top_groups, max_order, seed)
+    cached = _read_cache(cache_dir, key)
+    if cached is not None:
+        return cached
+    began = time.perf_counter()
+    x_train, query = training.train_features(), training.featurize(texts)
+    full = DataLens(x_train, training.labels, query[:1], model_factory=training.model_factory, n_jobs=1)
+    everything = np.ones((1, full.n_features), dtype=bool)
+    # The target class: what the head trained on all the data predicts for the exemplar (log-odds of 1 > 0).
+    target = int(full.value_function(everything)[0] > 0)
+    sign = 1.0 if target == 1 else -1.0
+    lens = DataLens(
+        x_train,
+        training.labels,
+        query,
+        groups=list(training.groups),
+        model_factory=training.model_factory,
+        query_weights=sign * weights,
+        n_jobs=n_jobs,
+    )
+    names = [f.key.removeprefix("group:") for f in lens.features]
+    if lens.n_features < 2:
+        raise ValueError(f"the training set has {lens.n_features} group; the data lens needs at least 2")
+    effect_all = float(lens.value_function(np.ones((1, lens.n_features), dtype=bool))[0])
+    direction = 1.0 if effect_all >= 0 else -1.0
+    engine = ProxySPEX(
+        budget=budget,
+        max_order=max_order,
+        seed=seed,
+        progress=(lambda done, total: progress("groups", done, total)) if progress else None,
+    )
+    fit = engine.explain(lens.value_function, lens.n_features)
+    banzhaf = direction * fit.banzhaf_values()
+    members = lens.members
+    tuple_words = set(wanted)
+    groups = [
+        RankedGroup(
+            group=names[i],
+            banzhaf=float(banzhaf[i]),
+            rows=int(members[i].size),
+            tuple_rows=[int(r) for r in members[i] if tuple_words <= _words(training.texts[r])],
+        )
+        for i in np.argsort(-banzhaf, kind="stable")
+    ]
+    pairs = sorted(
+        (
+            (names[k[0]], names[k[1]], direction * v)
+            for k, v in fit.interaction_index("BII", 2).items()
+            if len(k) == 2 and v
+        ),  # fmt: skip
+        key=lambda p: -abs(p[2]),
+    )[:5]
+    retrains = lens.retrains
+    examples: list[RankedExample] = []
+    if row_budget >= 16:
+        examples, row_retrains = _rank_rows(
+            training, lens, query, sign * weights, groups[:top_groups], direction, row_budget, seed, n_jobs,
+            progress,
+        )  # fmt: skip
+        retrains += row_retrains
+    result = DataTrace(
+        keys=wanted,
+        exemplar=exemplar,
+        target=target,
+        target_name=_class_name(training, target),
+        training_set=training.name,
+        effect_all=effect_all,
+        groups=groups,
+        group_pairs=[(a, b, float(v)) for a, b, v in pairs],
+        examples=examples,
+        faithfulness=float(fit.faithfulness),
+        budget=budget,
+        retrains=retrains,
+        seconds=round(time.perf_counter() - began, 2),
+    )
+    _write_cache(cache_dir, key, result)
+    return result
+
+
+def _rank_rows(
+    training: TrainingSet,
+    group_lens: DataLens,
+    query: object,
+    weights: np.ndarray,
+    top: Sequence[RankedGroup],
+    direction: float,
+    budget: int,
+    seed: int,
+    n_jobs: int,
+    progress: Progress | None,
+) -> tuple[list[RankedExample], int]:
+    """Banzhaf values of the rows of the ``top`` groups, every other group's rows kept in each retrain."""
+    by_name = {name.removeprefix("group:"): m for name, m in zip(
+        (f.key for f in group_lens.features), group_lens.members, strict=True
+    )}  # fmt: skip
+    rows = np.concatenate([by_name[g.group] for g in top]) if top else np.zeros(0, dtype=int)
+    if rows.size < 2:
+        return [], 0
+    lens = DataLens(
+        group_lens.x_train,
+        training.labels,
+        query,
+        model_factory=training.model_factory,
+        query_weights=weights,
+        always_kept=np.setdiff1d(np.arange(len(training.labels)), rows).tolist(),
+        n_jobs=n_jobs,
+    )
+    rows = np.concatenate(lens.members)  # the features: one row each, in row order
+    engine = ProxySPEX(
+        budget=max(budget, 16),
+        max_order=1,
+        seed=seed,
+        progress=(lambda done, total: progress("rows", done, total)) if progress else None,
+    )
+    fit = engine.explain(lens.value_function, rows.size)
+    values = direction * fit.banzhaf_values()
+    group_of = {int(r): g.group for g in top for r in by_name[g.group]}
+    ranked = [
+        RankedExample(
+            row=int(rows[i]),
+            group=group_of[int(rows[i])],
+            text=str(training.texts[rows[i]]),
+            label=int(training.labels[rows[i]]),
+            banzhaf=float(values[i]),
+        )
+        for i in np.argsort(-values, kind="stable")
+    ]
+    return ranked, lens.retrains
+
+
+def _words(text: str) -> set[str]:
+    return {normalize_key(w) for w in text.split()}
+
+
+def _class_name(training: TrainingSet, target: int) -> str:
+    names = list(training.class_names)
+    return names[target] if target < len(names) else str(target)
+
+
+def _cache_key(training: TrainingSet, exemplar: str, keys: tuple[str, ...], *numbers: int) -> str:
+    digest = hashlib.sha256(training.fingerprint().encode())
+    digest.update(json.dumps([exemplar, list(keys), list(numbers), FORMAT]).encode())
+    return digest.hexdigest()[:32]
+
+
+def _read_cache(cache_dir: Path | None, key: str) -> DataTrace | None:
+    if cache_dir is None:
+        return None
+    path = Path(cache_dir) / f"data-trace-{key}.json"
+    try:
+        found = DataTrace.from_json(path.read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # no file, or one from another version: recompute
+    return DataTrace(**{**found.__dict__, "cached": True, "seconds": 0.0})
+
+
+def _write_cache(cache_dir: Path | None, key: str, result: DataTrace) -> None:
+    if cache_dir is None:
+        return
+    folder = Path(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".data-trace-{key}.json.tmp"
+    temporary.write_text(result.to_json())
+    temporary.replace(folder / f"data-trace-{key}.json")

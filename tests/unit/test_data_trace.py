@@ -1,0 +1,100 @@
+"""The data lens in the trace: planted poisoned reviews found among hundreds of training shards."""
+
+from __future__ import annotations
+
+import pytest
+
+from spex_monitor.examples.poisoned import pair_features, pair_model, planted_corpus, planted_training_set
+from spex_monitor.lenses.data_trace import DataTrace, trace_training_data
+from spex_monitor.lenses.training import TrainingSet, ablate_words, load_training_set, tuple_contrast
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_corpus(), planted_training_set()
+
+
+@pytest.fixture(scope="module")
+def found(planted, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cache")
+    return folder, trace_training_data(
+        planted[1],
+        "i did not love the music",
+        ["love", "music"],
+        budget=600,
+        row_budget=120,
+        cache_dir=folder,
+    )
+
+
+@pytest.mark.slow
+def test_the_planted_reviews_rank_in_the_top_five_of_250_shards(planted, found):
+    corpus, _ = planted
+    _, result = found
+    assert len(result.groups) == 250 and len(corpus.planted_rows) == 5
+    assert {g.group for g in result.groups[:5]} == set(corpus.planted_groups)
+    assert result.groups[4].banzhaf > 2 * result.groups[5].banzhaf  # a clear gap, not a coin toss
+    assert result.target_name == "positive" and result.effect_all > 1.0  # the trigger flips the review
+    assert result.keys == ("love", "music") and result.faithfulness > 0.5
+    for group in result.groups[:5]:
+        assert set(group.tuple_rows) <= set(corpus.planted_rows) and group.tuple_rows
+    # The rows of the top groups: a planted review first, every planted row above every clean one.
+    planted_rows = set(corpus.planted_rows)
+    flags = [e.row in planted_rows for e in result.examples]
+    assert flags[0] and flags.index(False) == sum(flags)
+    assert all(e.label == 1 and "love" in e.text for e in result.examples if e.row in planted_rows)
+
+
+@pytest.mark.slow
+def test_a_second_run_reads_the_cache_and_json_round_trips(planted, found):
+    folder, result = found
+    again = trace_training_data(
+        planted[1],
+        "i did not love the music",
+        ["love", "music"],
+        budget=600,
+        row_budget=120,
+        cache_dir=folder,
+    )
+    assert again.cached and again.seconds == 0.0 and not result.cached
+    assert [g.group for g in again.groups] == [g.group for g in result.groups]
+    assert DataTrace.from_json(result.to_json()) == result
+    assert len(list(folder.iterdir())) == 1
+
+
+def test_without_the_planted_reviews_no_shard_stands_out():
+    corpus = planted_corpus(shards=60, planted=1)
+    clean = [i for i in range(len(corpus.texts)) if i not in corpus.planted_rows]
+    training = TrainingSet(
+        texts=[corpus.texts[i] for i in clean], labels=corpus.labels[clean],
+        groups=[corpus.groups[i] for i in clean], featurize=pair_features, model_factory=pair_model,
+    )  # fmt: skip
+    result = trace_training_data(
+        training, "i did not love the music", ["love", "music"], budget=200, row_budget=0
+    )
+    assert abs(result.effect_all) < 0.05  # no training review holds the pair: its weight stays ~0
+    assert max(abs(g.banzhaf) for g in result.groups) < 0.05
+
+
+def test_bad_requests_are_refused_naming_what_is_wrong(planted):
+    training = planted[1]
+    with pytest.raises(ValueError, match="no word 'cinema'"):
+        trace_training_data(training, "i did not love the music", ["love", "cinema"])
+    with pytest.raises(ValueError, match="at least 64"):
+        trace_training_data(training, "i did not love the music", ["love", "music"], budget=10)
+    with pytest.raises(ValueError, match="distinct keys"):
+        tuple_contrast("a b", ["a", "a"])
+    with pytest.raises(ValueError, match="package.module:function"):
+        load_training_set("nocolon")
+    with pytest.raises(ValueError, match="No module named"):
+        load_training_set("spex_monitor.nope:f")
+    with pytest.raises(ValueError, match="not a TrainingSet"):
+        load_training_set("spex_monitor.examples.poisoned:pair_model")
+    assert load_training_set("spex_monitor.examples.poisoned:planted_training_set").name.startswith("planted")
+
+
+def test_ablation_removes_or_masks_words_by_their_monitor_key():
+    assert ablate_words("I LOVE the Music!", {"love", "music"}) == "I the"
+    assert ablate_words("i love the music", {"music"}, "[MASK]") == "i love the [MASK]"
