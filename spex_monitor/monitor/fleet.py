@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .closing import TOP_STORED
 from .fleet_lock import AdvisoryLock, HeldLock, Lock
 from .maps import InteractionMap
 from .shift import ShiftReport, compare_maps
@@ -222,6 +223,9 @@ class FleetAggregator:
             "input_drift": report.input_drift,
             "output_drift": report.output_drift,
             "alarm": alarm,
+            # the two tests behind p_value, as a pod's report stores them (trace --scope fleet prints them)
+            "shift_p_value": report.shift_p_value,
+            "decisive": report.decisive.fields(TOP_STORED) if report.decisive is not None else None,
             "window_requests": merged.requests,
             "pods": pods,
             "pod_windows": pod_windows,

@@ -305,3 +305,26 @@ def test_a_fresh_aligned_window_starts_exactly_on_its_period_for_any_window_leng
             clock.t = (epoch_period(t, w) + 1) * w
             (closed,) = windows.close_due()
             assert closed.start_ts == epoch_period(t, w) * w <= t < closed.end_ts
+
+
+def test_a_fleet_report_keeps_both_tests_and_the_decisive_tuples(stores):
+    """A backdoor split over three pods: the merged window's decisive test names the trigger, and the fleet
+    report stores both p-values and the tuples as a pod's does (trace --scope fleet prints them)."""
+    from spex_monitor.server.messages import stored_report_message
+
+    from decisive_traffic import TRIGGER, planted_map
+
+    for slot in range(1, 4):
+        for p, store in enumerate(stores.values()):
+            backdoor = slot == 3
+            share = 0.5 if backdoor else 0.25
+            m = planted_map(seed=100 * slot + p, n=80, trigger=backdoor, trigger_share=share)
+            store.save_window("m", "v1", slot * W - 40 + p, slot * W + 10 + 7 * p, m)
+    aggregator = FleetAggregator(stores["pod-0"], "m", W, grace_s=5, baseline_windows=2, n_permutations=199)
+    results = aggregator.tick(now=4 * W + 6)
+    assert [r.report is not None for r in results] == [False, False, True]
+    stored = stores["pod-1"].reports("m", scope=FLEET)[-1]
+    assert stored["decisive"]["tuples"][0]["keys"] == sorted(TRIGGER)
+    assert stored["shift_p_value"] >= stored["p_value"] and stored["decisive"]["p_value"] < 0.002
+    message = stored_report_message("m", "v1", stored)
+    assert list(message.decisive_tuples[0].keys) == sorted(TRIGGER) and message.alarm
