@@ -310,9 +310,9 @@ def test_a_fresh_aligned_window_starts_exactly_on_its_period_for_any_window_leng
 def test_a_fleet_report_keeps_both_tests_and_the_decisive_tuples(stores):
     """A backdoor split over three pods: the merged window's decisive test names the trigger, and the fleet
     report stores both p-values and the tuples as a pod's does (trace --scope fleet prints them)."""
-    from spex_monitor.server.messages import stored_report_message
-
     from decisive_traffic import TRIGGER, planted_map
+
+    from spex_monitor.server.messages import stored_report_message
 
     for slot in range(1, 4):
         for p, store in enumerate(stores.values()):
