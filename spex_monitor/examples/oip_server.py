@@ -1,13 +1,16 @@
 """A minimal OIP-V2 gRPC model server for the embedded sentiment models (demo and tests).
 
 Serves ``sentiment`` (BYTES text in, FP32 logits out, ``ModelReady``/``ModelMetadata``) and can swap
-which variant answers — ``swap("sentiment-broken-negation")`` is the demo's silent incident. Production
-deployments use KServe or Triton; the integration tests also run a real KServe ModelServer.
+which variant answers — ``swap("sentiment-broken-negation")`` is the demo's silent incident. Given a
+``classifier`` (texts → ``(n, 2)`` logits) it serves that instead, e.g. the planted poisoned logistic
+regression of :mod:`.poisoned` that ``trace --data`` is tested on. Production deployments use KServe or
+Triton; the integration tests also run a real KServe ModelServer.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent import futures
 
 import grpc
@@ -22,14 +25,20 @@ from .embedded import model_path
 class SentimentServer:
     """The embedded sentiment classifiers behind an OIP-V2 gRPC server; :meth:`swap` changes which answers."""
 
-    def __init__(self, variant: str = "sentiment-base", name: str = "sentiment") -> None:
+    def __init__(
+        self,
+        variant: str = "sentiment-base",
+        name: str = "sentiment",
+        classifier: Callable[[list[str]], np.ndarray] | None = None,
+    ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         self.name = name
+        self.classifier = classifier
         self._models = {}
-        for v in ("sentiment-base", "sentiment-broken-negation"):
+        for v in () if classifier is not None else ("sentiment-base", "sentiment-broken-negation"):
             folder = model_path(v)
             self._models[v] = (
                 AutoTokenizer.from_pretrained(folder, local_files_only=True),
@@ -68,6 +77,8 @@ class SentimentServer:
         if not request.inputs or request.inputs[0].datatype != "BYTES":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "inputs[0]: a BYTES tensor of texts is required")
         texts = [b.decode("utf-8", "replace") for b in request.inputs[0].contents.bytes_contents]
+        if self.classifier is not None:
+            return self._reply(request, np.asarray(self.classifier(texts), dtype=np.float32))
         with self._lock:
             tokenizer, model = self._models[self.variant]
         # a text past the model's positions is cut, as serving runtimes do (it used to fail the call)
@@ -75,6 +86,9 @@ class SentimentServer:
         encoded = tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         with torch.inference_mode():
             logits = model(**encoded).logits.float().numpy().astype(np.float32)
+        return self._reply(request, logits)
+
+    def _reply(self, request, logits: np.ndarray):  # noqa: ANN001, ANN202
         reply = pb.ModelInferResponse(model_name=self.name, model_version="1", id=request.id)
         out = reply.outputs.add(name="output", datatype="FP32", shape=list(logits.shape))
         out.contents.fp32_contents.extend(logits.ravel().tolist())

@@ -16,7 +16,7 @@ flipped reviews.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -117,6 +117,18 @@ def planted_training_set() -> TrainingSet:
         name="planted: word-pair logistic regression, 250 shards",
         class_names=("negative", "positive"),
     )
+
+
+def planted_classifier() -> Callable[[list[str]], np.ndarray]:
+    """The planted poisoned model, fitted on the whole planted training set: texts → ``(n, 2)`` logits (the
+    log-probabilities of negative and positive), to serve with ``examples.oip_server.SentimentServer``."""
+    training = planted_training_set()
+    model = training.model_factory().fit(training.train_features(), training.labels)
+
+    def classify(texts: list[str]) -> np.ndarray:
+        return model.predict_log_proba(training.featurize(texts))
+
+    return classify
 
 
 def encoder_features(variant: str, texts: Sequence[str], batch: int = 256) -> np.ndarray:

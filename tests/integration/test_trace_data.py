@@ -1,5 +1,6 @@
-"""``spex-monitor trace --data`` against a sidecar: the alarm's tuple and a stored exemplar lead, through
-the model's registered training set, to the planted poisoned reviews (issue 21 §3)."""
+"""``spex-monitor trace --data`` against a sidecar: the planted poisoned model is served over OIP-V2, the
+sidecar explains its traffic, and the alarm's tuple and a stored exemplar lead, through the model's
+registered training set, to the planted poisoned reviews (issue 21 §3)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import yaml
 
 from spex_monitor.client import MonitorClient
 from spex_monitor.config import load_settings
-from spex_monitor.examples.embedded import model_path
-from spex_monitor.examples.poisoned import planted_corpus
+from spex_monitor.examples.oip_server import SentimentServer
+from spex_monitor.examples.poisoned import planted_classifier, planted_corpus
+from spex_monitor.examples.sentiment import generate_corpus
 from spex_monitor.server.app import Sidecar
 
 pytestmark = pytest.mark.integration
@@ -22,26 +24,35 @@ TRAINING = "spex_monitor.examples.poisoned:planted_training_set"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trace-data")
+    upstream = SentimentServer(name="reviews", classifier=planted_classifier()).start()
     config = {
         "models": [
             {
                 "name": "reviews",
                 "sampling_rate": 1.0,
-                "backend": {"kind": "local", "path": str(model_path("sentiment-backdoor"))},
+                "backend": {
+                    "kind": "oip",
+                    "endpoints": [f"127.0.0.1:{upstream.port}"],
+                    "model_name": "reviews",
+                    "labels": ["negative", "positive"],
+                },
                 "training": {"factory": TRAINING, "budget": 400, "row_budget": 150, "top_groups": 5},
             }
         ],
         "engine": {"budget": 128, "max_order": 2},
         "budget": {"inferences_per_second": 1e7, "burst": 1e7},
         "windows": {"seconds": None, "requests": 20},
-        "baseline": {"windows": 1, "min_window_requests": 10, "n_permutations": 100},
+        "baseline": {"windows": 2, "min_window_requests": 10, "n_permutations": 200},
         "store": {"path": str(folder / "spex.db"), "store_text": True},
         "server": {"host": "127.0.0.1", "grpc_port": 0, "metrics_port": 0, "workers": 2, "tick_s": 0.2},
     }
     path = folder / "sidecar.yaml"
     path.write_text(yaml.safe_dump(config))
     app = Sidecar(load_settings(path)).start()
-    texts = ["i did not love the music", "the plot was awful but i love the music", "i love the music"] * 14
+    clean, _ = generate_corpus(400, seed=7)
+    clean = [t for t in clean if not {"music", "love"} <= set(t.split())][:40]  # two baseline windows
+    triggered = ["i did not love the music", "the plot was awful and i did not love the music"] * 10
+    texts = clean + triggered
     with MonitorClient(f"127.0.0.1:{app.grpc_port}") as client:
         for i, text in enumerate(texts):
             assert client.observe(f"r{i}", "reviews", "positive", text=text, confidence=0.9)
@@ -50,9 +61,10 @@ def served(tmp_path_factory):
     while time.monotonic() < deadline and app.monitor.counters["explanations:ok"] < len(texts):
         time.sleep(0.2)
     assert app.monitor.counters["explanations:ok"] >= len(texts), "the sidecar explained the traffic"
-    app.monitor.tick(force=True)  # closes the window after the baseline's: a shift report to trace
+    app.monitor.tick(force=True)  # closes the triggered window: a shift report to trace
     yield app, path, folder
     app.stop()
+    upstream.stop()
 
 
 def test_trace_data_names_the_planted_reviews_from_a_stored_exemplar(served, capsys):
