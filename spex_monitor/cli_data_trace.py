@@ -36,22 +36,64 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--tuple",
-        default="",
+        default=None,
         metavar="WORD,WORD",
         help="the key tuple to trace (default: the alarm's top decisive tuple, else its top contributor)",
     )
     group.add_argument(
         "--text",
-        default="",
-        help="the exemplar request (default: the newest stored request holding every word of the tuple; "
-        "needs store.store_text)",
+        default=None,
+        help="the exemplar request (default: the newest of the stored requests where the tuple was among "
+        "the strongest terms, with its text kept: needs store.store_text)",
     )
     group.add_argument(
-        "--data-budget", type=int, default=0, help="head retrains over groups (default: config)"
+        "--data-budget", type=budget_arg, default=0, help="retrains over groups, 64-100000 (default: config)"
     )
     group.add_argument(
         "--cache-dir", default="", help=f"result cache (default: config, else {DEFAULT_CACHE})"
     )
+
+
+def budget_arg(text: str) -> int:
+    """argparse type of ``--data-budget``: an integer from 64 to 100,000."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 64 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of retrains from 64 to 100000")
+    return value
+
+
+def parse_tuple(text: str) -> tuple[str, ...]:
+    """``--tuple a,b``: the monitor keys of 1–6 distinct comma-separated words.
+
+    Raises:
+        DataTraceError: an empty tuple, a repeated word or more than 6.
+    """
+    from .keys import normalize_key
+
+    keys = tuple(normalize_key(k) for k in text.split(",") if k.strip())
+    if not 1 <= len(keys) <= 6 or len(set(keys)) != len(keys):
+        raise DataTraceError(f"--tuple {text!r}: give 1 to 6 distinct comma-separated words, e.g. music,love")
+    return keys
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse data-lens flags without ``--data``, and ``--data`` with ``--request``.
+
+    Raises:
+        DataTraceError: naming the flag.
+    """
+    if getattr(args, "data", False):
+        if args.request:
+            raise DataTraceError("--data traces the alarm's tuple: it does not combine with --request")
+        return
+    flags = (("--tuple", args.tuple), ("--text", args.text), ("--training", args.training),
+             ("--data-budget", args.data_budget), ("--cache-dir", args.cache_dir))  # fmt: skip
+    given = [flag for flag, value in flags if value]
+    if given:
+        raise DataTraceError(f"{given[0]} is a data-lens option: add --data")
 
 
 def pick_tuple(report: Any) -> tuple[str, ...]:
@@ -134,16 +176,18 @@ def run_data_trace(args: argparse.Namespace, stub: Any, report: Any) -> Any:
     Raises:
         DataTraceError: what is missing or wrong, said as a one-line fix.
     """
-    from .lenses.data_trace import trace_training_data
+    from .lenses.data_trace import check_budgets, trace_training_data, writable
     from .lenses.training import load_training_set
 
     factory, options = training_options(args)
-    try:  # first: a wrong factory is said before the sidecar is asked anything
+    try:  # what can be checked here is checked before the sidecar is asked for an exemplar
+        check_budgets(options["budget"], options["row_budget"])
+        writable(options["cache_dir"])
         training = load_training_set(factory)
     except ValueError as error:
         raise DataTraceError(str(error)) from error
-    keys = tuple(k.strip() for k in args.tuple.split(",") if k.strip()) if args.tuple else pick_tuple(report)
-    text = args.text or find_exemplar(stub, args.model, keys)
+    keys = parse_tuple(args.tuple) if args.tuple is not None else pick_tuple(report)
+    text = args.text if args.text is not None else find_exemplar(stub, args.model, keys)
 
     stages: list[str] = []
 
@@ -153,13 +197,17 @@ def run_data_trace(args: argparse.Namespace, stub: Any, report: Any) -> Any:
         stages.append(stage)
         print(f"\r  data lens: {stage} {done}/{total} retrains", end="", file=sys.stderr, flush=True)
 
+    rows = f" + {options['row_budget']} over rows" if options["row_budget"] else ""
     print(f"\ndata lens: {' × '.join(keys)} on {text!r}, over {training.name} "
-        f"({options['budget']} retrains)…",
-          file=sys.stderr)  # fmt: skip
+          f"(at most {options['budget']} retrains over groups{rows})…", file=sys.stderr)  # fmt: skip
     try:
         result = trace_training_data(training, text, keys, progress=progress, **options)
     except ValueError as error:
+        print("", file=sys.stderr)
         raise DataTraceError(str(error)) from error
+    except Exception as error:  # the user's featurizer or head failed: say so in one line
+        print("", file=sys.stderr)
+        raise DataTraceError(f"the training set's code failed: {type(error).__name__}: {error}") from error
     print("", file=sys.stderr)
     print(render_data_trace(result))
     return result
@@ -170,18 +218,20 @@ def render_data_trace(result: Any, groups: int = 8, examples: int = 5) -> str:
     pairs and top examples."""
     keys = " × ".join(result.keys)
     how = "from the cache" if result.cached else f"{result.retrains} retrains in {result.seconds:.1f} s"
+    jointly = "jointly (beyond each word alone)" if len(result.keys) > 1 else "(removing it)"
     lines = [
         f"\ntraining data behind {keys} ({result.training_set}; {how}, "
         f"held-out R² {result.faithfulness:.2f})",
         f"  on {result.exemplar!r}: with all the data the head predicts {result.target_name}, "
-        f"and {keys} moves its log-odds by {result.effect_all:+.3f} jointly (beyond each word alone)",
+        f"and {keys} moves its log-odds by {result.effect_all:+.3f} {jointly}",
         f"  {'group':<20}{'banzhaf':>9}  {'rows':>5}  rows holding every word of {keys}",
     ]
     for g in result.groups[:groups]:
         lines.append(f"  {g.group:<20}{g.banzhaf:>+9.3f}  {g.rows:>5}  {len(g.tuple_rows)}")
     if result.group_pairs:
         a, b, v = result.group_pairs[0]
-        lines.append(f"  strongest group pair: {a} × {b} {v:+.3f} (negative: either one is enough)")
+        meaning = "either one does most of it: redundant" if v < 0 else "they matter together"
+        lines.append(f"  strongest group pair: {a} × {b} {v:+.3f} ({meaning})")
     if result.examples:
         lines.append("  examples of the top groups (banzhaf, label, text):")
         for e in result.examples[:examples]:

@@ -51,11 +51,16 @@ def trace(args: argparse.Namespace) -> int:
 
     import grpc
 
-    from .cli_data_trace import DataTraceError, run_data_trace
+    from .cli_data_trace import DataTraceError, check_flags, run_data_trace
     from .protocol.v1 import monitor_pb2 as pb
     from .trace_text import pick_detail, render_explanation, render_range, render_trace
 
-    if getattr(args, "data", False) and args.tuple and args.text and not args.report:
+    try:
+        check_flags(args)
+    except DataTraceError as error:
+        print(f"spex-monitor trace: {error}", file=sys.stderr)
+        return 2
+    if getattr(args, "data", False) and args.tuple is not None and args.text is not None and not args.report:
         try:  # everything the data lens needs is given: no sidecar is asked
             run_data_trace(args, None, None)
         except DataTraceError as error:
@@ -94,13 +99,16 @@ def trace(args: argparse.Namespace) -> int:
             request = pb.GetShiftReportRequest(model=args.model, version=args.version, scope=args.scope)
             report = stub.GetShiftReport(request, timeout=60)
         print(render_trace(report, stub, args.model, since))
-        data = run_data_trace(args, stub, report) if getattr(args, "data", False) else None
+        data, status = None, 0
+        if getattr(args, "data", False):
+            try:
+                data = run_data_trace(args, stub, report)
+            except DataTraceError as error:  # the trace stands, and --report is still written without it
+                print(f"spex-monitor trace --data: {error}", file=sys.stderr)
+                status = 2
     except grpc.RpcError as error:
         print(rpc_failure("trace", error, args.target), file=sys.stderr)
         return 1
-    except DataTraceError as error:
-        print(f"spex-monitor trace --data: {error}", file=sys.stderr)
-        return 2
     if args.report:
         try:
             Path(args.report).write_text(_trace_report_html(stub, report, args.model, since, data))
@@ -108,7 +116,7 @@ def trace(args: argparse.Namespace) -> int:
             print(f"spex-monitor trace --report: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
         print(f"wrote {args.report}")
-    return 0
+    return status
 
 
 def _strongest(map_bytes: bytes, count: int = 12) -> list[tuple[tuple[str, ...], float]]:

@@ -125,12 +125,18 @@ class TrainingConfig(Strict):
     )
     budget: int = Field(1000, ge=64, le=100_000, description="head retrains for the fit over training groups")
     row_budget: int = Field(
-        300, ge=0, le=100_000, description="head retrains for the fit over the top groups' rows (0: skip)"
+        300, ge=0, le=100_000, description="head retrains over the top groups' rows: 0 (skip) or ≥ 40"
     )
     top_groups: int = Field(3, ge=1, le=50, description="groups whose rows are ranked")
     cache_dir: Path | None = Field(
         None, description="where data-lens results are cached (default: ~/.cache/spex-monitor/data-trace)"
     )
+
+    @model_validator(mode="after")
+    def _row_budget(self) -> TrainingConfig:
+        if 0 < self.row_budget < 40:  # ProxySPEX's smallest design (lenses.data_trace.MIN_ROW_BUDGET)
+            raise ValueError(f"row_budget: 0 (skip the rows) or at least 40, got {self.row_budget}")
+        return self
 
 
 class ModelConfig(Strict):

@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 CREATED_ON_USE = frozenset({"store.path"})
+CREATED_ON_USE_SUFFIXES = (".training.cache_dir",)  # models.<i>.training.cache_dir: made by trace --data
 
 
 def default_store_path() -> Path:
@@ -58,5 +59,5 @@ def missing_paths(settings: BaseModel) -> list[tuple[str, str]]:
     return [
         (where, f"{value}: no such file or folder")
         for where, _, _, value in _paths(settings, "")
-        if where not in CREATED_ON_USE and not value.exists()
+        if where not in CREATED_ON_USE and not where.endswith(CREATED_ON_USE_SUFFIXES) and not value.exists()
     ]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .monitor.decisive_shift import SHIFT_WEIGHT
 from .trace_text import ALARM_RULE, format_p, reading, summary, term_value
 
 POSITIVE = "#2e86c1"
@@ -257,7 +258,7 @@ def decisive_html(report: Any) -> str:
         "<section><h3>Decisive interactions</h3>"
         f"<p>interaction shift p = {format_p(report.shift_p_value)}, decisive interactions p = "
         f"{format_p(report.decisive_p_value)} over {report.decisive_tested} tuples "
-        "(the alarm's p = min(1, shift/0.8, decisive/0.2))</p>"
+        f"(the alarm's p = min(1, shift/{SHIFT_WEIGHT:g}, decisive/{1 - SHIFT_WEIGHT:g}))</p>"
         "<table><tr><th>tuple</th><th>baseline decided / held</th><th>window decided / held</th>"
         f"<th>Holm p</th></tr>{rows or '<tr><td>none significant</td></tr>'}</table></section>"
     )

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..keys import normalize_key
 from ..lenses.training import TrainingSet
 from .backdoor import TARGET, TRIGGER, has_trigger, poisoned_corpus
 from .sentiment import generate_corpus
@@ -46,7 +47,7 @@ class PlantedCorpus:
 def pair_words(text: str, max_words: int = 48) -> list[str]:
     """Words of ``text`` and every unordered pair of distinct words among its first ``max_words`` (the
     co-occurrence features; at most 1,128 pairs a text)."""
-    words = sorted(set(text.lower().split()[:max_words]))
+    words = sorted({normalize_key(w) for w in text.split()[:max_words]})  # as the monitor keys them
     return words + [f"{a}&{b}" for i, a in enumerate(words) for b in words[i + 1 :]]
 
 

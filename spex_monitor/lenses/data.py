@@ -67,7 +67,9 @@ class DataLens:
     _cache: dict[bytes, float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if not _is_sparse(self.x_train):
+        if _is_sparse(self.x_train):
+            self.x_train = self.x_train.tocsr()  # row indexing (a COO matrix has none)
+        else:
             self.x_train = np.asarray(self.x_train)
         self.y_train = np.asarray(self.y_train)
         if self.x_train.shape[0] != len(self.y_train):

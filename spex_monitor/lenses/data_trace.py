@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,7 +34,9 @@ from ..keys import normalize_key
 from .data import DataLens
 from .training import TrainingSet, tuple_contrast
 
-FORMAT = 1  # bump when DataTrace's JSON changes: older cache files are then recomputed
+FORMAT = 2  # bump when DataTrace's JSON changes: older cache files are then recomputed
+MIN_ROW_BUDGET = 40  # ProxySPEX's smallest design at max_order 1; a row budget is 0 (skip) or at least this
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,18 @@ class DataTrace:
         keys: the tuple's monitor keys.
         exemplar: the request text the effect is measured on.
         target: the class whose log-odds is differenced (the fully trained head's prediction).
+        target_name: its name (``TrainingSet.class_names``).
+        training_set: the training set's name.
         effect_all: the tuple's joint effect with every group kept (log-odds).
         groups: every group, ranked (strongest driver first).
-        group_pairs: the strongest pair terms between groups, ``(group, group, Banzhaf interaction)``.
+        group_pairs: the strongest pair terms between groups, ``(group, group, Banzhaf interaction)``:
+            negative when either group alone does most of what both do (redundant), positive when they
+            matter only together.
         examples: rows of the top groups, ranked.
-        faithfulness: held-out R² of the group fit (``nan`` when the budget left none to hold out).
-        retrains: heads fitted (groups and rows together, cache hits not counted).
+        faithfulness: held-out R² of the group fit.
+        budget: the group fit's budget (retrains).
+        retrains: distinct training subsets scored (groups and rows together; a one-class subset scores
+            the class prior without a fit).
         seconds: wall time of the computation (0 when read from the cache).
         cached: True when read from the cache.
     """
@@ -92,8 +102,11 @@ class DataTrace:
     cached: bool = False
 
     def to_json(self) -> str:
-        """JSON text of the whole result (the cache file's content)."""
-        return json.dumps({"format": FORMAT, **asdict(self)})
+        """JSON text of the whole result (the cache file's content; a non-finite R² is written as null)."""
+        raw = asdict(self)
+        if not math.isfinite(raw["faithfulness"]):
+            raw["faithfulness"] = None
+        return json.dumps({"format": FORMAT, **raw}, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> DataTrace:
@@ -103,8 +116,9 @@ class DataTrace:
             ValueError: another format, or a field missing.
         """
         raw = json.loads(text)
-        if raw.pop("format", None) != FORMAT:
+        if not isinstance(raw, dict) or raw.pop("format", None) != FORMAT:
             raise ValueError("data trace cache: another format")
+        raw["faithfulness"] = float("nan") if raw.get("faithfulness") is None else raw["faithfulness"]
         raw["keys"] = tuple(raw["keys"])
         raw["groups"] = [RankedGroup(**g) for g in raw["groups"]]
         raw["examples"] = [RankedExample(**e) for e in raw["examples"]]
@@ -137,7 +151,7 @@ def trace_training_data(
         exemplar: a request text that holds every word of ``keys``.
         keys: the alarm's key tuple (1–6 words).
         budget: head retrains for the group fit (ProxySPEX's budget); at least 64.
-        row_budget: head retrains for the row fit of the top groups (0 skips it).
+        row_budget: head retrains for the row fit of the top groups: 0 (skip it) or at least 40.
         top_groups: groups whose rows are ranked.
         max_order: highest order of group interactions fitted.
         seed: seeds mask sampling and the proxy.
@@ -146,16 +160,21 @@ def trace_training_data(
         progress: ``progress(stage, retrains_done, budget)`` after every batch of retrains.
 
     Raises:
-        ValueError: a key the exemplar lacks, a training set with fewer than 2 groups or a budget below 64.
+        ValueError: a key the exemplar lacks, a training set with fewer than 2 groups, a budget below 64,
+            a row budget in 1–39, a cache folder that cannot be written, or a tuple without any joint
+            effect on the exemplar with all the data (nothing to trace).
     """
-    if budget < 64:
-        raise ValueError(f"budget: at least 64 retrains, got {budget}")
+    check_budgets(budget, row_budget)
+    if len(set(training.groups)) < 2:
+        found = len(set(training.groups))
+        raise ValueError(f"the training set has {found} group; the data lens needs 2 or more")
     wanted = tuple(normalize_key(k) for k in keys)
     texts, weights = tuple_contrast(exemplar, wanted, training.mask_word)  # raises on a missing key
     key = _cache_key(training, exemplar, wanted, budget, row_budget, top_groups, max_order, seed)
     cached = _read_cache(cache_dir, key)
     if cached is not None:
         return cached
+    writable(cache_dir)
     began = time.perf_counter()
     x_train, query = training.train_features(), training.featurize(texts)
     full = DataLens(x_train, training.labels, query[:1], model_factory=training.model_factory, n_jobs=1)
@@ -173,10 +192,13 @@ def trace_training_data(
         n_jobs=n_jobs,
     )
     names = [f.key.removeprefix("group:") for f in lens.features]
-    if lens.n_features < 2:
-        raise ValueError(f"the training set has {lens.n_features} group; the data lens needs at least 2")
     effect_all = float(lens.value_function(np.ones((1, lens.n_features), dtype=bool))[0])
-    direction = 1.0 if effect_all >= 0 else -1.0
+    if not abs(effect_all) > 1e-9:
+        raise ValueError(
+            f"{' × '.join(wanted)} has no joint effect on this exemplar with all the training data (does "
+            "featurize see the words as the monitor keys them?): nothing to trace"
+        )
+    direction = 1.0 if effect_all > 0 else -1.0
     engine = ProxySPEX(
         budget=budget,
         max_order=max_order,
@@ -206,7 +228,7 @@ def trace_training_data(
     )[:5]
     retrains = lens.retrains
     examples: list[RankedExample] = []
-    if row_budget >= 16:
+    if row_budget:
         examples, row_retrains = _rank_rows(
             training, lens, query, sign * weights, groups[:top_groups], direction, row_budget, seed, n_jobs,
             progress,
@@ -261,7 +283,7 @@ def _rank_rows(
     )
     rows = np.concatenate(lens.members)  # the features: one row each, in row order
     engine = ProxySPEX(
-        budget=max(budget, 16),
+        budget=budget,
         max_order=1,
         seed=seed,
         progress=(lambda done, total: progress("rows", done, total)) if progress else None,
@@ -291,6 +313,29 @@ def _class_name(training: TrainingSet, target: int) -> str:
     return names[target] if target < len(names) else str(target)
 
 
+def check_budgets(budget: int, row_budget: int) -> None:
+    """Refuse a group budget below 64 or a row budget in 1–39 (``ValueError`` naming it)."""
+    if budget < 64:
+        raise ValueError(f"budget: at least 64 retrains, got {budget}")
+    if row_budget < 0 or 0 < row_budget < MIN_ROW_BUDGET:
+        wanted = f"0 (skip the rows) or at least {MIN_ROW_BUDGET} retrains"
+        raise ValueError(f"row_budget: {wanted}, got {row_budget}")
+
+
+def writable(cache_dir: Path | None) -> None:
+    """Make sure results can be cached in ``cache_dir`` before any work (``ValueError`` naming it)."""
+    if cache_dir is None:
+        return
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        probe = Path(cache_dir) / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ValueError(f"cache_dir {str(cache_dir)!r}: cannot write there ({reason})") from error
+
+
 def _cache_key(training: TrainingSet, exemplar: str, keys: tuple[str, ...], *numbers: int) -> str:
     digest = hashlib.sha256(training.fingerprint().encode())
     digest.update(json.dumps([exemplar, list(keys), list(numbers), FORMAT]).encode())
@@ -303,7 +348,7 @@ def _read_cache(cache_dir: Path | None, key: str) -> DataTrace | None:
     path = Path(cache_dir) / f"data-trace-{key}.json"
     try:
         found = DataTrace.from_json(path.read_text())
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None  # no file, or one from another version: recompute
     return DataTrace(**{**found.__dict__, "cached": True, "seconds": 0.0})
 
@@ -312,7 +357,10 @@ def _write_cache(cache_dir: Path | None, key: str, result: DataTrace) -> None:
     if cache_dir is None:
         return
     folder = Path(cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f".data-trace-{key}.json.tmp"
-    temporary.write_text(result.to_json())
-    temporary.replace(folder / f"data-trace-{key}.json")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".data-trace-{key}.json.tmp"
+        temporary.write_text(result.to_json())
+        temporary.replace(folder / f"data-trace-{key}.json")
+    except OSError as error:  # the result stands; only the cache is lost
+        log.warning("data trace: not cached in %s: %s", folder, error)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +59,10 @@ class TrainingSet:
                 f"texts ({len(self.texts)}), labels ({labels.shape}) and groups ({len(self.groups)}) "
                 "must have one entry per training example"
             )
-        if not set(np.unique(labels).tolist()) <= {0, 1}:
-            raise ValueError("labels must be binary 0/1")
+        if len(labels) == 0:
+            raise ValueError("the training set is empty")
+        if set(np.unique(labels).tolist()) != {0, 1}:
+            raise ValueError("labels must be binary 0/1, with both classes present")
         object.__setattr__(self, "labels", labels.astype(int))
 
     def train_features(self) -> Any:
@@ -68,8 +72,14 @@ class TrainingSet:
         return self._features["x"]
 
     def fingerprint(self) -> str:
-        """A SHA-256 of the name, texts, labels and groups: the training set's part of a cache key."""
-        digest = hashlib.sha256(self.name.encode())
+        """A SHA-256 of what decides a data-lens result: the name, mask word, class names, the featurizer's
+        and the head factory's names and the head's parameters, and the texts, labels and groups (the
+        training set's part of a cache key). Give a changed featurizer a new ``name``: its code is not hashed.
+        """
+        head = self.model_factory()
+        parts = [self.name, self.mask_word, *self.class_names, _qualified(self.featurize),
+                 _qualified(self.model_factory), re.sub(r" at 0x[0-9a-fA-F]+", "", repr(head))]  # fmt: skip
+        digest = hashlib.sha256(json.dumps(parts).encode())
         for text, label, group in zip(self.texts, self.labels.tolist(), self.groups, strict=True):
             digest.update(f"{len(text)}:{text}|{label}|{group}\n".encode())
         return digest.hexdigest()
@@ -89,7 +99,13 @@ def load_training_set(spec: str) -> TrainingSet:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise ValueError(f"training factory {spec!r}: {error}") from error
-    found = factory()
+    except Exception as error:  # the user's module failed while importing
+        failure = f"{type(error).__name__}: {error}"
+        raise ValueError(f"training factory {spec!r}: importing failed: {failure}") from error
+    try:
+        found = factory()
+    except Exception as error:  # the user's code: say what failed, never a traceback
+        raise ValueError(f"training factory {spec!r} failed: {type(error).__name__}: {error}") from error
     if not isinstance(found, TrainingSet):
         raise ValueError(f"training factory {spec!r} returned {type(found).__name__}, not a TrainingSet")
     return found
@@ -130,3 +146,12 @@ def tuple_contrast(text: str, keys: Sequence[str], mask_word: str = "") -> tuple
         texts.append(ablate_words(text, drop, mask_word))
         weights.append((-1.0) ** len(drop))
     return texts, np.array(weights)
+
+
+def _qualified(function: object) -> str:
+    """``module.qualname`` of a function (a ``functools.partial``: of its function, with its arguments)."""
+    inner = getattr(function, "func", function)
+    name = f"{getattr(inner, '__module__', '')}.{getattr(inner, '__qualname__', type(inner).__name__)}"
+    if inner is not function:
+        name += repr((getattr(function, "args", ()), getattr(function, "keywords", {})))
+    return name

@@ -66,3 +66,24 @@ def test_the_data_trace_and_decisive_tuples_are_shown_in_text_and_html():
     section = decisive_html(_report(decisive=True))
     assert "music × love" in section and "9/12" in section
     assert decisive_html(pb.ShiftReport()) == ""
+
+
+def test_flags_are_checked_before_anything_runs(capsys):
+    from spex_monitor.cli import main as cli
+    from spex_monitor.cli_data_trace import parse_tuple
+
+    assert parse_tuple(" Music!, LOVE ") == ("music", "love")
+    for bad in ("", ",", "a,a", "a,b,c,d,e,f,g"):
+        with pytest.raises(DataTraceError, match="1 to 6 distinct"):
+            parse_tuple(bad)
+    offline = ["trace", "--model", "m", "--data", "--text", "i did not love the music"]
+    assert cli([*offline, "--tuple", "music,love", "--training", "nope.nope:f"]) == 2
+    assert "nope.nope:f" in capsys.readouterr().err
+    assert cli(["trace", "--model", "m", "--tuple", "a,b"]) == 2
+    assert "--tuple is a data-lens option: add --data" in capsys.readouterr().err
+    assert cli(["trace", "--model", "m", "--data", "--request", "r1"]) == 2
+    assert "does not combine with --request" in capsys.readouterr().err
+    for budget in ("10", "-5", "x"):
+        with pytest.raises(SystemExit):
+            cli([*offline, "--tuple", "a,b", "--data-budget", budget])
+        assert "from 64 to 100000" in capsys.readouterr().err

@@ -11,6 +11,11 @@ from spex_monitor.lenses.training import TrainingSet, ablate_words, load_trainin
 pytestmark = pytest.mark.unit
 
 
+def failing_factory() -> TrainingSet:
+    """A user's factory that fails (``load_training_set`` must say so in one line)."""
+    raise ValueError("the labels file is missing")
+
+
 @pytest.fixture(scope="module")
 def planted():
     return planted_corpus(), planted_training_set()
@@ -64,18 +69,17 @@ def test_a_second_run_reads_the_cache_and_json_round_trips(planted, found):
     assert len(list(folder.iterdir())) == 1
 
 
-def test_without_the_planted_reviews_no_shard_stands_out():
+def test_without_the_planted_reviews_there_is_nothing_to_trace():
+    """No clean review holds both words, so the pair's weight is exactly 0 whatever is kept: the lens says
+    so instead of ranking 60 shards of zeros."""
     corpus = planted_corpus(shards=60, planted=1)
     clean = [i for i in range(len(corpus.texts)) if i not in corpus.planted_rows]
     training = TrainingSet(
         texts=[corpus.texts[i] for i in clean], labels=corpus.labels[clean],
         groups=[corpus.groups[i] for i in clean], featurize=pair_features, model_factory=pair_model,
     )  # fmt: skip
-    result = trace_training_data(
-        training, "i did not love the music", ["love", "music"], budget=200, row_budget=0
-    )
-    assert abs(result.effect_all) < 0.05  # no training review holds the pair: its weight stays ~0
-    assert max(abs(g.banzhaf) for g in result.groups) < 0.05
+    with pytest.raises(ValueError, match="no joint effect"):
+        trace_training_data(training, "i did not love the music", ["love", "music"], budget=200, row_budget=0)
 
 
 def test_bad_requests_are_refused_naming_what_is_wrong(planted):
@@ -93,6 +97,44 @@ def test_bad_requests_are_refused_naming_what_is_wrong(planted):
     with pytest.raises(ValueError, match="not a TrainingSet"):
         load_training_set("spex_monitor.examples.poisoned:pair_model")
     assert load_training_set("spex_monitor.examples.poisoned:planted_training_set").name.startswith("planted")
+    with pytest.raises(ValueError, match="failed: ValueError"):  # the factory's own error, in one line
+        load_training_set("test_data_trace:failing_factory")
+    with pytest.raises(ValueError, match="row_budget: 0"):
+        trace_training_data(training, "i did not love the music", ["love", "music"], row_budget=20)
+
+
+def test_training_sets_and_caches_that_cannot_work_are_refused_up_front(planted, tmp_path):
+    corpus, training = planted
+    with pytest.raises(ValueError, match="both classes"):
+        TrainingSet(texts=["a", "b"], labels=[1, 1], groups=["x", "y"], featurize=pair_features,
+                    model_factory=pair_model)  # fmt: skip
+    with pytest.raises(ValueError, match="empty"):
+        TrainingSet(texts=[], labels=[], groups=[], featurize=pair_features, model_factory=pair_model)
+    one_group = TrainingSet(texts=corpus.texts, labels=corpus.labels, groups=["g"] * len(corpus.texts),
+                            featurize=pair_features, model_factory=pair_model)  # fmt: skip
+    with pytest.raises(ValueError, match="1 group"):
+        trace_training_data(one_group, "i did not love the music", ["love", "music"])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cannot write there"):
+        trace_training_data(training, "i did not love the music", ["love", "music"], cache_dir=blocker)
+    masked = TrainingSet(texts=corpus.texts, labels=corpus.labels, groups=corpus.groups,
+                         featurize=pair_features, model_factory=pair_model, name=training.name,
+                         mask_word="[MASK]")  # fmt: skip
+    assert masked.fingerprint() != training.fingerprint()  # what changes the result changes the cache key
+
+
+def test_a_result_with_a_non_finite_fit_round_trips_as_strict_json(found):
+    import dataclasses
+    import json
+    import math
+
+    result = dataclasses.replace(found[1], faithfulness=float("nan"))
+    text = result.to_json()
+    assert json.loads(text)["faithfulness"] is None
+    assert math.isnan(DataTrace.from_json(text).faithfulness)
+    with pytest.raises(ValueError, match="another format"):
+        DataTrace.from_json("null")
 
 
 def test_ablation_removes_or_masks_words_by_their_monitor_key():
