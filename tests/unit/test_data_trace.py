@@ -24,13 +24,12 @@ def planted():
 @pytest.fixture(scope="module")
 def found(planted, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cache")
-    return folder, trace_training_data(
-        planted[1],
-        "i did not love the music",
-        ["love", "music"],
-        budget=600,
-        row_budget=120,
-        cache_dir=folder,
+    return folder, _trace(planted[1], folder)
+
+
+def _trace(training: TrainingSet, folder):  # noqa: ANN001, ANN202
+    return trace_training_data(
+        training, "i did not love the music", ["love", "music"], budget=600, row_budget=120, cache_dir=folder
     )
 
 
@@ -55,14 +54,7 @@ def test_the_planted_reviews_rank_in_the_top_five_of_250_shards(planted, found):
 @pytest.mark.slow
 def test_a_second_run_reads_the_cache_and_json_round_trips(planted, found):
     folder, result = found
-    again = trace_training_data(
-        planted[1],
-        "i did not love the music",
-        ["love", "music"],
-        budget=600,
-        row_budget=120,
-        cache_dir=folder,
-    )
+    again = _trace(planted[1], folder)
     assert again.cached and again.seconds == 0.0 and not result.cached
     assert [g.group for g in again.groups] == [g.group for g in result.groups]
     assert DataTrace.from_json(result.to_json()) == result
@@ -124,12 +116,18 @@ def test_training_sets_and_caches_that_cannot_work_are_refused_up_front(planted,
     assert masked.fingerprint() != training.fingerprint()  # what changes the result changes the cache key
 
 
-def test_a_result_with_a_non_finite_fit_round_trips_as_strict_json(found):
-    import dataclasses
+def test_a_result_with_a_non_finite_fit_round_trips_as_strict_json():
     import json
     import math
 
-    result = dataclasses.replace(found[1], faithfulness=float("nan"))
+    from spex_monitor.lenses.data_trace import RankedExample, RankedGroup
+
+    result = DataTrace(
+        keys=("a", "b"), exemplar="a b", target=1, target_name="1", training_set="t", effect_all=1.0,
+        groups=[RankedGroup("g", 0.5, 3, [1])], group_pairs=[("g", "h", -0.1)],
+        examples=[RankedExample(1, "g", "a b", 1, 0.4)], faithfulness=float("nan"), budget=64, retrains=65,
+        seconds=0.1,
+    )  # fmt: skip
     text = result.to_json()
     assert json.loads(text)["faithfulness"] is None
     assert math.isnan(DataTrace.from_json(text).faithfulness)
