@@ -64,6 +64,9 @@ def _bench(args: argparse.Namespace) -> int:
     forwarded += ["--out", args.out] if args.out else []
     forwarded += [f"--window={args.window}"] if args.window else []
     forwarded += [f"--horizon={args.horizon}"] if args.horizon else []
+    forwarded += [f"--baseline={args.baseline}"] if args.baseline else []
+    forwarded += [f"--explained={args.explained}"] if args.explained else []
+    forwarded += ["--scenarios", *args.scenarios] if args.scenarios else []
     forwarded += ["--llm"] if args.llm else []
     return detection_main(forwarded)
 
@@ -322,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--window", type=int, default=0, help="explained requests per window (default 50)")
     bench.add_argument("--horizon", type=int, default=0, help="windows after the onset (default 4)")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--baseline", type=int, default=0, help="explained requests per baseline (200)")
+    bench.add_argument("--explained", type=int, default=0, help="explained per pool (300; quick 150)")
+    bench.add_argument(
+        "--scenarios", nargs="+", metavar="NAME", help="only these scenarios (no-incident always runs)"
+    )
     bench.add_argument(
         "--llm",
         action="store_true",

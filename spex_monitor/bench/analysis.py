@@ -10,7 +10,7 @@ import numpy as np
 
 from .calibration import detector_summary, outcome, rank_summary
 from .runs import BudgetRun, WindowRecord
-from .scenarios import DECISIVE, DETECTORS, OURS, SCENARIOS, BenchConfig, Scenario
+from .scenarios import DECISIVE, DETECTORS, OURS, BenchConfig, Scenario, selected
 
 
 def _matrix(
@@ -39,7 +39,7 @@ def analyse(config: BenchConfig, budget_run: BudgetRun) -> dict:
         null = _matrix(records, "no-incident", lambda r, name=d.name: r.values[name]).ravel()
         held_out = budget_run.calibration.get(d.name, [])  # no-incident windows (not needed by exact tests)
         _, out["detectors"][d.name] = detector_summary(d, null, held_out, config.false_alarm_rate)
-    for scenario in SCENARIOS:
+    for scenario in selected(config):
         explained = _matrix(records, scenario.name, lambda r: r.explained)
         inferences = _matrix(records, scenario.name, lambda r: r.inferences)
         rows: dict = {}

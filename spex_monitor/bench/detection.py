@@ -40,7 +40,7 @@ import numpy as np
 from .analysis import analyse
 from .pools import PoolBuilder
 from .runs import run_budget
-from .scenarios import CROSS_TRIGGER, FULL, QUICK, SCENARIOS, TRAINED_TRIGGER, TRIGGER, BenchConfig
+from .scenarios import CROSS_TRIGGER, FULL, QUICK, TRAINED_TRIGGER, TRIGGER, BenchConfig, selected
 from .traffic import NORMAL, TOPIC_SHIFT, cooccurrence_rates
 from .variants import BASE
 
@@ -82,13 +82,13 @@ def _run(config: BenchConfig, cache_dir: Path | None, log: Callable[[str], None]
         }
         summary["examples"] = {
             s.name: [r.top for r in budget_run.records if s.name == r.scenario and r.run == 1][:2]
-            for s in SCENARIOS
+            for s in selected(config)
         }
         budgets.append(summary)
     seeds = {NORMAL.name: config.seed + 1, TOPIC_SHIFT.name: config.seed + 2}
     pools = {
         s.name: builder.pool(s.variant, s.profile, seeds[s.profile.name], config.budgets[0], base=BASE)
-        for s in SCENARIOS
+        for s in selected(config)
     }
     normal = pools["no-incident"]
     traffic = {
@@ -133,6 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, help="windows after the onset (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--baseline", type=int, help="explained requests in each run's baseline (default 200)"
+    )
+    parser.add_argument(
+        "--explained", type=int, help="explained requests per pool, resampled into windows (300; quick 150)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        metavar="NAME",
+        help="run only these scenarios (and no-incident, which calibrates every run); default: all",
+    )
+    parser.add_argument(
         "--llm",
         action="store_true",
         help="the LLM benchmark instead: incidents on the embedded tiny LM (context-ignoring and "
@@ -151,6 +163,20 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, window=args.window)
     if args.horizon:
         config = replace(config, horizon=args.horizon)
+    for flag, value in (("--baseline", args.baseline), ("--explained", args.explained)):
+        if value is not None and value < 20:
+            parser.error(f"{flag}: at least 20 explained requests, got {value}")
+    if args.baseline:
+        config = replace(config, baseline_requests=args.baseline)
+    if args.explained:
+        observed = max(config.n_observed, args.explained)
+        config = replace(config, n_explained=args.explained, n_observed=observed)
+    if args.scenarios:
+        config = replace(config, only=tuple(args.scenarios))
+        try:
+            selected(config)
+        except ValueError as error:
+            parser.error(f"--scenarios: {error}")
     summary = run(config, args.cache_dir, log=lambda line: print(line, flush=True))
     from .report import markdown
 

@@ -17,7 +17,7 @@ from ..monitor import InteractionMap, compare_maps
 from ..monitor.drift import drift_report
 from ..monitor.shift import first_order_ndcg
 from .pools import Pool, PoolBuilder
-from .scenarios import DECISIVE, DETECTORS, ONE_ALARM, OURS, OURS_V1, SCENARIOS, BenchConfig, Scenario
+from .scenarios import DECISIVE, DETECTORS, ONE_ALARM, OURS, OURS_V1, BenchConfig, Scenario, selected
 from .traffic import NORMAL, TOPIC_SHIFT
 from .variants import BASE
 
@@ -151,7 +151,7 @@ def run_budget(
     began = time.perf_counter()
     pools = {}
     seeds = {NORMAL.name: config.seed + 1, TOPIC_SHIFT.name: config.seed + 2}
-    for scenario in SCENARIOS:
+    for scenario in selected(config):
         pools[scenario.name] = builder.pool(
             scenario.variant, scenario.profile, seeds[scenario.profile.name], budget, base=BASE
         )
@@ -159,7 +159,7 @@ def run_budget(
     base = pools["no-incident"]
     began = time.perf_counter()
     records: list[WindowRecord] = []
-    for scenario in SCENARIOS:
+    for scenario in selected(config):
         null = scenario.kind == "none"
         runs = config.null_runs if null else config.incident_runs
         horizon = 1 if null else config.horizon

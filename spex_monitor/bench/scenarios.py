@@ -122,6 +122,7 @@ class BenchConfig:
     max_order: int = 3
     seed: int = 0
     statistics: tuple[str, ...] = ("max", "euclidean")
+    only: tuple[str, ...] = ()  # scenario names to run (no-incident is always run); empty: all
 
 
 FULL = BenchConfig()
@@ -134,3 +135,19 @@ QUICK = BenchConfig(
     incident_runs=15,
     statistics=("max",),
 )
+
+
+def selected(config: BenchConfig) -> tuple[Scenario, ...]:
+    """The scenarios a run covers: ``config.only`` plus no-incident (every run calibrates on it), or all.
+
+    Raises:
+        ValueError: a name that is no scenario.
+    """
+    if not config.only:
+        return SCENARIOS
+    names = {s.name for s in SCENARIOS}
+    unknown = sorted(set(config.only) - names)
+    if unknown:
+        raise ValueError(f"unknown scenarios {unknown}; known: {sorted(names)}")
+    wanted = {*config.only, "no-incident"}
+    return tuple(s for s in SCENARIOS if s.name in wanted)

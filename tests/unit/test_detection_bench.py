@@ -110,3 +110,19 @@ def test_planted_rank_matches_supersets_of_the_planted_keys():
     top = [Contributor(("bad", "very"), 0, 0, 0, []), Contributor(("cast", "enjoy", "the"), 0, 0, 0, [])]
     assert planted_rank(top, ("cast", "enjoy")) == 2
     assert planted_rank(top, ("not",)) is None and planted_rank(top, ()) is None
+
+
+def test_a_scenario_subset_keeps_no_incident_and_unknown_names_are_refused(capsys):
+    from dataclasses import replace
+
+    from spex_monitor.bench.detection import main
+    from spex_monitor.bench.scenarios import QUICK, selected
+
+    assert [s.name for s in selected(replace(QUICK, only=("backdoor",)))] == ["backdoor", "no-incident"]
+    assert len(selected(QUICK)) > 5
+    with pytest.raises(ValueError, match="unknown scenarios"):
+        selected(replace(QUICK, only=("nope",)))
+    for argv, said in ((["--scenarios", "nope"], "unknown scenarios"), (["--baseline", "5"], "at least 20")):
+        with pytest.raises(SystemExit):
+            main(["--quick", *argv])
+        assert said in capsys.readouterr().err
