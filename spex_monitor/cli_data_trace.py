@@ -52,6 +52,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cache-dir", default="", help=f"result cache (default: config, else {DEFAULT_CACHE})"
     )
+    group.add_argument(
+        "--refresh", action="store_true", help="recompute the data lens even when a cached result exists"
+    )
 
 
 def budget_arg(text: str) -> int:
@@ -90,7 +93,8 @@ def check_flags(args: argparse.Namespace) -> None:
             raise DataTraceError("--data traces the alarm's tuple: it does not combine with --request")
         return
     flags = (("--tuple", args.tuple), ("--text", args.text), ("--training", args.training),
-             ("--data-budget", args.data_budget), ("--cache-dir", args.cache_dir))  # fmt: skip
+             ("--data-budget", args.data_budget), ("--cache-dir", args.cache_dir),
+             ("--refresh", args.refresh))  # fmt: skip
     given = [flag for flag, value in flags if value]
     if given:
         raise DataTraceError(f"{given[0]} is a data-lens option: add --data")
@@ -201,7 +205,7 @@ def run_data_trace(args: argparse.Namespace, stub: Any, report: Any) -> Any:
     print(f"\ndata lens: {' × '.join(keys)} on {text!r}, over {training.name} "
           f"(at most {options['budget']} retrains over groups{rows})…", file=sys.stderr)  # fmt: skip
     try:
-        result = trace_training_data(training, text, keys, progress=progress, **options)
+        result = trace_training_data(training, text, keys, progress=progress, refresh=args.refresh, **options)
     except ValueError as error:
         print("", file=sys.stderr)
         raise DataTraceError(str(error)) from error
@@ -227,17 +231,24 @@ def render_data_trace(result: Any, groups: int = 8, examples: int = 5) -> str:
         f"  {'group':<20}{'banzhaf':>9}  {'rows':>5}  rows holding every word of {keys}",
     ]
     for g in result.groups[:groups]:
-        lines.append(f"  {g.group:<20}{g.banzhaf:>+9.3f}  {g.rows:>5}  {len(g.tuple_rows)}")
+        held = ", ".join(f"row {r}" for r in g.tuple_rows[:4]) + (" …" if len(g.tuple_rows) > 4 else "")
+        lines.append(f"  {g.group:<20}{g.banzhaf:>+9.3f}  {g.rows:>5}  {len(g.tuple_rows)}  {held}".rstrip())
     if result.group_pairs:
         a, b, v = result.group_pairs[0]
         meaning = "either one does most of it: redundant" if v < 0 else "they matter together"
         lines.append(f"  strongest group pair: {a} × {b} {v:+.3f} ({meaning})")
     if result.examples:
-        lines.append("  examples of the top groups (banzhaf, label, text):")
+        lines.append("  examples of the top groups (banzhaf, training label, text):")
+        names = list(result.class_names)
         for e in result.examples[:examples]:
-            lines.append(f"    {e.banzhaf:+.3f}  {e.label}  row {e.row} ({e.group}): {e.text}")
+            label = names[e.label] if 0 <= e.label < len(names) else str(e.label)
+            lines.append(f"    {e.banzhaf:+.3f}  {label:<9} row {e.row} ({e.group}): {e.text}")
     lines.append(
         "  (banzhaf: how much a group's presence moves the tuple's joint effect, averaged over the other "
         "groups, in log-odds; positive drives it)"
+    )
+    lines.append(
+        "  next: read the top rows' labels; retrain without the top groups and check that the effect drops "
+        f"({keys} should stop deciding the exemplar); then remove or relabel those rows"
     )
     return "\n".join(lines)

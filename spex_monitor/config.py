@@ -11,6 +11,7 @@ fails at start with every bad field's path and the reason
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -120,8 +121,8 @@ class TrainingConfig(Strict):
     """
 
     factory: str = Field(
-        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-        description="'package.module:function' returning a spex_monitor.lenses.training.TrainingSet",
+        description="'package.module:function' returning a spex_monitor.lenses.training.TrainingSet "
+        "(importable by the CLI's Python: installed, or on PYTHONPATH)",
     )
     budget: int = Field(1000, ge=64, le=100_000, description="head retrains for the fit over training groups")
     row_budget: int = Field(
@@ -133,7 +134,9 @@ class TrainingConfig(Strict):
     )
 
     @model_validator(mode="after")
-    def _row_budget(self) -> TrainingConfig:
+    def _factory_and_row_budget(self) -> TrainingConfig:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.factory):
+            raise ValueError(f"factory: give it as 'package.module:function', got {self.factory!r}")
         if 0 < self.row_budget < 40:  # ProxySPEX's smallest design (lenses.data_trace.MIN_ROW_BUDGET)
             raise ValueError(f"row_budget: 0 (skip the rows) or at least 40, got {self.row_budget}")
         return self

@@ -34,7 +34,7 @@ from ..keys import normalize_key
 from .data import DataLens
 from .training import TrainingSet, tuple_contrast
 
-FORMAT = 2  # bump when DataTrace's JSON changes: older cache files are then recomputed
+FORMAT = 3  # bump when DataTrace's JSON changes: older cache files are then recomputed
 MIN_ROW_BUDGET = 40  # ProxySPEX's smallest design at max_order 1; a row budget is 0 (skip) or at least this
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class DataTrace:
         retrains: distinct training subsets scored (groups and rows together; a one-class subset scores
             the class prior without a fit).
         seconds: wall time of the computation (0 when read from the cache).
+        class_names: label names by class id (for printing training labels).
         cached: True when read from the cache.
     """
 
@@ -99,6 +100,7 @@ class DataTrace:
     budget: int
     retrains: int
     seconds: float
+    class_names: list[str] = field(default_factory=list)
     cached: bool = False
 
     def to_json(self) -> str:
@@ -142,6 +144,7 @@ def trace_training_data(
     n_jobs: int = 2,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    refresh: bool = False,
 ) -> DataTrace:
     """Rank the training groups (then the rows of the ``top_groups`` strongest) by how much they drive the
     joint effect of ``keys`` on ``exemplar``.
@@ -156,7 +159,9 @@ def trace_training_data(
         max_order: highest order of group interactions fitted.
         seed: seeds mask sampling and the proxy.
         n_jobs: parallel retrains.
-        cache_dir: where results are cached (``None``: no cache).
+        cache_dir: where results are cached (``None``: no cache); the key holds the training set's
+            fingerprint and the featurized ablations of the exemplar, so a changed featurizer misses it.
+        refresh: recompute and overwrite a cached result.
         progress: ``progress(stage, retrains_done, budget)`` after every batch of retrains.
 
     Raises:
@@ -170,13 +175,15 @@ def trace_training_data(
         raise ValueError(f"the training set has {found} group; the data lens needs 2 or more")
     wanted = tuple(normalize_key(k) for k in keys)
     texts, weights = tuple_contrast(exemplar, wanted, training.mask_word)  # raises on a missing key
-    key = _cache_key(training, exemplar, wanted, budget, row_budget, top_groups, max_order, seed)
-    cached = _read_cache(cache_dir, key)
+    began = time.perf_counter()
+    query = training.featurize(texts)  # cheap (2^|T| texts), and part of the cache key
+    numbers = (budget, row_budget, top_groups, max_order, seed)
+    key = _cache_key(training, exemplar, wanted, _digest(query), *numbers)
+    cached = None if refresh else _read_cache(cache_dir, key)
     if cached is not None:
         return cached
     writable(cache_dir)
-    began = time.perf_counter()
-    x_train, query = training.train_features(), training.featurize(texts)
+    x_train = training.train_features()
     full = DataLens(x_train, training.labels, query[:1], model_factory=training.model_factory, n_jobs=1)
     everything = np.ones((1, full.n_features), dtype=bool)
     # The target class: what the head trained on all the data predicts for the exemplar (log-odds of 1 > 0).
@@ -195,8 +202,10 @@ def trace_training_data(
     effect_all = float(lens.value_function(np.ones((1, lens.n_features), dtype=bool))[0])
     if not abs(effect_all) > 1e-9:
         raise ValueError(
-            f"{' × '.join(wanted)} has no joint effect on this exemplar with all the training data (does "
-            "featurize see the words as the monitor keys them?): nothing to trace"
+            f"{' × '.join(wanted)} has no joint effect on this exemplar with all the training data: nothing "
+            "to trace (a linear head on separate word or n-gram counts adds the words' effects, so it has "
+            "none; give it features that combine them, like word-pair counts; and check that featurize "
+            "sees the words as the monitor keys them)"
         )
     direction = 1.0 if effect_all > 0 else -1.0
     engine = ProxySPEX(
@@ -248,6 +257,7 @@ def trace_training_data(
         budget=budget,
         retrains=retrains,
         seconds=round(time.perf_counter() - began, 2),
+        class_names=[str(c) for c in training.class_names],
     )
     _write_cache(cache_dir, key, result)
     return result
@@ -336,9 +346,23 @@ def writable(cache_dir: Path | None) -> None:
         raise ValueError(f"cache_dir {str(cache_dir)!r}: cannot write there ({reason})") from error
 
 
-def _cache_key(training: TrainingSet, exemplar: str, keys: tuple[str, ...], *numbers: int) -> str:
+def _digest(features: object) -> str:
+    """SHA-256 of a dense or SciPy sparse feature matrix's values (and layout)."""
+    digest = hashlib.sha256()
+    if hasattr(features, "tocsr"):
+        csr = features.tocsr()  # type: ignore[attr-defined]
+        parts = (csr.data, csr.indices, csr.indptr, np.asarray(csr.shape))
+    else:
+        array = np.ascontiguousarray(features)
+        parts = (array, np.asarray(array.shape))
+    for part in parts:
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
+
+
+def _cache_key(training: TrainingSet, exemplar: str, keys: tuple[str, ...], query: str, *numbers: int) -> str:
     digest = hashlib.sha256(training.fingerprint().encode())
-    digest.update(json.dumps([exemplar, list(keys), list(numbers), FORMAT]).encode())
+    digest.update(json.dumps([exemplar, list(keys), query, list(numbers), FORMAT]).encode())
     return digest.hexdigest()[:32]
 
 

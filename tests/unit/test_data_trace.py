@@ -56,9 +56,14 @@ def test_a_second_run_reads_the_cache_and_json_round_trips(planted, found):
     folder, result = found
     again = _trace(planted[1], folder)
     assert again.cached and again.seconds == 0.0 and not result.cached
+    fresh = trace_training_data(
+        planted[1], "i did not love the music", ["love", "music"], budget=600, row_budget=0, cache_dir=folder,
+        refresh=True,
+    )  # fmt: skip
+    assert not fresh.cached and not fresh.examples
     assert [g.group for g in again.groups] == [g.group for g in result.groups]
     assert DataTrace.from_json(result.to_json()) == result
-    assert len(list(folder.iterdir())) == 1
+    assert len(list(folder.iterdir())) == 2  # the row budget is part of the key
 
 
 def test_without_the_planted_reviews_there_is_nothing_to_trace():
@@ -138,3 +143,14 @@ def test_a_result_with_a_non_finite_fit_round_trips_as_strict_json():
 def test_ablation_removes_or_masks_words_by_their_monitor_key():
     assert ablate_words("I LOVE the Music!", {"love", "music"}) == "I the"
     assert ablate_words("i love the music", {"music"}, "[MASK]") == "i love the [MASK]"
+
+
+def test_the_cache_key_sees_the_featurized_exemplar():
+    """A featurizer whose parameters changed (same code, same name) must miss the cache: the key holds a
+    digest of the exemplar's featurized ablations."""
+    from spex_monitor.lenses.data_trace import _digest
+
+    texts, _ = tuple_contrast("i did not love the music", ["love", "music"])
+    assert _digest(pair_features(texts)) == _digest(pair_features(texts))
+    assert _digest(pair_features(texts)) != _digest(pair_features(texts, dim=2**11))
+    assert _digest(pair_features(texts).toarray()) != _digest(pair_features(texts))
