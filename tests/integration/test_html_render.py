@@ -16,6 +16,7 @@ import pytest
 
 from spex_monitor.attribution import Interactions
 from spex_monitor.html_report import TraceReport, render_trace_report
+from spex_monitor.lenses.data_trace import DataTrace, RankedExample, RankedGroup
 from spex_monitor.monitor import InteractionMap, compare_maps
 from spex_monitor.protocol.v1 import monitor_pb2 as pb
 from spex_monitor.server.messages import report_message
@@ -84,6 +85,12 @@ def test_the_report_reads_right_in_headless_chromium(tmp_path):
             window_top=[],
             examples=[],
             pair=(None, after),
+            data=DataTrace(
+                keys=("love", "music"), exemplar="i did not love the music", target=1, target_name="positive",
+                training_set="planted", effect_all=2.7, groups=[RankedGroup("shard-157", 0.374, 9, [2000])],
+                group_pairs=[], faithfulness=0.81, budget=400, retrains=701, seconds=10.3,
+                examples=[RankedExample(2000, "shard-157", "i did not love the music", 1, 0.25)],
+            ),  # fmt: skip
         )
     )
     assert "<script" not in page and "http://" not in page and "https://" not in page  # no JS, no network
@@ -104,5 +111,6 @@ def test_the_report_reads_right_in_headless_chromium(tmp_path):
     assert "behaviour changed" in text and "within noise" in text and "boring × not" in text
     assert "one request on each side" in text and "the plot was not boring" in text
     assert "(none stored)" in text
+    assert "Training data behind love × music" in text and "shard-157 (1 of 9 rows hold the tuple)" in text
     # both ends of the time axis read differently (seconds, UTC)
     assert "22:13:20 UTC" in text and "22:14:00 UTC" in text
