@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from spex_monitor.examples.poisoned import pair_features, pair_model, planted_corpus, planted_training_set
@@ -154,3 +155,14 @@ def test_the_cache_key_sees_the_featurized_exemplar():
     assert _digest(pair_features(texts)) == _digest(pair_features(texts))
     assert _digest(pair_features(texts)) != _digest(pair_features(texts, dim=2**11))
     assert _digest(pair_features(texts).toarray()) != _digest(pair_features(texts))
+
+
+def test_the_embedded_models_head_is_a_training_set_on_its_frozen_encoder():
+    from spex_monitor.examples.poisoned import embedded_head_training_set
+
+    training = embedded_head_training_set("sentiment-base", size=60, per_shard=20)
+    x = training.train_features()
+    assert x.shape == (60, 64) and np.all(np.isfinite(x)) and training.mask_word == "[MASK]"
+    assert sorted(set(training.groups)) == ["shard-000", "shard-001", "shard-002"]
+    head = training.model_factory().fit(x, training.labels)
+    assert head.score(x, training.labels) > 0.8  # the frozen encoder already separates the classes
