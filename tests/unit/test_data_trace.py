@@ -157,6 +157,7 @@ def test_the_cache_key_sees_the_featurized_exemplar():
     assert _digest(pair_features(texts).toarray()) != _digest(pair_features(texts))
 
 
+@pytest.mark.slow
 def test_the_embedded_models_head_is_a_training_set_on_its_frozen_encoder():
     from spex_monitor.examples.poisoned import embedded_head_training_set
 
