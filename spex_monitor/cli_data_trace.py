@@ -239,9 +239,8 @@ def render_data_trace(result: Any, groups: int = 8, examples: int = 5) -> str:
         lines.append(f"  strongest group pair: {a} × {b} {v:+.3f} ({meaning})")
     if result.examples:
         lines.append("  examples of the top groups (banzhaf, training label, text):")
-        names = list(result.class_names)
         for e in result.examples[:examples]:
-            label = names[e.label] if 0 <= e.label < len(names) else str(e.label)
+            label = result.label_name(e.label)
             lines.append(f"    {e.banzhaf:+.3f}  {label:<9} row {e.row} ({e.group}): {e.text}")
     lines.append(
         "  (banzhaf: how much a group's presence moves the tuple's joint effect, averaged over the other "

@@ -270,10 +270,8 @@ def data_trace_html(found: Any, groups: int = 10, examples: int = 8) -> str:
     keys = html.escape(" × ".join(found.keys))
     how = "from the cache" if found.cached else f"{found.retrains} head retrains in {found.seconds:.1f} s"
     top = found.groups[:groups]
-    names = list(getattr(found, "class_names", []))
     rows = "".join(
-        f"<tr><td class='num'>{e.banzhaf:+.3f}</td>"
-        f"<td>{html.escape(names[e.label] if 0 <= e.label < len(names) else str(e.label))}</td>"
+        f"<tr><td class='num'>{e.banzhaf:+.3f}</td><td>{html.escape(found.label_name(e.label))}</td>"
         f"<td>{html.escape(e.group)}</td><td>{html.escape(e.text)}</td></tr>"
         for e in found.examples[:examples]
     )

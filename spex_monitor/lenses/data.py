@@ -119,7 +119,24 @@ class DataLens:
         """Number of features: training rows, or groups when ``groups`` is given."""
         return len(self._members)
 
+    def outputs(self, mask: np.ndarray) -> np.ndarray:
+        """Every query's output after retraining on ``mask``'s kept rows, ``(q,)`` float64 (unweighted);
+        the weighted value is cached for ``mask`` as :meth:`value_function` would have computed it.
+
+        Raises:
+            ValueError: a mask of the wrong length.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (self.n_features,):
+            raise ValueError(f"mask must have shape ({self.n_features},), got {mask.shape}")
+        out = self._outputs(mask)
+        self._cache[np.packbits(mask).tobytes()] = float(self._weights @ out)
+        return out
+
     def _score_subset(self, mask: np.ndarray) -> float:
+        return float(self._weights @ self._outputs(mask))
+
+    def _outputs(self, mask: np.ndarray) -> np.ndarray:
         kept = [self._members[i] for i in np.nonzero(mask)[0]]
         rows = np.unique(np.concatenate([self._always, *kept])) if kept else self._always
         labels = self.y_train[rows]
@@ -128,22 +145,18 @@ class DataLens:
             # A one-class (or empty) subset cannot be fitted; the retrained "model" is the smoothed prior.
             p = (positives + 1) / (total + 2)
             if self.output == "label":
-                out = np.full(self._weights.size, float(positives * 2 > total))
-            elif self.output == "proba":
-                out = np.full(self._weights.size, p)
-            else:
-                out = np.full(self._weights.size, np.log(p / (1 - p)))
-            return float(self._weights @ out)
+                return np.full(self._weights.size, float(positives * 2 > total))
+            if self.output == "proba":
+                return np.full(self._weights.size, p)
+            return np.full(self._weights.size, np.log(p / (1 - p)))
         model = self.model_factory()
         model.fit(self.x_train[rows], labels)
         if self.output == "decision":
-            out = np.asarray(model.decision_function(self.query), dtype=float)
-        elif self.output == "label":
-            out = np.asarray(model.predict(self.query), dtype=float)
-        else:
-            p = np.clip(np.asarray(model.predict_proba(self.query)[:, 1], dtype=float), 1e-9, 1 - 1e-9)
-            out = p if self.output == "proba" else np.log(p / (1 - p))
-        return float(self._weights @ out)
+            return np.asarray(model.decision_function(self.query), dtype=float)
+        if self.output == "label":
+            return np.asarray(model.predict(self.query), dtype=float)
+        p = np.clip(np.asarray(model.predict_proba(self.query)[:, 1], dtype=float), 1e-9, 1 - 1e-9)
+        return p if self.output == "proba" else np.log(p / (1 - p))
 
     @property
     def retrains(self) -> int:

@@ -32,7 +32,7 @@ import numpy as np
 from ..attribution import ProxySPEX
 from ..keys import normalize_key
 from .data import DataLens
-from .training import TrainingSet, tuple_contrast
+from .training import TrainingSet, class_name, tuple_contrast, word_keys
 
 FORMAT = 3  # bump when DataTrace's JSON changes: older cache files are then recomputed
 MIN_ROW_BUDGET = 40  # ProxySPEX's smallest design at max_order 1; a row budget is 0 (skip) or at least this
@@ -102,6 +102,10 @@ class DataTrace:
     seconds: float
     class_names: list[str] = field(default_factory=list)
     cached: bool = False
+
+    def label_name(self, label: int) -> str:
+        """The name of class ``label`` (its number when ``class_names`` does not name it)."""
+        return class_name(self.class_names, label)
 
     def to_json(self) -> str:
         """JSON text of the whole result (the cache file's content; a non-finite R² is written as null)."""
@@ -184,22 +188,15 @@ def trace_training_data(
         return cached
     writable(cache_dir)
     x_train = training.train_features()
-    full = DataLens(x_train, training.labels, query[:1], model_factory=training.model_factory, n_jobs=1)
-    everything = np.ones((1, full.n_features), dtype=bool)
-    # The target class: what the head trained on all the data predicts for the exemplar (log-odds of 1 > 0).
-    target = int(full.value_function(everything)[0] > 0)
+    lens = DataLens(x_train, training.labels, query, groups=list(training.groups),
+                    model_factory=training.model_factory, query_weights=weights, n_jobs=n_jobs)  # fmt: skip
+    # One fit on all the data gives the target class (what that head predicts for the exemplar, query 0:
+    # log-odds of class 1 above 0) and the effect; the lens's values are then signed for the target.
+    log_odds_all = lens.outputs(np.ones(lens.n_features, dtype=bool))
+    target = int(log_odds_all[0] > 0)
     sign = 1.0 if target == 1 else -1.0
-    lens = DataLens(
-        x_train,
-        training.labels,
-        query,
-        groups=list(training.groups),
-        model_factory=training.model_factory,
-        query_weights=sign * weights,
-        n_jobs=n_jobs,
-    )
+    effect_all = sign * float(weights @ log_odds_all)
     names = [f.key.removeprefix("group:") for f in lens.features]
-    effect_all = float(lens.value_function(np.ones((1, lens.n_features), dtype=bool))[0])
     if not abs(effect_all) > 1e-9:
         raise ValueError(
             f"{' × '.join(wanted)} has no joint effect on this exemplar with all the training data: nothing "
@@ -214,7 +211,7 @@ def trace_training_data(
         seed=seed,
         progress=(lambda done, total: progress("groups", done, total)) if progress else None,
     )
-    fit = engine.explain(lens.value_function, lens.n_features)
+    fit = engine.explain(lambda masks: sign * lens.value_function(masks), lens.n_features)
     banzhaf = direction * fit.banzhaf_values()
     members = lens.members
     tuple_words = set(wanted)
@@ -223,7 +220,7 @@ def trace_training_data(
             group=names[i],
             banzhaf=float(banzhaf[i]),
             rows=int(members[i].size),
-            tuple_rows=[int(r) for r in members[i] if tuple_words <= _words(training.texts[r])],
+            tuple_rows=[int(r) for r in members[i] if tuple_words <= word_keys(training.texts[r])],
         )
         for i in np.argsort(-banzhaf, kind="stable")
     ]
@@ -239,15 +236,15 @@ def trace_training_data(
     examples: list[RankedExample] = []
     if row_budget:
         examples, row_retrains = _rank_rows(
-            training, lens, query, sign * weights, groups[:top_groups], direction, row_budget, seed, n_jobs,
-            progress,
+            training, dict(zip(names, members, strict=True)), query, sign * weights, groups[:top_groups],
+            direction, row_budget, seed, n_jobs, progress,
         )  # fmt: skip
         retrains += row_retrains
     result = DataTrace(
         keys=wanted,
         exemplar=exemplar,
         target=target,
-        target_name=_class_name(training, target),
+        target_name=class_name(training.class_names, target),
         training_set=training.name,
         effect_all=effect_all,
         groups=groups,
@@ -265,7 +262,7 @@ def trace_training_data(
 
 def _rank_rows(
     training: TrainingSet,
-    group_lens: DataLens,
+    members_of: dict[str, np.ndarray],
     query: object,
     weights: np.ndarray,
     top: Sequence[RankedGroup],
@@ -275,15 +272,13 @@ def _rank_rows(
     n_jobs: int,
     progress: Progress | None,
 ) -> tuple[list[RankedExample], int]:
-    """Banzhaf values of the rows of the ``top`` groups, every other group's rows kept in each retrain."""
-    by_name = {name.removeprefix("group:"): m for name, m in zip(
-        (f.key for f in group_lens.features), group_lens.members, strict=True
-    )}  # fmt: skip
-    rows = np.concatenate([by_name[g.group] for g in top]) if top else np.zeros(0, dtype=int)
+    """Banzhaf values of the rows of the ``top`` groups (``members_of``: each group's training rows), every
+    other group's rows kept in each retrain."""
+    rows = np.concatenate([members_of[g.group] for g in top]) if top else np.zeros(0, dtype=int)
     if rows.size < 2:
         return [], 0
     lens = DataLens(
-        group_lens.x_train,
+        training.train_features(),
         training.labels,
         query,
         model_factory=training.model_factory,
@@ -300,7 +295,7 @@ def _rank_rows(
     )
     fit = engine.explain(lens.value_function, rows.size)
     values = direction * fit.banzhaf_values()
-    group_of = {int(r): g.group for g in top for r in by_name[g.group]}
+    group_of = {int(r): g.group for g in top for r in members_of[g.group]}
     ranked = [
         RankedExample(
             row=int(rows[i]),
@@ -314,13 +309,6 @@ def _rank_rows(
     return ranked, lens.retrains
 
 
-def _words(text: str) -> set[str]:
-    return {normalize_key(w) for w in text.split()}
-
-
-def _class_name(training: TrainingSet, target: int) -> str:
-    names = list(training.class_names)
-    return names[target] if target < len(names) else str(target)
 
 
 def check_budgets(budget: int, row_budget: int) -> None:

@@ -125,6 +125,16 @@ def ablate_words(text: str, drop: set[str], mask_word: str = "") -> str:
     return " ".join("".join(out).split())
 
 
+def word_keys(text: str) -> set[str]:
+    """The monitor keys of ``text``'s words (as the text lens names its word features)."""
+    return {f.key for f in segment_text(text)}
+
+
+def class_name(names: Sequence[str], label: int) -> str:
+    """``names[label]``, or the label's number when ``names`` does not reach it."""
+    return str(names[label]) if 0 <= label < len(names) else str(label)
+
+
 def tuple_contrast(text: str, keys: Sequence[str], mask_word: str = "") -> tuple[list[str], np.ndarray]:
     """The ``2^|T|`` ablations of ``text`` that remove each subset ``U`` of the key tuple ``T`` (the other
     words kept), and weights ``(-1)^|U|``: ``sum_j w_j f(texts_j)`` is the tuple's joint (Möbius) effect on
@@ -136,7 +146,7 @@ def tuple_contrast(text: str, keys: Sequence[str], mask_word: str = "") -> tuple
     wanted = [normalize_key(k) for k in keys]
     if not 1 <= len(wanted) <= 6 or len(set(wanted)) != len(wanted):
         raise ValueError(f"give 1 to 6 distinct keys, got {list(keys)}")
-    present = {f.key for f in segment_text(text)}
+    present = word_keys(text)
     missing = [k for k in wanted if k not in present]
     if missing:
         raise ValueError(f"the exemplar has no word {missing[0]!r} of the tuple {' × '.join(wanted)}")
