@@ -8,11 +8,32 @@ from dataclasses import dataclass
 from .baselines import Baselines
 from .maps import InteractionMap, KeyTuple
 from .records import LockedCounter, WindowResult
-from .shift import compare_maps
+from .shift import ShiftReport, compare_maps
 from .store import Store
 from .windows import ClosedWindow
 
 TOP_STORED = 10  # contributors stored with each report
+
+
+def report_fields(
+    report: ShiftReport,
+    alarm: bool,
+    window_requests: float,
+    public_key: Callable[[KeyTuple], KeyTuple] = tuple,
+) -> dict:
+    """What a pod's and a fleet window's stored report share beside their contributors: order shares,
+    first-order NDCG, drift, the alarm, the two tests behind ``p_value`` (the decisive tuples' keys as
+    ``public_key`` shows them) and the window's explained requests. JSON-ready."""
+    return {
+        "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},
+        "first_order_ndcg": report.first_order_ndcg,
+        "input_drift": report.input_drift,
+        "output_drift": report.output_drift,
+        "alarm": alarm,
+        "shift_p_value": report.shift_p_value,
+        "decisive": report.decisive.fields(TOP_STORED, public_key) if report.decisive is not None else None,
+        "window_requests": window_requests,
+    }
 
 
 @dataclass
@@ -97,18 +118,7 @@ class WindowCloser:
                             ]
                             for c in report.top_contributors(TOP_STORED)
                         ],
-                        "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},
-                        "first_order_ndcg": report.first_order_ndcg,
-                        "input_drift": report.input_drift,
-                        "output_drift": report.output_drift,
-                        "alarm": alarm,
-                        "shift_p_value": report.shift_p_value,
-                        "decisive": (
-                            report.decisive.fields(TOP_STORED, self.public_key)
-                            if report.decisive is not None
-                            else None
-                        ),
-                        "window_requests": closed.map.requests,
+                        **report_fields(report, alarm, closed.map.requests, self.public_key),
                     },
                 )
             if self.rolling_decay is not None and not alarm:

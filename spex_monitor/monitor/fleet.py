@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .closing import TOP_STORED
+from .closing import TOP_STORED, report_fields
 from .fleet_lock import AdvisoryLock, HeldLock, Lock
 from .maps import InteractionMap
 from .shift import ShiftReport, compare_maps
@@ -216,17 +216,10 @@ class FleetAggregator:
         alarm = report.p_value < self.alarm_p_value
         body = {
             "top": [
-                [list(c.key), c.baseline, c.window, c.delta, c.exemplars] for c in report.top_contributors(10)
+                [list(c.key), c.baseline, c.window, c.delta, c.exemplars]
+                for c in report.top_contributors(TOP_STORED)
             ],
-            "order_shares": {str(k): list(v) for k, v in report.order_shares.items()},
-            "first_order_ndcg": report.first_order_ndcg,
-            "input_drift": report.input_drift,
-            "output_drift": report.output_drift,
-            "alarm": alarm,
-            # the two tests behind p_value, as a pod's report stores them (trace --scope fleet prints them)
-            "shift_p_value": report.shift_p_value,
-            "decisive": report.decisive.fields(TOP_STORED) if report.decisive is not None else None,
-            "window_requests": merged.requests,
+            **report_fields(report, alarm, merged.requests),  # as a pod's report stores them
             "pods": pods,
             "pod_windows": pod_windows,
         }
