@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from spex_monitor.bench.calibration import Detector, calibrate, outcome, wilson
 from spex_monitor.bench.pools import PoolBuilder, predict
@@ -22,12 +21,7 @@ from spex_monitor.monitor.shift import Contributor
 SHORT = TrafficProfile("short", long_share=0.0, contrast=0.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,7 @@ from spex_monitor.examples.calibration import (
 )
 from spex_monitor.examples.embedded import DERIVED, model_path
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(name: str):
